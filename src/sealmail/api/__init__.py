@@ -1,0 +1,1 @@
+"""The JSON API root and the bearer tokens of calling systems."""

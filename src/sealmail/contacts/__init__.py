@@ -1,0 +1,1 @@
+"""Customers, contacts, their keys and the customer portal."""

@@ -1,0 +1,1 @@
+"""Inbound mail for the role addresses and the staff ticket queue."""

@@ -1,0 +1,1 @@
+"""Provider keys: management commands, the public key page and WKD."""

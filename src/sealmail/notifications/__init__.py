@@ -1,0 +1,1 @@
+"""Line and order events, and the key expiry checks."""

@@ -1,0 +1,1 @@
+"""The outbox: stored outgoing messages and their delivery."""

@@ -1,0 +1,119 @@
+"""Helpers that turn environment variables into settings values.
+
+Each helper raises ``ImproperlyConfigured`` naming the variable, the value
+and the expected form, so a typo fails at start-up rather than later.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+from urllib.parse import urlparse
+
+from django.core.exceptions import ImproperlyConfigured
+from huey import RedisHuey, SqliteHuey
+from huey.api import Huey
+
+HUEY_NAME = "sealmail"
+
+
+def data_dir() -> Path:
+    """Return ``SEALMAIL_DATA_DIR`` as an absolute path, creating it."""
+    path = Path(os.environ.get("SEALMAIL_DATA_DIR", "var")).expanduser().resolve()
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        keys = path / "keys"
+        keys.mkdir(mode=0o700, exist_ok=True)
+        keys.chmod(0o700)
+    except OSError as exc:
+        raise ImproperlyConfigured(
+            f"SEALMAIL_DATA_DIR={str(path)!r} cannot be created: {exc.strerror}; "
+            "point it at a writable directory"
+        ) from exc
+    return path
+
+
+def ensure_secret_key(directory: Path) -> str:
+    """Return the Django secret key stored in ``directory``, generating it once."""
+    path = directory / "secret_key"
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        key = path.read_text().strip()
+        if not key:
+            raise ImproperlyConfigured(
+                f"{str(path)!r} is empty; delete it to generate a new secret key"
+            ) from None
+        return key
+    key = secrets.token_urlsafe(50)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(key + "\n")
+    return key
+
+
+def env_bool(name: str, default: bool) -> bool:
+    value = os.environ.get(name)
+    if value is None or value == "":
+        return default
+    lowered = value.strip().lower()
+    if lowered in {"1", "true", "yes", "on"}:
+        return True
+    if lowered in {"0", "false", "no", "off"}:
+        return False
+    raise ImproperlyConfigured(f"{name}={value!r} is not a boolean; use true or false")
+
+
+def env_int(name: str, default: int) -> int:
+    value = os.environ.get(name)
+    if value is None or value == "":
+        return default
+    try:
+        return int(value)
+    except ValueError:
+        raise ImproperlyConfigured(
+            f"{name}={value!r} is not an integer; give a whole number"
+        ) from None
+
+
+def env_addr(name: str, default: str) -> tuple[str, int]:
+    """Parse ``HOST:PORT`` (``[::1]:PORT`` for IPv6) from ``name``."""
+    value = os.environ.get(name) or default
+    host, sep, port = value.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ImproperlyConfigured(
+            f"{name}={value!r} is not a listen address; use HOST:PORT, "
+            "for example 127.0.0.1:8000 or [::1]:8000"
+        )
+    return host.strip("[]"), int(port)
+
+
+def role_addresses(value: str, sender: str) -> list[str]:
+    """Return the role addresses, defaulting to support@, sales@ and accounts@."""
+    addresses = [item.strip().lower() for item in value.split(",") if item.strip()]
+    if not addresses:
+        domain = sender.rpartition("@")[2]
+        addresses = [f"{local}@{domain}" for local in ("support", "sales", "accounts")]
+    for address in addresses:
+        local, at, domain = address.partition("@")
+        if not at or not local or not domain:
+            raise ImproperlyConfigured(
+                f"SEALMAIL_ROLE_ADDRESSES contains {address!r}, which is not an "
+                "address; give comma-separated addresses like support@example.net"
+            )
+    return addresses
+
+
+def huey_from_url(url: str, sqlite_path: Path, *, immediate: bool) -> Huey:
+    """Build the Huey instance: SQLite at ``sqlite_path`` or Redis at ``url``."""
+    if not url:
+        return SqliteHuey(HUEY_NAME, filename=str(sqlite_path), immediate=immediate)
+    parsed = urlparse(url)
+    if parsed.scheme in {"redis", "rediss"}:
+        return RedisHuey(HUEY_NAME, url=url, immediate=immediate)
+    if parsed.scheme == "sqlite":
+        return SqliteHuey(HUEY_NAME, filename=parsed.path, immediate=immediate)
+    raise ImproperlyConfigured(
+        f"SEALMAIL_QUEUE_URL={url!r} has an unknown scheme; "
+        "use redis://HOST:PORT/DB or sqlite:///PATH"
+    )

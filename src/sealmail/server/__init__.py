@@ -1,0 +1,1 @@
+"""The processes: web, worker, inbound SMTP, and all three together."""

@@ -1,0 +1,70 @@
+from __future__ import annotations
+
+import logging
+import signal
+import subprocess
+import sys
+import time
+
+from django.conf import settings
+from django.core.management.base import BaseCommand
+
+logger = logging.getLogger(__name__)
+
+PROCESSES = ("web", "worker", "smtpd")
+
+
+class Command(BaseCommand):
+    help = (
+        "Run the web portal, the worker and the inbound SMTP/LMTP server together "
+        "on one machine; stop all three with Ctrl-C."
+    )
+
+    def handle(self, *args, **options) -> None:
+        children: dict[str, subprocess.Popen[bytes]] = {}
+        stopping = False
+
+        def stop(signum: int, frame: object) -> None:
+            nonlocal stopping
+            stopping = True
+
+        signal.signal(signal.SIGINT, stop)
+        signal.signal(signal.SIGTERM, stop)
+        for name in PROCESSES:
+            children[name] = subprocess.Popen([sys.executable, "-m", "sealmail", name])
+            logger.info("started %s (pid %d)", name, children[name].pid)
+        smtp_host, smtp_port = settings.SEALMAIL_SMTPD_ADDR
+        logger.info(
+            "sealmail serving: portal %s, inbound SMTP/LMTP on %s:%d",
+            settings.SEALMAIL_BASE_URL,
+            smtp_host,
+            smtp_port,
+        )
+        exit_code = 0
+        while not stopping:
+            for name, child in children.items():
+                code = child.poll()
+                if code is not None:
+                    logger.error("%s exited with status %d; stopping the others", name, code)
+                    exit_code = code or 1
+                    stopping = True
+                    break
+            time.sleep(0.2)
+        self.terminate(children)
+        if exit_code:
+            sys.exit(exit_code)
+
+    @staticmethod
+    def terminate(children: dict[str, subprocess.Popen[bytes]]) -> None:
+        for child in children.values():
+            if child.poll() is None:
+                child.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + 10
+        for name, child in children.items():
+            try:
+                child.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                logger.warning("%s did not stop within 10 s; killing it", name)
+                child.kill()
+                child.wait()
+            logger.info("stopped %s", name)

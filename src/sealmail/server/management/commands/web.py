@@ -1,0 +1,38 @@
+from __future__ import annotations
+
+import os
+import sys
+
+from django.conf import settings
+from django.core.management.base import BaseCommand, CommandParser
+
+
+class Command(BaseCommand):
+    help = "Run the web portal, staff UI and API with gunicorn on SEALMAIL_WEB_ADDR."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument(
+            "--workers",
+            type=int,
+            default=int(os.environ.get("SEALMAIL_WEB_WORKERS", "2")),
+            help="number of gunicorn worker processes (default 2, or SEALMAIL_WEB_WORKERS)",
+        )
+
+    def handle(self, *args, workers: int, **options) -> None:
+        host, port = settings.SEALMAIL_WEB_ADDR
+        bind = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        argv = [
+            sys.executable,
+            "-m",
+            "gunicorn",
+            "sealmail.project.wsgi:application",
+            "--bind",
+            bind,
+            "--workers",
+            str(workers),
+            "--access-logfile",
+            "-",
+            "--graceful-timeout",
+            "5",
+        ]
+        os.execv(sys.executable, argv)

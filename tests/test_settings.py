@@ -1,0 +1,103 @@
+from __future__ import annotations
+
+import os
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from django.core.exceptions import ImproperlyConfigured
+from huey import RedisHuey, SqliteHuey
+
+from sealmail.project import environment
+
+
+def test_data_dir_created_with_private_keys(tmp_path, monkeypatch):
+    target = tmp_path / "instance"
+    monkeypatch.setenv("SEALMAIL_DATA_DIR", str(target))
+    path = environment.data_dir()
+    assert path == target
+    assert stat.S_IMODE((target / "keys").stat().st_mode) == 0o700
+
+
+def test_secret_key_generated_once(tmp_path):
+    first = environment.ensure_secret_key(tmp_path)
+    second = environment.ensure_secret_key(tmp_path)
+    assert first == second
+    assert len(first) >= 50
+    assert stat.S_IMODE((tmp_path / "secret_key").stat().st_mode) == 0o600
+
+
+def test_empty_secret_key_file_rejected(tmp_path):
+    (tmp_path / "secret_key").write_text("")
+    with pytest.raises(ImproperlyConfigured, match="secret_key.*delete it"):
+        environment.ensure_secret_key(tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [("127.0.0.1:8000", ("127.0.0.1", 8000)), ("[::1]:2525", ("::1", 2525))],
+)
+def test_listen_address_parsed(monkeypatch, value, expected):
+    monkeypatch.setenv("SEALMAIL_WEB_ADDR", value)
+    assert environment.env_addr("SEALMAIL_WEB_ADDR", "x") == expected
+
+
+@pytest.mark.parametrize("value", ["8000", "localhost:", "host:99999", ":80"])
+def test_bad_listen_address_named(monkeypatch, value):
+    monkeypatch.setenv("SEALMAIL_WEB_ADDR", value)
+    with pytest.raises(ImproperlyConfigured, match=r"SEALMAIL_WEB_ADDR=.*HOST:PORT"):
+        environment.env_addr("SEALMAIL_WEB_ADDR", "127.0.0.1:8000")
+
+
+def test_role_addresses_default_to_sender_domain():
+    assert environment.role_addresses("", "billing@isp.example") == [
+        "support@isp.example",
+        "sales@isp.example",
+        "accounts@isp.example",
+    ]
+
+
+def test_role_addresses_rejects_non_address():
+    with pytest.raises(ImproperlyConfigured, match="'helpdesk'"):
+        environment.role_addresses("support@isp.example, helpdesk", "x@isp.example")
+
+
+def test_bad_boolean_named(monkeypatch):
+    monkeypatch.setenv("SEALMAIL_DEBUG", "maybe")
+    with pytest.raises(ImproperlyConfigured, match="SEALMAIL_DEBUG='maybe'"):
+        environment.env_bool("SEALMAIL_DEBUG", False)
+
+
+def test_queue_url_selects_backend(tmp_path):
+    assert isinstance(environment.huey_from_url("", tmp_path / "q", immediate=False), SqliteHuey)
+    redis = environment.huey_from_url("redis://127.0.0.1:6379/3", tmp_path / "q", immediate=False)
+    assert isinstance(redis, RedisHuey)
+    with pytest.raises(ImproperlyConfigured, match="amqp://"):
+        environment.huey_from_url("amqp://x", tmp_path / "q", immediate=False)
+
+
+def test_settings_follow_environment(tmp_path):
+    env = dict(
+        os.environ,
+        SEALMAIL_DATA_DIR=str(tmp_path),
+        SEALMAIL_FROM="noreply@isp.example",
+        DATABASE_URL="postgres://db.internal:5432/sealmail",
+        SEALMAIL_QUEUE_URL="redis://127.0.0.1:6379/2",
+        SEALMAIL_SMTP_URL="smtp://relay.internal:25",
+        DJANGO_SETTINGS_MODULE="sealmail.project.settings",
+    )
+    code = (
+        "from django.conf import settings as s\n"
+        "print(s.DATABASES['default']['ENGINE'], s.DATABASES['default']['HOST'])\n"
+        "print(type(s.HUEY).__name__, s.SEALMAIL_SMTP_URL)\n"
+        "print(','.join(s.SEALMAIL_ROLE_ADDRESSES))\n"
+    )
+    output = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+    ).stdout.splitlines()
+    assert output[0] == "django.db.backends.postgresql db.internal"
+    assert output[1] == "RedisHuey smtp://relay.internal:25"
+    assert output[2] == "support@isp.example,sales@isp.example,accounts@isp.example"
+    assert (Path(tmp_path) / "secret_key").exists()
