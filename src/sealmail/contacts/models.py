@@ -1,0 +1,110 @@
+"""Customers, their contacts and the public keys registered for them.
+
+A ``Contact`` is where mail goes: an address, a role, a mode (PGP/MIME or
+inline) and an encryption status. Its ``active_key`` is the certificate that
+outgoing mail is encrypted to; it is set only once the customer proved they
+can decrypt with it.
+"""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+
+
+class Customer(models.Model):
+    """A customer account of the provider, identified by its account number."""
+
+    account_number = models.CharField(max_length=64, unique=True)
+    name = models.CharField(max_length=200)
+    users = models.ManyToManyField(
+        settings.AUTH_USER_MODEL, related_name="customers", blank=True
+    )
+    created = models.DateTimeField(auto_now_add=True)
+    updated = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["account_number"]
+
+    def __str__(self) -> str:
+        return f"{self.account_number} {self.name}"
+
+
+class Contact(models.Model):
+    """An address of a customer that receives mail in one role."""
+
+    class Role(models.TextChoices):
+        GENERAL = "general", "General"
+        BILLING = "billing", "Billing"
+        TECHNICAL = "technical", "Technical"
+
+    class Mode(models.TextChoices):
+        PGPMIME = "pgpmime", "PGP/MIME"
+        INLINE = "inline", "Inline PGP"
+
+    class Encryption(models.TextChoices):
+        NONE = "none", "No encryption"
+        PENDING = "pending", "Waiting for confirmation"
+        ACTIVE = "active", "Encryption active"
+        KEY_PROBLEM = "key_problem", "Key unusable"
+
+    customer = models.ForeignKey(Customer, on_delete=models.CASCADE, related_name="contacts")
+    address = models.EmailField(max_length=254, db_index=True)
+    role = models.CharField(max_length=20, choices=Role.choices, default=Role.GENERAL)
+    mode = models.CharField(max_length=10, choices=Mode.choices, default=Mode.PGPMIME)
+    encryption = models.CharField(
+        max_length=12, choices=Encryption.choices, default=Encryption.NONE
+    )
+    active_key = models.ForeignKey(
+        "ContactKey", null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    created = models.DateTimeField(auto_now_add=True)
+    updated = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["customer", "role", "address"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["customer", "role", "address"], name="contact_unique_role_address"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.address} ({self.get_role_display()}, {self.customer.account_number})"
+
+    @property
+    def encryption_on(self) -> bool:
+        """Whether the customer turned encryption on: mail must never go out in clear.
+
+        True for an active key and for a key that became unusable since,
+        because the customer asked for encryption in both cases.
+        """
+        return self.encryption in {self.Encryption.ACTIVE, self.Encryption.KEY_PROBLEM}
+
+
+class ContactKey(models.Model):
+    """A public certificate offered for a contact, as sealmail stored it.
+
+    ``certificate`` is the binary certificate after intake stripped
+    third-party certifications; secret key material is never stored.
+    """
+
+    contact = models.ForeignKey(Contact, on_delete=models.CASCADE, related_name="keys")
+    fingerprint = models.CharField(max_length=64, db_index=True)
+    certificate = models.BinaryField(editable=False)
+    version = models.PositiveSmallIntegerField()
+    algorithm = models.CharField(max_length=64)
+    user_ids = models.JSONField(default=list, blank=True)
+    key_created = models.DateTimeField()
+    usable_until = models.DateTimeField(null=True, blank=True)
+    added = models.DateTimeField(auto_now_add=True)
+    last_checked = models.DateTimeField(null=True, blank=True)
+    problem = models.CharField(
+        max_length=32, blank=True, help_text="reason code when the key became unusable"
+    )
+
+    class Meta:
+        ordering = ["-added"]
+
+    def __str__(self) -> str:
+        return self.fingerprint.upper()
