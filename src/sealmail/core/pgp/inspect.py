@@ -179,6 +179,12 @@ def _read(raw: bytes) -> list[RawPacket]:
         ) from exc
     if any("PRIVATE KEY" in label for label in dearmored.labels):
         raise _secret_key_rejection()
+    if not dearmored.labels and not dearmored.data[0] & 0x80:
+        raise KeyRejected(
+            "malformed",
+            "The input is neither an ASCII-armored key (a block starting with "
+            f"-----BEGIN PGP PUBLIC KEY BLOCK-----) nor a binary OpenPGP key. {_retry_hint()}",
+        )
     try:
         packets = pk.read_packets(dearmored.data)
     except PacketError as exc:
