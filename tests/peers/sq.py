@@ -90,8 +90,14 @@ class Sq:
         key_blocks = [block for block in blocks if not block[0].startswith("UserID:")]
         return SqVerdict(primary_ok, any(usable_for_encryption(b) for b in key_blocks), text)
 
-    def encrypt(self, data: bytes, cert: bytes, *, signer_key: bytes | None = None) -> bytes:
+    def encrypt(
+        self, data: bytes, cert: bytes, *, signer_key: bytes | None = None,
+        compression: str | None = None,
+    ) -> bytes:
+        """Encrypt with sq; its default ``--compression pad`` wraps the data in a compressed packet."""
         args = ["encrypt", "--recipient-cert", str(self.file(cert, "recipient"))]
+        if compression:
+            args += ["--compression", compression]
         if signer_key is not None:
             args += ["--signer-key", str(self.file(signer_key, "signer"))]
         return self.run(*args, input=data).stdout
