@@ -12,6 +12,7 @@ import html
 import io
 import re
 from collections.abc import Sequence
+from email import quoprimime
 from email.generator import BytesGenerator
 from email.message import MIMEPart
 
@@ -23,6 +24,13 @@ from sealmail.core.mime.message import Attachment, OutgoingMessage
 _FROM_LINE = re.compile(r"^From ", re.MULTILINE)
 _MIME_TOKEN = re.compile(r"[A-Za-z0-9!#$%&'*+.^_`|~-]+")
 _LEGACY_DISPLAY_CLASS = "header-protection-legacy-display"
+_QP_LINE_LENGTH = 76
+# Fixed boundaries keep the Content-Type headers cacheable. They are safe
+# because every leaf part is quoted-printable or base64, and neither can
+# produce a line starting with "--=_" (base64 has no "-" or "_", and
+# quoted-printable writes "=" only before two hex digits or a line end).
+# Neither boundary is a prefix of the other or of the random outer ones.
+_BOUNDARIES = {"mixed": "=_sealmail.mixed", "alternative": "=_sealmail.alternative"}
 
 
 def build_body(
@@ -40,29 +48,24 @@ def build_body(
     Content-Type carries ``hp-legacy-display="1"``, for clients that do not
     understand header protection.
     """
+    if hp not in (None, "cipher", "clear"):
+        raise CompositionError(f"hp parameter {hp!r} is invalid; use 'cipher' or 'clear'")
     text, html_body = message_text(message)
-    text_part = _text_part(_with_legacy_text(text, legacy_display), "plain", legacy_display)
-    if html_body is None:
-        root = text_part
-    else:
+    attachments = message.attachments if with_attachments else ()
+    # The hp parameter belongs to the root part, whichever part that is.
+    root_params = f'; hp="{hp}"' if hp else ""
+    text_params = root_params if html_body is None and not attachments else ""
+    alternative_params = root_params if not attachments else ""
+
+    root = _text_part(_with_legacy_text(text, legacy_display), "plain", legacy_display, text_params)
+    if html_body is not None:
         html_part = _text_part(
-            _with_legacy_html(html_body, legacy_display), "html", legacy_display
+            _with_legacy_html(html_body, legacy_display), "html", legacy_display, ""
         )
-        root = MIMEPart(policy=WIRE_POLICY)
-        root.make_alternative()
-        root.attach(text_part)
-        root.attach(html_part)
-
-    if with_attachments and message.attachments:
-        body = root
-        root = MIMEPart(policy=WIRE_POLICY)
-        root.make_mixed()
-        root.attach(body)
-        for attachment in message.attachments:
-            root.attach(attachment_part(attachment))
-
-    if hp is not None:
-        root.set_param("hp", hp)
+        root = _multipart("alternative", [root, html_part], alternative_params)
+    if attachments:
+        parts = [root] + [attachment_part(attachment) for attachment in attachments]
+        root = _multipart("mixed", parts, root_params)
     return root
 
 
@@ -145,19 +148,34 @@ def serialize(part: MIMEPart) -> bytes:
 
 
 def _text_part(
-    text: str, subtype: str, legacy_display: Sequence[tuple[str, str]]
+    text: str, subtype: str, legacy_display: Sequence[tuple[str, str]], params: str
 ) -> MIMEPart:
-    params = {"hp-legacy-display": "1"} if legacy_display else None
-    part = MIMEPart(policy=WIRE_POLICY)
+    if legacy_display:
+        params += '; hp-legacy-display="1"'
+    # Line endings become LF here; the generator writes them as CRLF.
+    text = text.replace("\r\n", "\n").replace("\r", "\n")
+    if not text.endswith("\n"):
+        text += "\n"
     try:
-        part.set_content(
-            text, subtype=subtype, charset="utf-8", cte="quoted-printable", params=params
-        )
-    except (ValueError, UnicodeError) as exc:
+        octets = text.encode("utf-8").decode("latin-1")
+    except UnicodeError as exc:
         raise CompositionError(f"the text/{subtype} body cannot be encoded: {exc}") from exc
-    payload = part.get_payload()
+    # body_encode works on characters below 256, hence the latin-1 view of
+    # the UTF-8 octets; it also encodes whitespace at the end of a line.
+    payload = quoprimime.body_encode(octets, maxlinelen=_QP_LINE_LENGTH, eol="\n")
     if "From " in payload:
-        part.set_payload(_FROM_LINE.sub("=46rom ", payload))
+        payload = _FROM_LINE.sub("=46rom ", payload)
+    part = MIMEPart(policy=WIRE_POLICY)
+    part["Content-Type"] = f'text/{subtype}; charset="utf-8"{params}'
+    part["Content-Transfer-Encoding"] = "quoted-printable"
+    part.set_payload(payload)
+    return part
+
+
+def _multipart(subtype: str, parts: list[MIMEPart], params: str) -> MIMEPart:
+    part = MIMEPart(policy=WIRE_POLICY)
+    part["Content-Type"] = f'multipart/{subtype}{params}; boundary="{_BOUNDARIES[subtype]}"'
+    part.set_payload(parts)
     return part
 
 

@@ -19,9 +19,73 @@ from email.headerregistry import Address
 
 from sealmail.core.errors import CompositionError
 
-# SMTP policy: CRLF line endings, RFC 2047 for non-ASCII, lines folded at 78.
-WIRE_POLICY = email.policy.SMTP.clone(max_line_length=78)
 MAX_LINE_LENGTH = 78
+
+
+class CachingPolicy(email.policy.EmailPolicy):
+    """An EmailPolicy that parses and folds each distinct header value once.
+
+    The leaf and multipart headers of a body tree (Content-Type,
+    Content-Transfer-Encoding) repeat from message to message, and parsing
+    them dominates the cost of building a tree. Header objects are
+    immutable, so the cached ones are shared between messages.
+    """
+
+    def header_store_parse(self, name: str, value: object) -> tuple[str, object]:
+        if isinstance(value, str):
+            if "\r" in value or "\n" in value:
+                raise ValueError("Header values may not contain linefeed or carriage return characters")
+            return (name, _parse_header(self, name, value))
+        return super().header_store_parse(name, value)
+
+    def header_max_count(self, name: str) -> int | None:
+        key = name.lower()
+        if key not in _max_counts:
+            _max_counts[key] = super().header_max_count(name)
+        return _max_counts[key]
+
+    def fold_binary(self, name: str, value: object) -> bytes:
+        if hasattr(value, "name"):
+            return _fold_header(self, name, str(value), value)
+        return super().fold_binary(name, value)
+
+
+def _policy_key(policy: email.policy.EmailPolicy) -> tuple[object, ...]:
+    return (policy.max_line_length, policy.linesep, policy.utf8, policy.cte_type)
+
+
+_max_counts: dict[str, int | None] = {}
+_parsed_headers: dict[tuple[object, ...], object] = {}
+_folded_headers: dict[tuple[object, ...], bytes] = {}
+_HEADER_CACHE_SIZE = 4096
+
+
+def _parse_header(policy: email.policy.EmailPolicy, name: str, value: str) -> object:
+    key = (*_policy_key(policy), name.lower(), name, value)
+    header = _parsed_headers.get(key)
+    if header is None:
+        header = policy.header_factory(name, value)
+        if len(_parsed_headers) >= _HEADER_CACHE_SIZE:
+            _parsed_headers.clear()
+        _parsed_headers[key] = header
+    return header
+
+
+def _fold_header(
+    policy: email.policy.EmailPolicy, name: str, text: str, header: object
+) -> bytes:
+    key = (*_policy_key(policy), name, text)
+    folded = _folded_headers.get(key)
+    if folded is None:
+        folded = email.policy.EmailPolicy.fold_binary(policy, name, header)
+        if len(_folded_headers) >= _HEADER_CACHE_SIZE:
+            _folded_headers.clear()
+        _folded_headers[key] = folded
+    return folded
+
+
+# SMTP settings: CRLF line endings, RFC 2047 for non-ASCII, lines folded at 78.
+WIRE_POLICY = CachingPolicy(linesep="\r\n", max_line_length=MAX_LINE_LENGTH)
 # A message identifier cannot be folded, and RFC 5322 limits a line to 998 octets.
 MAX_MESSAGE_ID_LENGTH = 250
 
@@ -29,6 +93,12 @@ MAX_MESSAGE_ID_LENGTH = 250
 _ATEXT = r"A-Za-z0-9!#$%&'*+/=?^_`{|}~-"
 _PLAIN_ADDR = re.compile(rf"[{_ATEXT}]+(?:\.[{_ATEXT}]+)*@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*")
 _PLAIN_PHRASE = re.compile(rf"[{_ATEXT}]+(?: [{_ATEXT}]+)*")
+# "Name <user@example.org>" or "user@example.org" with nothing to quote or decode.
+_PLAIN_MAILBOX = re.compile(
+    rf"\s*(?:(?P<name>[{_ATEXT}]+(?: [{_ATEXT}]+)*)\s*<)?"
+    rf"(?P<username>[{_ATEXT}]+(?:\.[{_ATEXT}]+)*)@"
+    rf"(?P<domain>[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*)(?(name)>)\s*"
+)
 _PLAIN_UNSTRUCTURED = re.compile(r"[\x21-\x7e]+(?: [\x21-\x7e]+)*")
 _MSGID = re.compile(r"<[\x21-\x3b\x3d\x3f-\x7e]+@[\x21-\x3b\x3d\x3f-\x7e]+>")
 
@@ -42,6 +112,10 @@ def parse_mailbox(value: str, field: str) -> Address:
     """
     if "\r" in value or "\n" in value:
         raise CompositionError(f"{field} {value!r} contains a line break; remove it")
+    match = _PLAIN_MAILBOX.fullmatch(value)
+    if match is not None:
+        name, username, domain = match.group("name", "username", "domain")
+        return Address(display_name=name or "", username=username, domain=domain)
     addresses = email.utils.getaddresses([value])
     if len(addresses) != 1 or not addresses[0][1]:
         raise CompositionError(

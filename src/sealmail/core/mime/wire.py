@@ -86,7 +86,7 @@ def multipart_signed(
             b"MIME-Version: 1.0\r\n",
             b'Content-Type: multipart/signed; micalg="',
             micalg.encode("ascii"),
-            b'";\r\n protocol="application/pgp-signature"; boundary="',
+            b'";\r\n protocol="application/pgp-signature";\r\n boundary="',
             boundary,
             b'"\r\n\r\n',
             SIGNED_PREAMBLE,
