@@ -42,8 +42,8 @@ def build_body(
 ) -> MIMEPart:
     """Return the body tree: text and HTML alternatives, then attachments.
 
-    ``hp`` sets the RFC 9788 ``hp`` parameter ("cipher" or "clear") on the
-    root part. ``legacy_display`` lists the (name, value) header fields the
+    ``hp`` sets the RFC 9788 ``hp`` parameter ("cipher" or "clear") and
+    ``protected-headers="v1"`` on the root part. ``legacy_display`` lists the (name, value) header fields the
     outer header hides; each text part then starts with them, and its
     Content-Type carries ``hp-legacy-display="1"``, for clients that do not
     understand header protection.
@@ -52,8 +52,11 @@ def build_body(
         raise CompositionError(f"hp parameter {hp!r} is invalid; use 'cipher' or 'clear'")
     text, html_body = message_text(message)
     attachments = message.attachments if with_attachments else ()
-    # The hp parameter belongs to the root part, whichever part that is.
-    root_params = f'; hp="{hp}"' if hp else ""
+    # The parameters belong to the root part, whichever part that is.
+    # protected-headers="v1" is the older marker from the Autocrypt
+    # protected-headers draft, which notmuch 0.37, Thunderbird and K-9 Mail
+    # read to show the protected Subject.
+    root_params = f'; hp="{hp}"; protected-headers="v1"' if hp else ""
     text_params = root_params if html_body is None and not attachments else ""
     alternative_params = root_params if not attachments else ""
 
