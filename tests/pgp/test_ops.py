@@ -226,7 +226,7 @@ def test_sq_round_trips(store, sq):
     assert [sig.status for sig in result.signatures] == ["good"]
 
     to_customer = encrypt_and_sign(b"to sq", [cert], store.signer())
-    opened = sq.decrypt(to_customer, key, signer_cert=provider_cert)
+    opened = sq.decrypt_with(to_customer, key, signer_cert=provider_cert)
     assert opened.returncode == 0, opened.stderr
     assert opened.stdout == b"to sq"
     assert "Good signature" in opened.stderr
@@ -241,7 +241,7 @@ def test_detached_signature_with_peers(store, customer_gpg, sq, tmp_path):
     assert gpg.verify_detached(data, signature.armored, tmp_path).returncode == 0
     assert gpg.verify_detached(data.replace(b"\r\n", b"\n"), signature.armored, tmp_path).returncode != 0
     provider_cert = str(store.certificate()).encode()
-    assert sq.verify_detached(data, signature.armored, provider_cert).returncode == 0
+    assert sq.verify_detached_with(data, signature.armored, provider_cert).returncode == 0
 
 
 def test_verify_detached_statuses(store, customer_gpg, tmp_path):
