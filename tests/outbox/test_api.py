@@ -12,7 +12,7 @@ from sealmail.contacts.models import Contact, Customer
 from sealmail.outbox import service
 from sealmail.outbox.models import Blob, OutboxMessage
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.db_backends]
 
 PDF = b"%PDF-1.4\n1 0 obj<<>>endobj\ntrailer<<>>\n%%EOF\n"
 
@@ -81,6 +81,8 @@ def test_customer_create_then_update(client):
     [
         ({"account_number": "K 1", "name": "x"}, "account_number"),
         ({"account_number": "K-1", "name": " "}, "name"),
+        ({"account_number": "K-1\x00", "name": "x"}, "account_number"),
+        ({"account_number": "K-1", "name": "x\x00y"}, "name"),
         ({"account_number": "K-1", "name": "x", "contacts": [{"address": "nope"}]}, "contacts[0].address"),
         (
             {
@@ -203,6 +205,10 @@ def test_idempotent_repeat(client):
             "attachments[0].content",
         ),
         ({"customer": "K-2001", "template": "no-such-template"}, 400, "template"),
+        ({"customer": "K-2001", "subject": "nul\x00"}, 400, "subject"),
+        ({"customer": "K-2001", "text": "nul\x00"}, 400, "text"),
+        ({"customer": "K-2001", "idempotency_key": "\x00"}, 400, "idempotency_key"),
+        ({"customer": "K-2001", "in_reply_to": "<a\x00@b>"}, 400, "in_reply_to"),
         ({"customer": "K-2001", "category": "key_problem"}, 422, None),
     ],
 )

@@ -6,7 +6,7 @@ import pytest
 
 from sealmail.contacts.models import Contact
 from sealmail.core.mime.message import Attachment
-from sealmail.outbox import service
+from sealmail.outbox import rendering, service
 from sealmail.outbox.models import OutboxMessage
 from sealmail.outbox.service import EnqueueError, IdempotencyConflict, enqueue
 
@@ -161,12 +161,14 @@ def test_provider_template_overrides_default(make_contact, data_dir):
     override = data_dir / "templates" / "outbox"
     override.mkdir(parents=True, exist_ok=True)
     (override / "line_status.txt").write_text("Provider text for {{ line_id }}")
+    rendering.reset_caches()
     try:
         [message] = enqueue(
             make_contact(), category="line_status", context={"line_id": "DSL-7", "state": "down"}
         )
     finally:
         (override / "line_status.txt").unlink()
+        rendering.reset_caches()
     assert message.text == "Provider text for DSL-7"
     assert message.subject == "Line DSL-7 is down"
 

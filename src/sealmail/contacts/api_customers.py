@@ -12,6 +12,7 @@ from django.http import HttpRequest
 from ninja import Field, Router, Schema, Status
 
 from sealmail.contacts.models import Contact, Customer
+from sealmail.outbox.api import COMMON_ERRORS, ErrorOut
 
 logger = logging.getLogger(__name__)
 
@@ -21,11 +22,6 @@ MAX_CONTACTS = 100
 
 RoleName = Literal[tuple(Contact.Role.values)]  # type: ignore[valid-type]
 ModeName = Literal[tuple(Contact.Mode.values)]  # type: ignore[valid-type]
-
-
-class ErrorOut(Schema):
-    detail: str
-    field: str | None = None
 
 
 class ContactIn(Schema):
@@ -78,8 +74,18 @@ def _validate(payload: CustomerIn) -> list[tuple[str, str, str | None]]:
             f"account number {payload.account_number!r} contains spaces; give it "
             "without spaces, like K-1001",
         )
+    if not number.isprintable():
+        raise CustomerError(
+            "account_number",
+            f"account number {payload.account_number!r} contains control "
+            "characters; remove them",
+        )
     if not payload.name.strip():
         raise CustomerError("name", "name is empty; give the customer's name")
+    if not payload.name.isprintable():
+        raise CustomerError(
+            "name", f"name {payload.name!r} contains control characters; remove them"
+        )
     if len(payload.contacts) > MAX_CONTACTS:
         raise CustomerError(
             "contacts",
@@ -153,7 +159,7 @@ def _upsert(payload: CustomerIn, rows: list[tuple[str, str, str | None]]) -> tup
 
 @router.post(
     "",
-    response={200: CustomerOut, 201: CustomerOut, 400: ErrorOut},
+    response={200: CustomerOut, 201: CustomerOut, 400: ErrorOut, **COMMON_ERRORS},
     summary="Create or update a customer and its contacts",
 )
 def upsert_customer(request: HttpRequest, payload: CustomerIn):
@@ -176,7 +182,7 @@ def upsert_customer(request: HttpRequest, payload: CustomerIn):
 
 @router.get(
     "/{account_number}",
-    response={200: CustomerOut, 404: ErrorOut},
+    response={200: CustomerOut, 404: ErrorOut, **COMMON_ERRORS},
     summary="A customer and its contacts",
 )
 def get_customer(request: HttpRequest, account_number: str):

@@ -18,7 +18,7 @@ from sealmail.outbox.service import (
     MAX_ATTACHMENT_BYTES,
     EnqueueError,
     contacts_of,
-    enqueue_bulk,
+    enqueue_bulk_checked,
 )
 
 logger = logging.getLogger(__name__)
@@ -35,6 +35,21 @@ RoleName = Literal[tuple(Contact.Role.values)]  # type: ignore[valid-type]
 class ErrorOut(Schema):
     detail: str
     field: str | None = None
+
+
+class ValidationErrorOut(Schema):
+    """The body of a 422 answer: where the request did not match the schema."""
+
+    detail: list[dict[str, Any]]
+
+
+# Answers every route may give besides its own: a missing or unknown token,
+# a request that does not match the schema, or a body over the size limit.
+COMMON_ERRORS: dict[int, type[Schema]] = {
+    401: ErrorOut,
+    413: ErrorOut,
+    422: ValidationErrorOut,
+}
 
 
 class AttachmentIn(Schema):
@@ -220,7 +235,13 @@ def _ref(message: OutboxMessage) -> dict[str, Any]:
 
 @router.post(
     "",
-    response={201: MessagesCreated, 200: MessagesCreated, 400: ErrorOut, 409: ErrorOut},
+    response={
+        201: MessagesCreated,
+        200: MessagesCreated,
+        400: ErrorOut,
+        409: ErrorOut,
+        **COMMON_ERRORS,
+    },
     summary="Send a message to contacts or customers",
 )
 def create_messages(request: HttpRequest, payload: MessageIn):
@@ -234,14 +255,7 @@ def create_messages(request: HttpRequest, payload: MessageIn):
     try:
         contacts = _resolve_recipients(payload)
         attachments = _decode_attachments(payload.attachments)
-        existing_before = None
-        if payload.idempotency_key:
-            from sealmail.outbox.models import SendRequest
-
-            existing_before = SendRequest.objects.filter(
-                source=source, idempotency_key=payload.idempotency_key.strip()
-            ).exists()
-        messages = enqueue_bulk(
+        messages, repeated = enqueue_bulk_checked(
             contacts,
             category=payload.category,
             subject=payload.subject,
@@ -259,13 +273,13 @@ def create_messages(request: HttpRequest, payload: MessageIn):
     except EnqueueError as exc:
         logger.info("message request rejected: field %s: %s", exc.field, exc.message)
         return Status(exc.status, {"detail": exc.message, "field": exc.field})
-    status = 200 if existing_before else 201
+    status = 200 if repeated else 201
     return Status(status, {"messages": [_ref(message) for message in messages]})
 
 
 @router.get(
-    "/{int:message_id}",
-    response={200: MessageOut, 404: ErrorOut},
+    "/{message_id}",
+    response={200: MessageOut, 404: ErrorOut, **COMMON_ERRORS},
     summary="Delivery status of one message",
 )
 def get_message(request: HttpRequest, message_id: int):

@@ -3,7 +3,9 @@
 Templates live in ``outbox/NAME.subject.txt``, ``outbox/NAME.txt`` and
 ``outbox/NAME.html``; the provider overrides any of them by putting a file of
 the same name under ``DATA_DIR/templates/outbox/``. Text templates render
-without HTML autoescaping, HTML templates with it.
+without HTML autoescaping, HTML templates with it. Each process caches the
+compiled templates, so restart the web and worker processes after changing
+an override.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
-from django.template import Context, Engine, TemplateDoesNotExist, TemplateSyntaxError
+from django.template import Context, engines, Engine, TemplateDoesNotExist, TemplateSyntaxError
 from django.template.loader import get_template
 
 TEMPLATE_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
@@ -40,6 +42,16 @@ def _text_engine() -> Engine:
         app_dirs=config.get("APP_DIRS", False),
         autoescape=False,
     )
+
+
+def reset_caches() -> None:
+    """Forget compiled templates, so changed overrides take effect (used by tests)."""
+    _text_engine.cache_clear()
+    for engine in engines.all():
+        for loader in getattr(engine, "engine", engine).template_loaders:
+            reset = getattr(loader, "reset", None)
+            if reset is not None:
+                reset()
 
 
 def _render_text(path: str, context: dict[str, Any]) -> str | None:

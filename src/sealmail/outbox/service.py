@@ -81,7 +81,14 @@ def _category(value: str, *, internal: bool) -> str:
     return value
 
 
+def _check_no_nul(value: str | None, field: str) -> None:
+    # PostgreSQL text columns cannot store NUL, and no mail client shows it.
+    if value is not None and "\x00" in value:
+        raise EnqueueError(field, f"{field} contains a NUL character; remove it")
+
+
 def _check_subject(subject: str) -> str:
+    _check_no_nul(subject, "subject")
     if "\r" in subject or "\n" in subject:
         raise EnqueueError("subject", "subject contains a line break; give one line")
     subject = subject.strip()
@@ -106,7 +113,7 @@ def _check_address(value: str, field: str) -> str:
 
 def _check_message_id(value: str, field: str) -> str:
     value = value.strip()
-    if not re.fullmatch(r"<[^<>\s]{1,240}@[^<>\s]{1,240}>", value):
+    if not re.fullmatch(r"<[!-;=?-~]{1,240}@[!-;=?-~]{1,240}>", value):
         raise EnqueueError(
             field,
             f"{value!r} is not a Message-ID; give one like <id@example.net>, "
@@ -329,6 +336,49 @@ def enqueue_bulk(
     limits ``category`` to the public categories, as the API and the
     ``send`` command do.
     """
+    messages, _repeated = enqueue_bulk_checked(
+        contacts,
+        category=category,
+        subject=subject,
+        text=text,
+        html=html,
+        template=template,
+        context=context,
+        attachments=attachments,
+        idempotency_key=idempotency_key,
+        to_address=to_address,
+        recipient_key=recipient_key,
+        in_reply_to=in_reply_to,
+        references=references,
+        source=source,
+        internal=internal,
+    )
+    return messages
+
+
+def enqueue_bulk_checked(
+    contacts: Iterable[Contact],
+    *,
+    category: str,
+    subject: str = "",
+    text: str | None = None,
+    html: str | None = None,
+    template: str | None = None,
+    context: dict[str, Any] | None = None,
+    attachments: Sequence[Attachment] = (),
+    idempotency_key: str | None = None,
+    to_address: str | None = None,
+    recipient_key: ContactKey | None = None,
+    in_reply_to: str | None = None,
+    references: Sequence[str] = (),
+    source: str = "python",
+    internal: bool = True,
+) -> tuple[list[OutboxMessage], bool]:
+    """Do what :func:`enqueue_bulk` does; also return whether the call was a repeat.
+
+    The flag is True when ``idempotency_key`` matched an earlier call and
+    the earlier call's rows were returned.
+    """
     contacts = list(contacts)
     if not contacts:
         raise EnqueueError("contacts", "no recipient given; give at least one contact")
@@ -361,6 +411,7 @@ def enqueue_bulk(
         _check_message_id(value, f"references[{i}]") for i, value in enumerate(references)
     ]
     for name, body in (("text", text), ("html", html)):
+        _check_no_nul(body, name)
         if body is not None and len(body) > MAX_BODY_CHARS:
             raise EnqueueError(
                 name, f"{name} has {len(body)} characters; the maximum is {MAX_BODY_CHARS}"
@@ -393,6 +444,9 @@ def enqueue_bulk(
             row_subject, row_text, row_html = rendered.subject, rendered.text, rendered.html
         else:
             row_subject, row_text, row_html = subject, text, html
+        _check_no_nul(row_subject, "subject")
+        _check_no_nul(row_text, "text")
+        _check_no_nul(row_html, "html")
         if not row_subject:
             raise EnqueueError(
                 "subject",
@@ -415,6 +469,7 @@ def enqueue_bulk(
     request_hash = _request_hash(contacts, content, attachments)
 
     if idempotency_key is not None:
+        _check_no_nul(idempotency_key, "idempotency_key")
         idempotency_key = idempotency_key.strip()
         if not 1 <= len(idempotency_key) <= 200:
             raise EnqueueError(
@@ -422,7 +477,7 @@ def enqueue_bulk(
             )
         existing = _existing_request(source, idempotency_key, request_hash)
         if existing is not None:
-            return existing
+            return existing, True
 
     now = timezone.now()
     try:
@@ -463,7 +518,7 @@ def enqueue_bulk(
         existing = _existing_request(source, idempotency_key, request_hash)
         if existing is None:
             raise
-        return existing
+        return existing, True
     logger.info(
         "enqueued request %d: %d message(s), category %s, source %s",
         request.pk,
@@ -471,7 +526,7 @@ def enqueue_bulk(
         category,
         source,
     )
-    return messages
+    return messages, False
 
 
 def _existing_request(
