@@ -6,6 +6,7 @@ from ninja import NinjaAPI, Schema
 
 from sealmail import __version__
 from sealmail.api.auth import TokenAuth
+from sealmail.contacts.api import router as contacts_router
 
 api = NinjaAPI(
     title="sealmail API",
@@ -29,3 +30,6 @@ class Health(Schema):
 def health(request) -> dict[str, str]:
     """Report that the web process is up; needs no token."""
     return {"status": "ok", "version": __version__}
+
+
+api.add_router("/v1/contacts", contacts_router)

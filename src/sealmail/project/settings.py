@@ -40,6 +40,13 @@ SEALMAIL_BASE_URL = os.environ.get(
     "SEALMAIL_BASE_URL", f"http://{SEALMAIL_WEB_ADDR[0]}:{SEALMAIL_WEB_ADDR[1]}"
 ).rstrip("/")
 SEALMAIL_SMTPD_MAX_BYTES = env_int("SEALMAIL_SMTPD_MAX_BYTES", 25 * 1024 * 1024)
+# Portal: how long a confirmation link stays valid, and the rate limits on
+# change requests (per contact and per client address, each per hour) and on
+# failed logins (per user name and client address, per 15 minutes).
+SEALMAIL_CONFIRM_HOURS = env_int("SEALMAIL_CONFIRM_HOURS", 24)
+SEALMAIL_CHANGE_LIMIT_CONTACT = env_int("SEALMAIL_CHANGE_LIMIT_CONTACT", 5)
+SEALMAIL_CHANGE_LIMIT_CLIENT = env_int("SEALMAIL_CHANGE_LIMIT_CLIENT", 20)
+SEALMAIL_LOGIN_MAX_FAILURES = env_int("SEALMAIL_LOGIN_MAX_FAILURES", 5)
 
 ALLOWED_HOSTS = [
     host.strip()
