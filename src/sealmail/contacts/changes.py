@@ -303,17 +303,27 @@ def find_change(change_id: int, token: str) -> PendingChange:
     return change
 
 
-def _open_change_for_update(change_id: int, token: str, actor: Actor) -> PendingChange:
-    find_change(change_id, token)
+def _expire_if_due(change_id: int, actor: Actor) -> None:
+    # Its own transaction, so the expiry stays recorded when the caller raises.
+    with transaction.atomic():
+        change = (
+            PendingChange.objects.select_for_update()
+            .select_related("contact")
+            .get(pk=change_id)
+        )
+        if change.state == PendingChange.State.PENDING and change.expires <= timezone.now():
+            _close(change, PendingChange.State.EXPIRED, timezone.now())
+            audit(AuditEvent.Kind.EXPIRED, change.contact, actor, change)
+            logger.info("contact %s change %s expired", change.contact_id, change.pk)
+
+
+def _lock_pending(change_id: int) -> PendingChange:
+    """Lock the change for the current transaction; raise if it is no longer pending."""
     change = (
         PendingChange.objects.select_for_update()
         .select_related("contact", "new_key", "previous_key")
         .get(pk=change_id)
     )
-    if change.state == PendingChange.State.PENDING and change.expires <= timezone.now():
-        _close(change, PendingChange.State.EXPIRED, timezone.now())
-        audit(AuditEvent.Kind.EXPIRED, change.contact, actor, change)
-        logger.info("contact %s change %s expired", change.contact_id, change.pk)
     if change.state != PendingChange.State.PENDING:
         raise ChangeClosed(closed_message(change.state), change.state)
     return change
@@ -334,8 +344,10 @@ def closed_message(state: str) -> str:
 
 def confirm_change(change_id: int, token: str, actor: Actor) -> PendingChange:
     """Apply a pending change for the holder of its token, and send the change notice."""
+    find_change(change_id, token)
+    _expire_if_due(change_id, actor)
     with transaction.atomic():
-        change = _open_change_for_update(change_id, token, actor)
+        change = _lock_pending(change_id)
         contact = Contact.objects.select_for_update().get(pk=change.contact_id)
         previous_address = contact.address
         previous_key = contact.active_key if contact.encryption_on else None
@@ -377,8 +389,10 @@ def confirm_change(change_id: int, token: str, actor: Actor) -> PendingChange:
 
 def cancel_change(change_id: int, token: str, actor: Actor) -> PendingChange:
     """Discard a pending change for the holder of its token."""
+    find_change(change_id, token)
+    _expire_if_due(change_id, actor)
     with transaction.atomic():
-        change = _open_change_for_update(change_id, token, actor)
+        change = _lock_pending(change_id)
         _close(change, PendingChange.State.CANCELLED, timezone.now())
         audit(AuditEvent.Kind.CANCELLED, change.contact, actor, change)
     logger.info("contact %s change %s cancelled", change.contact_id, change.pk)

@@ -25,7 +25,7 @@ def _enqueue(contact: Contact, **kwargs: object) -> None:
     # Imported here because the outbox app imports the contacts models.
     from sealmail.outbox import service
 
-    service.enqueue(contact, category=CATEGORY, **kwargs)
+    service.enqueue(contact, **kwargs)
 
 
 def release_held(contact: Contact) -> None:
@@ -56,6 +56,7 @@ def send_confirmation(change: PendingChange, token: str, encrypt_to: ContactKey 
         subject = "Confirm your new contact address"
     _enqueue(
         contact,
+        category=CATEGORY,
         subject=subject,
         text=render_to_string("contacts/mail/confirm.txt", context),
         to_address=change.sent_to,
@@ -87,6 +88,7 @@ def send_change_notice(
     }
     _enqueue(
         contact,
+        category=CATEGORY,
         subject="Your contact settings changed",
         text=render_to_string("contacts/mail/notice.txt", context),
         to_address=previous_address,
