@@ -95,3 +95,9 @@ def alice_client(world: dict[str, Any]) -> Client:
     client = Client()
     client.force_login(world["alice"])
     return client
+
+
+@pytest.fixture(autouse=True)
+def fast_password_hasher(settings) -> None:
+    # PBKDF2 at Django's default cost takes about half a second per password.
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]

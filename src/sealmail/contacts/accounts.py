@@ -16,7 +16,7 @@ from django.contrib.auth.forms import PasswordResetForm
 from django.template.loader import render_to_string
 from django.urls import path, reverse_lazy
 
-from sealmail.contacts import ratelimit
+from sealmail.contacts import mail, ratelimit
 from sealmail.contacts.forms import RateLimitedLoginForm, client_address
 from sealmail.contacts.models import Contact
 
@@ -38,8 +38,6 @@ class OutboxPasswordResetForm(PasswordResetForm):
         to_email: str,
         html_email_template_name: str | None = None,
     ) -> None:
-        from sealmail.outbox import service
-
         user = context["user"]
         contact = (
             Contact.objects.filter(customer__users=user, address__iexact=to_email)
@@ -53,7 +51,7 @@ class OutboxPasswordResetForm(PasswordResetForm):
             return
         subject = "".join(render_to_string(subject_template_name, context).splitlines())
         text = render_to_string(email_template_name, context)
-        service.enqueue(contact, category="account_notice", subject=subject, text=text)
+        mail.send_account_mail(contact, subject=subject, text=text)
         logger.info("password reset mail queued for user %s, contact %s", user.pk, contact.pk)
 
 

@@ -35,6 +35,11 @@ def release_held(contact: Contact) -> None:
     service.release_held(contact)
 
 
+def send_account_mail(contact: Contact, *, subject: str, text: str) -> None:
+    """Queue a mail about the user's login, such as a password reset link."""
+    _enqueue(contact, category=CATEGORY, subject=subject, text=text)
+
+
 def send_confirmation(change: PendingChange, token: str, encrypt_to: ContactKey | None) -> None:
     """Queue the mail with the confirm and cancel links to ``change.sent_to``."""
     contact = change.contact

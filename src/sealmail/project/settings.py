@@ -160,12 +160,25 @@ LOGGING = {
     "formatters": {
         "plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"},
     },
+    # Confirmation and password reset links carry tokens in their paths.
+    "filters": {"redact_tokens": {"()": "sealmail.contacts.logfilters.RedactTokens"}},
     "handlers": {
-        "console": {"class": "logging.StreamHandler", "formatter": "plain"},
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": "plain",
+            "filters": ["redact_tokens"],
+        },
     },
     "root": {"handlers": ["console"], "level": os.environ.get("SEALMAIL_LOG_LEVEL", "INFO")},
     "loggers": {
         "django.db.backends": {"level": "WARNING"},
+        "django.request": {"filters": ["redact_tokens"]},
+        "django.server": {
+            "handlers": ["console"],
+            "filters": ["redact_tokens"],
+            "level": "INFO",
+            "propagate": False,
+        },
         # A handler of its own stops run_huey from adding a second one.
         "huey": {"handlers": ["console"], "level": "INFO", "propagate": False},
     },
