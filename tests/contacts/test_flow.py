@@ -14,6 +14,8 @@ from django.utils import timezone
 from sealmail.contacts.changes import expire_due_changes
 from sealmail.contacts.models import AuditEvent, Contact, ContactKey, PendingChange
 
+pytestmark = pytest.mark.db_backends
+
 LINK = re.compile(r"https?://[^/\s]+/(confirm|cancel)/(\d+)/([A-Za-z0-9_-]+)/")
 
 

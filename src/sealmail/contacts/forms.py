@@ -87,9 +87,15 @@ class ContactForm(forms.Form):
             except KeyRejected as exc:
                 self.key_rejected = exc
                 logger.info("key for contact %s rejected: %s", self.contact.pk, exc.reason)
+                field = "key_text" if text else "key_file"
+                self.add_error(field, exc.message)
                 if exc.reason == "secret_key":
                     self._forget_key_text()
-                self.add_error("key_text" if text else "key_file", exc.message)
+                    self.add_error(
+                        field,
+                        "We did not store it. Export only the public key, as shown "
+                        "below, and paste that.",
+                    )
         cleaned["key_report"] = self.key_report
         return cleaned
 

@@ -25,7 +25,7 @@ def _enqueue(contact: Contact, **kwargs: object) -> None:
     # Imported here because the outbox app imports the contacts models.
     from sealmail.outbox import service
 
-    service.enqueue(contact, **kwargs)
+    service.enqueue(contact, source="portal", **kwargs)
 
 
 def release_held(contact: Contact) -> None:
