@@ -11,6 +11,8 @@ from django.test import Client
 from sealmail.api.models import ApiToken
 from sealmail.contacts.models import Contact, PendingChange
 
+pytestmark = pytest.mark.db_backends
+
 
 @pytest.fixture
 def token(db) -> str:

@@ -204,7 +204,7 @@ def request_change(
     address = address.strip()
     with transaction.atomic():
         contact = (
-            Contact.objects.select_for_update()
+            Contact.objects.select_for_update(of=("self",))
             .select_related("active_key", "customer")
             .get(pk=contact.pk)
         )
@@ -307,7 +307,7 @@ def _expire_if_due(change_id: int, actor: Actor) -> None:
     # Its own transaction, so the expiry stays recorded when the caller raises.
     with transaction.atomic():
         change = (
-            PendingChange.objects.select_for_update()
+            PendingChange.objects.select_for_update(of=("self",))
             .select_related("contact")
             .get(pk=change_id)
         )
@@ -320,7 +320,7 @@ def _expire_if_due(change_id: int, actor: Actor) -> None:
 def _lock_pending(change_id: int) -> PendingChange:
     """Lock the change for the current transaction; raise if it is no longer pending."""
     change = (
-        PendingChange.objects.select_for_update()
+        PendingChange.objects.select_for_update(of=("self",))
         .select_related("contact", "new_key", "previous_key")
         .get(pk=change_id)
     )
@@ -348,7 +348,7 @@ def confirm_change(change_id: int, token: str, actor: Actor) -> PendingChange:
     _expire_if_due(change_id, actor)
     with transaction.atomic():
         change = _lock_pending(change_id)
-        contact = Contact.objects.select_for_update().get(pk=change.contact_id)
+        contact = Contact.objects.select_for_update(of=("self",)).get(pk=change.contact_id)
         previous_address = contact.address
         previous_key = contact.active_key if contact.encryption_on else None
         if change.remove_key:
@@ -403,7 +403,7 @@ def cancel_pending_of(contact: Contact, actor: Actor) -> PendingChange | None:
     """Discard the contact's pending change from the portal, where login replaces the token."""
     with transaction.atomic():
         change = (
-            PendingChange.objects.select_for_update()
+            PendingChange.objects.select_for_update(of=("self",))
             .filter(contact=contact, state=PendingChange.State.PENDING)
             .first()
         )
@@ -425,7 +425,7 @@ def expire_due_changes(now: datetime | None = None) -> int:
     ).values_list("pk", flat=True):
         with transaction.atomic():
             change = (
-                PendingChange.objects.select_for_update()
+                PendingChange.objects.select_for_update(of=("self",))
                 .select_related("contact")
                 .get(pk=change_id)
             )
