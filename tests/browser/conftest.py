@@ -24,8 +24,8 @@ CHROMIUM_ARGS = [
 @pytest.fixture(scope="session")
 def browser() -> Iterator[object]:
     executable = require_tool("chromium", "chromium")
-    # Playwright's sync API runs an event loop in this thread, and Django then
-    # refuses ORM calls from the test body unless told they are safe here.
+    # Playwright's sync API runs an event loop in this thread, so Django raises
+    # SynchronousOnlyOperation for ORM calls in the test body without this.
     os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
     from playwright.sync_api import sync_playwright
 

@@ -1,8 +1,8 @@
 """The portal in a real browser, with real mail through the outbox and GnuPG.
 
 A customer logs in, pastes a key made by GnuPG, reads the confirmation mail
-from the Maildir with gpg, confirms, and sees encryption active. Then the
-customer changes the address, and the previous address gets a notice that
+from the Maildir with gpg, confirms, and finds encryption active. Then the
+customer changes the address, and the previous address receives a notice that
 gpg decrypts with the customer's secret key.
 """
 
@@ -65,7 +65,7 @@ def decrypt_text(gpg: GnuPG, message: EmailMessage) -> str:
 @pytest.fixture
 def outbox_runs_inline(settings) -> None:
     # The outbox task runs inside the request that queues it, so the mail is
-    # in the Maildir when the page answers.
+    # in the Maildir when the response arrives.
     from huey.contrib.djhuey import HUEY
 
     previous = HUEY.immediate

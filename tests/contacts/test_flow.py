@@ -327,3 +327,10 @@ def test_portal_cancel_button(alice_client, world, gpg_keys, sent) -> None:
     response = alice_client.post(reverse("contacts:cancel_pending", args=[contact.pk]))
     assert response.status_code == 302
     assert PendingChange.objects.get().state == PendingChange.State.CANCELLED
+
+
+def test_rejected_key_is_audited(alice_client, world, sent) -> None:
+    paste(alice_client, world["acme_contact"], key_text="not a key")
+    event = AuditEvent.objects.get(kind="key_rejected")
+    assert event.detail == {"reason": "malformed"}
+    assert event.actor == "alice"

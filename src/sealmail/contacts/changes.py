@@ -55,7 +55,7 @@ class ChangeClosed(ChangeError):
 
 @dataclass(frozen=True)
 class Actor:
-    """Who acts and from where, as the audit log records it."""
+    """The user, API token or link holder behind an action, and its client address."""
 
     name: str
     client_address: str | None = None

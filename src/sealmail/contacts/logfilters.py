@@ -1,8 +1,8 @@
 """A logging filter that keeps confirmation and password reset tokens out of logs.
 
-Django logs the path of every 4xx/5xx response (``django.request``) and, under
-``runserver``, of every request (``django.server``); those paths carry the
-tokens of confirmation, cancel and password reset links.
+Django logs the path of every 4xx/5xx response (``django.request``). Under
+``runserver`` it logs the path of every request (``django.server``). The
+paths of confirmation, cancel and password reset links contain tokens.
 """
 
 from __future__ import annotations

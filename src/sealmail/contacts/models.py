@@ -204,7 +204,7 @@ class RateLimitHit(models.Model):
     """One counted attempt (change request, failed login) for a rate-limit bucket.
 
     Counters live in the database so that every web process on every host
-    sees the same count.
+    reads the same count.
     """
 
     bucket = models.CharField(max_length=200)

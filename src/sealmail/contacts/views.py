@@ -94,7 +94,15 @@ def contact_update(request: HttpRequest, pk: int) -> HttpResponse:
     else:
         form = ContactForm(contact=contact, initial=initial)
     checked = None
-    if request.method == "POST" and form.is_valid():
+    valid = request.method == "POST" and form.is_valid()
+    if request.method == "POST" and form.key_rejected is not None:
+        changes.audit(
+            AuditEvent.Kind.KEY_REJECTED,
+            contact,
+            actor_for(request),
+            reason=form.key_rejected.reason,
+        )
+    if valid:
         data = form.cleaned_data
         report = data["key_report"]
         if request.POST.get("action") == "check":
@@ -153,11 +161,13 @@ def _save_contact(request: HttpRequest, contact: Contact, form: ContactForm) -> 
             },
             status=400,
         )
-    where = change.sent_to
-    how = " encrypted to " + fingerprint_groups(change.sent_encrypted_to) if change.sent_encrypted_to else ""
+    encryption_note = ""
+    if change.sent_encrypted_to:
+        encryption_note = " encrypted to " + fingerprint_groups(change.sent_encrypted_to)
     messages.success(
         request,
-        f"We sent a confirmation link to {where}{how}. Nothing changes until you follow it.",
+        f"We sent a confirmation link to {change.sent_to}{encryption_note}. "
+        "Nothing changes until you follow it.",
     )
     return redirect("contacts:update", pk=contact.pk)
 
