@@ -91,11 +91,6 @@ class ContactForm(forms.Form):
                 self.add_error(field, exc.message)
                 if exc.reason == "secret_key":
                     self._forget_key_text()
-                    self.add_error(
-                        field,
-                        "We did not store it. Export only the public key, as shown "
-                        "below, and paste that.",
-                    )
         cleaned["key_report"] = self.key_report
         return cleaned
 
