@@ -8,70 +8,24 @@ gpg decrypts with the customer's secret key.
 
 from __future__ import annotations
 
-import email
-import mailbox
-import re
-from email import policy
-from email.message import EmailMessage
 from pathlib import Path
 
 import pytest
-from django.conf import settings
 from django.contrib.auth import get_user_model
 
 from sealmail.contacts.models import Contact, Customer
-from sealmail.keys.store import get_keystore
+from tests.contacts.maildir import (  # noqa: F401 (outbox_runs_inline is a fixture)
+    CONFIRM_LINK,
+    decrypt_text,
+    messages_to,
+    outbox_runs_inline,
+    trust_provider,
+)
 from tests.peers.gnupg import GnuPG
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 PASSWORD = "browser test password 1"
-ARMORED_MESSAGE = re.compile(rb"-----BEGIN PGP MESSAGE-----.*?-----END PGP MESSAGE-----", re.S)
-CONFIRM_LINK = re.compile(r"https?://\S+/confirm/\d+/[A-Za-z0-9_-]+/")
-
-
-def messages_to(address: str) -> list[EmailMessage]:
-    """Return the messages in the Maildir addressed to ``address``, oldest first."""
-    box = mailbox.Maildir(settings.MAILDIR, create=False)
-    found = []
-    for key in box.keys():
-        raw = box.get_bytes(key)
-        message = email.message_from_bytes(raw, policy=policy.default)
-        if address in str(message.get("To", "")):
-            found.append((message.get("Date"), raw))
-    return [email.message_from_bytes(raw, policy=policy.default) for _, raw in sorted(found, key=lambda item: str(item[0]))]
-
-
-def decrypt_text(gpg: GnuPG, message: EmailMessage) -> str:
-    """Decrypt an encrypted message with gpg and return its readable text."""
-    blocks = []
-    for part in message.walk():
-        if part.is_multipart():
-            continue
-        payload = part.get_payload(decode=True) or b""
-        blocks += ARMORED_MESSAGE.findall(payload)
-    assert blocks, f"the message is not encrypted:\n{message}"
-    result = gpg.decrypt(blocks[0])
-    assert "DECRYPTION_OKAY" in result.status
-    inner = email.message_from_bytes(result.stdout, policy=policy.default)
-    texts = [
-        part.get_content()
-        for part in inner.walk()
-        if part.get_content_type() == "text/plain"
-    ]
-    return "\n".join(texts) if inner.get("Content-Type") else result.stdout.decode()
-
-
-@pytest.fixture
-def outbox_runs_inline(settings) -> None:
-    # The outbox task runs inside the request that queues it, so the mail is
-    # in the Maildir when the response arrives.
-    from huey.contrib.djhuey import HUEY
-
-    previous = HUEY.immediate
-    HUEY.immediate = True
-    yield
-    HUEY.immediate = previous
 
 
 @pytest.fixture
@@ -87,11 +41,8 @@ def test_register_key_and_change_address(
     page, live_server, settings, outbox_runs_inline, customer_gpg, screenshot_dir
 ) -> None:
     settings.SEALMAIL_BASE_URL = live_server.url
-    store = get_keystore()
-    if store.is_empty():
-        store.generate([f"<{settings.SEALMAIL_FROM}>"])
+    trust_provider(customer_gpg)
     fingerprint = customer_gpg.generate("Carol <carol@customer.test>")
-    customer_gpg.import_key(str(store.certificates()[0]).encode())
     customer = Customer.objects.create(account_number="C-3003", name="Carol's Bakery")
     user = get_user_model().objects.create_user("carol", "carol@customer.test", PASSWORD)
     customer.users.add(user)
@@ -157,8 +108,9 @@ def test_register_key_and_change_address(
     contact.refresh_from_db()
     assert contact.address == "carol@bakery.test"
 
-    notice = messages_to("carol@customer.test")[-1]
-    assert notice is not confirmation
+    to_previous = messages_to("carol@customer.test")
+    assert len(to_previous) == 3  # key confirmation, key notice, address notice
+    notice = to_previous[-1]
     notice_text = decrypt_text(customer_gpg, notice)
     assert "carol@bakery.test" in notice_text
     assert "If you did not make this change" in notice_text
