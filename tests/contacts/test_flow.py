@@ -340,3 +340,21 @@ def test_rejected_key_is_audited(alice_client, world, sent) -> None:
     event = AuditEvent.objects.get(kind="key_rejected")
     assert event.detail == {"reason": "malformed"}
     assert event.actor == "alice"
+
+
+def test_confirm_address_taken_meanwhile(alice_client, world, sent) -> None:
+    contact = world["acme_contact"]
+    paste(alice_client, contact, address="shared@customer.test")
+    Contact.objects.create(customer=world["acme"], address="shared@customer.test")
+    response = Client().post(links(sent.last()["text"])["confirm"])
+    assert response.status_code == 409
+    assert b"now uses shared@customer.test" in response.content
+    contact.refresh_from_db()
+    assert contact.address == "alice@customer.test"
+    assert PendingChange.objects.get().state == PendingChange.State.PENDING
+
+
+def test_openapi_lists_contact_routes(db) -> None:
+    schema = Client().get("/api/openapi.json").json()
+    assert "/api/v1/contacts/{contact_id}" in schema["paths"]
+    assert "/api/v1/contacts/{contact_id}/key" in schema["paths"]

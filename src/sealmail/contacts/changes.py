@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from sealmail.contacts import mail, ratelimit
@@ -360,7 +360,16 @@ def confirm_change(change_id: int, token: str, actor: Actor) -> PendingChange:
             ContactKey.objects.filter(pk=change.new_key.pk).update(last_checked=timezone.now())
         contact.address = change.new_address
         contact.mode = change.new_mode
-        contact.save()
+        try:
+            with transaction.atomic():
+                contact.save()
+        except IntegrityError as exc:
+            # Another contact of the same role took the address after the request.
+            logger.warning("contact %s change %s not applied: %s", contact.pk, change.pk, exc)
+            raise ChangeRejected(
+                f"Another {contact.get_role_display().lower()} contact of this account "
+                f"now uses {change.new_address}. Start a new change with another address."
+            ) from exc
         now = timezone.now()
         change.state = PendingChange.State.CONFIRMED
         change.resolved = now

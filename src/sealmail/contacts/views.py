@@ -21,7 +21,13 @@ from django.views.decorators.debug import sensitive_post_parameters, sensitive_v
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from sealmail.contacts import changes
-from sealmail.contacts.changes import Actor, ChangeClosed, ChangeError, ChangeNotFound
+from sealmail.contacts.changes import (
+    Actor,
+    ChangeClosed,
+    ChangeError,
+    ChangeNotFound,
+    ChangeRejected,
+)
 from sealmail.contacts.forms import ContactForm, client_address
 from sealmail.contacts.mail import fingerprint_groups
 from sealmail.contacts.models import AuditEvent, Contact, PendingChange
@@ -194,6 +200,8 @@ def _link_page(
             change = operation(change_id, token, actor_for(request))
         except ChangeClosed as exc:
             return render(request, "contacts/link_invalid.html", {"message": str(exc)}, status=410)
+        except ChangeRejected as exc:
+            return render(request, "contacts/link_invalid.html", {"message": str(exc)}, status=409)
         except ChangeError as exc:
             return render(request, "contacts/link_invalid.html", {"message": str(exc)}, status=404)
         return render(request, "contacts/link_done.html", {"change": change, "action": action})
@@ -214,16 +222,16 @@ def _link_page(
     )
 
 
-@never_cache
 @sensitive_variables("token")
+@never_cache
 @require_http_methods(["GET", "POST"])
 def confirm(request: HttpRequest, change_id: int, token: str) -> HttpResponse:
     """Show the confirm button on GET; only the POST applies the change."""
     return _link_page(request, change_id, token, "confirm")
 
 
-@never_cache
 @sensitive_variables("token")
+@never_cache
 @require_http_methods(["GET", "POST"])
 def cancel(request: HttpRequest, change_id: int, token: str) -> HttpResponse:
     """Show the cancel button on GET; only the POST discards the change."""
