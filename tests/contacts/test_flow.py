@@ -85,6 +85,10 @@ def test_paste_key_starts_confirmation(alice_client, world, gpg_keys, sent) -> N
     assert token not in change.token_hash
     assert len(change.token_hash) == 64
     assert AuditEvent.objects.filter(contact=contact, kind="requested", actor="alice").exists()
+    page = alice_client.get(response["Location"]).content.decode()
+    fpr = gpg_keys["alice_fpr"]
+    assert " ".join(fpr[i : i + 4] for i in range(0, len(fpr), 4)) in page
+    assert "Alice &lt;alice@customer.test&gt;" in page
 
 
 def test_prefetch_get_confirms_nothing(alice_client, world, gpg_keys, sent) -> None:
