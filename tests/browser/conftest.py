@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.contacts.maildir import outbox_runs_inline  # noqa: F401 (a fixture)
 from tests.support import require_tool
 
 CHROMIUM_ARGS = [
@@ -30,7 +31,9 @@ def browser() -> Iterator[object]:
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
-        instance = playwright.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
+        instance = playwright.chromium.launch(
+            executable_path=executable, args=CHROMIUM_ARGS
+        )
         yield instance
         instance.close()
 

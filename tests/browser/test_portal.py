@@ -14,11 +14,10 @@ import pytest
 from django.contrib.auth import get_user_model
 
 from sealmail.contacts.models import Contact, Customer
-from tests.contacts.maildir import (  # noqa: F401 (outbox_runs_inline is a fixture)
+from tests.contacts.maildir import (
     CONFIRM_LINK,
     decrypt_text,
     messages_to,
-    outbox_runs_inline,
     trust_provider,
 )
 from tests.peers.gnupg import GnuPG
@@ -44,7 +43,9 @@ def test_register_key_and_change_address(
     trust_provider(customer_gpg)
     fingerprint = customer_gpg.generate("Carol <carol@customer.test>")
     customer = Customer.objects.create(account_number="C-3003", name="Carol's Bakery")
-    user = get_user_model().objects.create_user("carol", "carol@customer.test", PASSWORD)
+    user = get_user_model().objects.create_user(
+        "carol", "carol@customer.test", PASSWORD
+    )
     customer.users.add(user)
     contact = Contact.objects.create(customer=customer, address="carol@customer.test")
 
@@ -116,7 +117,9 @@ def test_register_key_and_change_address(
     assert "If you did not make this change" in notice_text
 
 
-def test_rejected_secret_key_page(page, live_server, settings, customer_gpg, screenshot_dir) -> None:
+def test_rejected_secret_key_page(
+    page, live_server, settings, customer_gpg, screenshot_dir
+) -> None:
     settings.SEALMAIL_BASE_URL = live_server.url
     fingerprint = customer_gpg.generate("Dave <dave@customer.test>")
     customer = Customer.objects.create(account_number="C-4004", name="Dave's Garage")

@@ -14,6 +14,7 @@ from django.test import Client
 from sealmail.contacts import mail
 from sealmail.contacts.models import Contact, Customer
 from sealmail.keys.store import get_keystore
+from tests.contacts.maildir import outbox_runs_inline  # noqa: F401 (a fixture)
 from tests.peers.gnupg import GnuPG
 
 PASSWORD = "correct horse battery staple"
@@ -40,7 +41,9 @@ def sent(monkeypatch: pytest.MonkeyPatch) -> SentMail:
         record.calls.append({"contact": contact, **kwargs})
 
     monkeypatch.setattr(mail, "_enqueue", enqueue)
-    monkeypatch.setattr(mail, "release_held", lambda contact: record.released.append(contact.pk))
+    monkeypatch.setattr(
+        mail, "release_held", lambda contact: record.released.append(contact.pk)
+    )
     return record
 
 
@@ -83,7 +86,9 @@ def world(db) -> dict[str, Any]:
         "beta": beta,
         "alice": alice,
         "bob": bob,
-        "acme_contact": Contact.objects.create(customer=acme, address="alice@customer.test"),
+        "acme_contact": Contact.objects.create(
+            customer=acme, address="alice@customer.test"
+        ),
         "beta_contact": Contact.objects.create(
             customer=beta, address="bob@beta.test", role=Contact.Role.BILLING
         ),

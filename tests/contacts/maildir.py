@@ -10,12 +10,13 @@ from email import policy
 from email.message import EmailMessage
 
 import pytest
-
 from django.conf import settings
 
 from tests.peers.gnupg import GnuPG
 
-ARMORED_MESSAGE = re.compile(rb"-----BEGIN PGP MESSAGE-----.*?-----END PGP MESSAGE-----", re.S)
+ARMORED_MESSAGE = re.compile(
+    rb"-----BEGIN PGP MESSAGE-----.*?-----END PGP MESSAGE-----", re.DOTALL
+)
 CONFIRM_LINK = re.compile(r"https?://\S+/confirm/\d+/[A-Za-z0-9_-]+/")
 
 
@@ -23,7 +24,7 @@ def messages_to(address: str) -> list[EmailMessage]:
     """Return the messages in the Maildir addressed to ``address``, oldest first."""
     box = mailbox.Maildir(settings.MAILDIR, create=True)
     found = []
-    for key in box.keys():
+    for key in box.iterkeys():
         raw = box.get_bytes(key)
         message = email.message_from_bytes(raw, policy=policy.default)
         if address in str(message.get("To", "")):
@@ -49,7 +50,9 @@ def decrypt_text(gpg: GnuPG, message: EmailMessage) -> str:
     if inner.get("Content-Type") is None:
         return result.stdout.decode()
     return "\n".join(
-        part.get_content() for part in inner.walk() if part.get_content_type() == "text/plain"
+        part.get_content()
+        for part in inner.walk()
+        if part.get_content_type() == "text/plain"
     )
 
 
@@ -59,7 +62,7 @@ def outbox_runs_inline() -> Iterator[None]:
     from huey.contrib.djhuey import HUEY
 
     box = mailbox.Maildir(settings.MAILDIR, create=True)
-    for key in box.keys():
+    for key in box.iterkeys():
         box.discard(key)
 
     previous = HUEY.immediate

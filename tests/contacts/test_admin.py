@@ -14,7 +14,9 @@ from sealmail.core.pgp.inspect import inspect_key
 
 @pytest.fixture
 def staff(db) -> Client:
-    user = get_user_model().objects.create_superuser("staff", "staff@provider.test", "pw-staff-1")
+    user = get_user_model().objects.create_superuser(
+        "staff", "staff@provider.test", "pw-staff-1"
+    )
     client = Client()
     client.force_login(user)
     return client
@@ -50,14 +52,20 @@ def test_changelists_render(staff: Client, world, page: str) -> None:
 
 
 def test_search_key_by_fingerprint(staff: Client, stored_key: ContactKey) -> None:
-    response = staff.get("/admin/contacts/contactkey/", {"q": stored_key.fingerprint[-16:]})
+    response = staff.get(
+        "/admin/contacts/contactkey/", {"q": stored_key.fingerprint[-16:]}
+    )
     assert response.status_code == 200
     body = response.content.decode()
-    groups = " ".join(stored_key.fingerprint.upper()[i : i + 4] for i in range(0, 40, 4))
+    groups = " ".join(
+        stored_key.fingerprint.upper()[i : i + 4] for i in range(0, 40, 4)
+    )
     assert groups in body
 
 
-def test_search_contact_by_address_and_key(staff: Client, stored_key: ContactKey) -> None:
+def test_search_contact_by_address_and_key(
+    staff: Client, stored_key: ContactKey
+) -> None:
     by_address = staff.get("/admin/contacts/contact/", {"q": "alice@customer"})
     assert "alice@customer.test" in by_address.content.decode()
     assert "bob@beta.test" not in by_address.content.decode()

@@ -20,7 +20,9 @@ def token(db) -> str:
 
 
 def api_post(client: Client, path: str, body: dict, **headers: str):
-    return client.post(path, json.dumps(body), content_type="application/json", **headers)
+    return client.post(
+        path, json.dumps(body), content_type="application/json", **headers
+    )
 
 
 def test_get_contact_with_token(world: dict[str, Any], token: str) -> None:
@@ -39,13 +41,16 @@ def test_get_contact_with_token(world: dict[str, Any], token: str) -> None:
 
 
 def test_unknown_contact_is_404(db, token: str) -> None:
-    response = Client().get("/api/v1/contacts/99999", HTTP_AUTHORIZATION=f"Bearer {token}")
+    response = Client().get(
+        "/api/v1/contacts/99999", HTTP_AUTHORIZATION=f"Bearer {token}"
+    )
     assert response.status_code == 404
 
 
 def test_bad_token_is_401(world: dict[str, Any]) -> None:
     response = Client().get(
-        f"/api/v1/contacts/{world['acme_contact'].pk}", HTTP_AUTHORIZATION="Bearer sm_wrong"
+        f"/api/v1/contacts/{world['acme_contact'].pk}",
+        HTTP_AUTHORIZATION="Bearer sm_wrong",
     )
     assert response.status_code == 401
 
@@ -67,9 +72,11 @@ def test_post_key_starts_confirmation(world, gpg_keys, token, sent) -> None:
     assert sent.last()["recipient_key"] == change.new_key
     contact.refresh_from_db()
     assert contact.active_key is None
-    state = Client().get(
-        f"/api/v1/contacts/{contact.pk}", HTTP_AUTHORIZATION=f"Bearer {token}"
-    ).json()
+    state = (
+        Client()
+        .get(f"/api/v1/contacts/{contact.pk}", HTTP_AUTHORIZATION=f"Bearer {token}")
+        .json()
+    )
     assert state["encryption"] == "pending"
     assert state["pending_change"]["id"] == change.pk
 

@@ -30,11 +30,18 @@ def links(text: str) -> dict[str, str]:
 
 
 def paste(client: Client, contact: Contact, **fields: Any):
-    data = {"address": contact.address, "mode": contact.mode, "action": "save", **fields}
+    data = {
+        "address": contact.address,
+        "mode": contact.mode,
+        "action": "save",
+        **fields,
+    }
     return client.post(reverse("contacts:update", args=[contact.pk]), data)
 
 
-def test_update_page_explains_export(alice_client: Client, world: dict[str, Any]) -> None:
+def test_update_page_explains_export(
+    alice_client: Client, world: dict[str, Any]
+) -> None:
     contact = world["acme_contact"]
     response = alice_client.get(reverse("contacts:update", args=[contact.pk]))
     body = response.content.decode()
@@ -55,7 +62,12 @@ def test_provider_keys_download(client: Client, db) -> None:
 
 def test_check_only_shows_report(alice_client, world, gpg_keys, sent) -> None:
     contact = world["acme_contact"]
-    response = paste(alice_client, contact, key_text=gpg_keys["alice_public"].decode(), action="check")
+    response = paste(
+        alice_client,
+        contact,
+        key_text=gpg_keys["alice_public"].decode(),
+        action="check",
+    )
     body = response.content.decode()
     fpr = gpg_keys["alice_fpr"]
     groups = " ".join(fpr[i : i + 4] for i in range(0, len(fpr), 4))
@@ -84,7 +96,9 @@ def test_paste_key_starts_confirmation(alice_client, world, gpg_keys, sent) -> N
     token = path.rstrip("/").rsplit("/", 1)[1]
     assert token not in change.token_hash
     assert len(change.token_hash) == 64
-    assert AuditEvent.objects.filter(contact=contact, kind="requested", actor="alice").exists()
+    assert AuditEvent.objects.filter(
+        contact=contact, kind="requested", actor="alice"
+    ).exists()
     page = alice_client.get(response["Location"]).content.decode()
     fpr = gpg_keys["alice_fpr"]
     assert " ".join(fpr[i : i + 4] for i in range(0, len(fpr), 4)) in page
@@ -162,7 +176,9 @@ def test_expiry_job_marks_changes(alice_client, world, gpg_keys, sent) -> None:
 def test_other_contacts_token_rejected(alice_client, world, gpg_keys, sent) -> None:
     bob_client = Client()
     bob_client.force_login(world["bob"])
-    paste(alice_client, world["acme_contact"], key_text=gpg_keys["alice_public"].decode())
+    paste(
+        alice_client, world["acme_contact"], key_text=gpg_keys["alice_public"].decode()
+    )
     alice_token = links(sent.last()["text"])["confirm"].split("/")[3]
     paste(bob_client, world["beta_contact"], key_text=gpg_keys["other_public"].decode())
     bob_change = PendingChange.objects.get(contact=world["beta_contact"])
@@ -229,7 +245,9 @@ def test_address_change_notifies_previous(alice_client, world, gpg_keys, sent) -
     assert AuditEvent.objects.filter(kind="notice_sent").count() == 2
 
 
-def test_key_change_notice_uses_previous_key(alice_client, world, gpg_keys, sent) -> None:
+def test_key_change_notice_uses_previous_key(
+    alice_client, world, gpg_keys, sent
+) -> None:
     contact = world["acme_contact"]
     _activate(alice_client, contact, gpg_keys["alice_public"].decode(), sent)
     old_key = contact.active_key
@@ -243,7 +261,9 @@ def test_key_change_notice_uses_previous_key(alice_client, world, gpg_keys, sent
     assert notice["to_address"] == "alice@customer.test"
 
 
-def test_remove_key_confirms_through_current_key(alice_client, world, gpg_keys, sent) -> None:
+def test_remove_key_confirms_through_current_key(
+    alice_client, world, gpg_keys, sent
+) -> None:
     contact = world["acme_contact"]
     _activate(alice_client, contact, gpg_keys["alice_public"].decode(), sent)
     old_key = contact.active_key
@@ -261,7 +281,9 @@ def test_remove_key_confirms_through_current_key(alice_client, world, gpg_keys, 
     assert sent.last()["recipient_key"] == old_key
 
 
-def test_remove_key_with_new_address_rejected(alice_client, world, gpg_keys, sent) -> None:
+def test_remove_key_with_new_address_rejected(
+    alice_client, world, gpg_keys, sent
+) -> None:
     contact = world["acme_contact"]
     _activate(alice_client, contact, gpg_keys["alice_public"].decode(), sent)
     calls = len(sent.calls)
@@ -300,17 +322,26 @@ def test_bad_key_rejected_in_plain_words(alice_client, world, sent, key_text) ->
 
 
 def test_oversized_paste_rejected(alice_client, world, sent) -> None:
-    response = paste(alice_client, world["acme_contact"], key_text="A" * (1024 * 1024 + 10))
+    response = paste(
+        alice_client, world["acme_contact"], key_text="A" * (1024 * 1024 + 10)
+    )
     assert response.status_code == 200
     assert b"at most" in response.content
     assert not ContactKey.objects.exists()
 
 
-def test_change_rate_limited_per_contact(alice_client, world, gpg_keys, sent, settings) -> None:
+def test_change_rate_limited_per_contact(
+    alice_client, world, gpg_keys, sent, settings
+) -> None:
     settings.SEALMAIL_CHANGE_LIMIT_CONTACT = 2
     contact = world["acme_contact"]
     for _ in range(2):
-        assert paste(alice_client, contact, key_text=gpg_keys["alice_public"].decode()).status_code == 302
+        assert (
+            paste(
+                alice_client, contact, key_text=gpg_keys["alice_public"].decode()
+            ).status_code
+            == 302
+        )
     response = paste(alice_client, contact, key_text=gpg_keys["alice_public"].decode())
     assert response.status_code == 400
     assert b"Wait an hour" in response.content
@@ -323,8 +354,15 @@ def test_change_rate_limited_per_client(world, gpg_keys, sent, settings) -> None
     alice.force_login(world["alice"])
     bob = Client(REMOTE_ADDR="198.51.100.1")
     bob.force_login(world["bob"])
-    assert paste(alice, world["acme_contact"], key_text=gpg_keys["alice_public"].decode()).status_code == 302
-    response = paste(bob, world["beta_contact"], key_text=gpg_keys["other_public"].decode())
+    assert (
+        paste(
+            alice, world["acme_contact"], key_text=gpg_keys["alice_public"].decode()
+        ).status_code
+        == 302
+    )
+    response = paste(
+        bob, world["beta_contact"], key_text=gpg_keys["other_public"].decode()
+    )
     assert response.status_code == 400
     assert b"network address" in response.content
 

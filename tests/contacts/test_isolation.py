@@ -42,8 +42,12 @@ def test_foreign_contact_is_404(method, route, world, gpg_keys, sent) -> None:
     else:
         response = client.post(
             url,
-            {"address": "evil@attacker.test", "mode": "inline", "action": "save",
-             "key_text": gpg_keys["other_public"].decode()},
+            {
+                "address": "evil@attacker.test",
+                "mode": "inline",
+                "action": "save",
+                "key_text": gpg_keys["other_public"].decode(),
+            },
         )
     assert response.status_code == 404
     bob.refresh_from_db()

@@ -11,11 +11,10 @@ from django.urls import reverse
 
 from sealmail.contacts.models import Contact, ContactKey
 from sealmail.core.pgp.inspect import inspect_key
-from tests.contacts.maildir import (  # noqa: F401 (outbox_runs_inline is a fixture)
+from tests.contacts.maildir import (
     CONFIRM_LINK,
     decrypt_text,
     messages_to,
-    outbox_runs_inline,
     trust_provider,
 )
 from tests.peers.gnupg import GnuPG
@@ -47,8 +46,10 @@ def encrypted_contact(world: dict[str, Any], tmp_path: Path) -> tuple[Contact, G
 
 
 def test_reset_mail_encrypted_to_key(encrypted_contact, outbox_runs_inline) -> None:
-    contact, gpg = encrypted_contact
-    response = Client().post(reverse("password_reset"), {"email": "alice@customer.test"})
+    _contact, gpg = encrypted_contact
+    response = Client().post(
+        reverse("password_reset"), {"email": "alice@customer.test"}
+    )
     assert response.status_code == 302
     (message,) = messages_to("alice@customer.test")
     assert message.get_content_type() == "multipart/encrypted"
@@ -56,11 +57,18 @@ def test_reset_mail_encrypted_to_key(encrypted_contact, outbox_runs_inline) -> N
     assert "/accounts/reset/" in text
 
 
-def test_key_removal_confirmed_through_key(encrypted_contact, outbox_runs_inline, alice_client) -> None:
+def test_key_removal_confirmed_through_key(
+    encrypted_contact, outbox_runs_inline, alice_client
+) -> None:
     contact, gpg = encrypted_contact
     response = alice_client.post(
         reverse("contacts:update", args=[contact.pk]),
-        {"address": contact.address, "mode": "pgpmime", "action": "save", "remove_key": "on"},
+        {
+            "address": contact.address,
+            "mode": "pgpmime",
+            "action": "save",
+            "remove_key": "on",
+        },
     )
     assert response.status_code == 302
     (confirmation,) = messages_to("alice@customer.test")

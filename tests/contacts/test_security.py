@@ -34,7 +34,9 @@ def armor_body(armored: bytes) -> list[str]:
     """Return the base64 lines of an armored block, without headers and checksum."""
     lines = armored.decode().splitlines()
     start = lines.index("") + 1
-    return [line for line in lines[start:] if line and not line.startswith(("=", "-----"))]
+    return [
+        line for line in lines[start:] if line and not line.startswith(("=", "-----"))
+    ]
 
 
 def test_pasted_secret_key_not_stored(alice_client, world, gpg_keys, sent) -> None:
@@ -42,7 +44,12 @@ def test_pasted_secret_key_not_stored(alice_client, world, gpg_keys, sent) -> No
     secret = gpg_keys["alice_secret"]
     response = alice_client.post(
         reverse("contacts:update", args=[contact.pk]),
-        {"address": contact.address, "mode": "pgpmime", "action": "save", "key_text": secret.decode()},
+        {
+            "address": contact.address,
+            "mode": "pgpmime",
+            "action": "save",
+            "key_text": secret.decode(),
+        },
     )
     body = response.content.decode()
     assert response.status_code == 200
@@ -66,10 +73,17 @@ def test_uploaded_secret_key_not_stored(alice_client, world, gpg_keys, sent) -> 
     from django.core.files.uploadedfile import SimpleUploadedFile
 
     contact = world["acme_contact"]
-    upload = SimpleUploadedFile("key.asc", gpg_keys["alice_secret"], "application/pgp-keys")
+    upload = SimpleUploadedFile(
+        "key.asc", gpg_keys["alice_secret"], "application/pgp-keys"
+    )
     response = alice_client.post(
         reverse("contacts:update", args=[contact.pk]),
-        {"address": contact.address, "mode": "pgpmime", "action": "save", "key_file": upload},
+        {
+            "address": contact.address,
+            "mode": "pgpmime",
+            "action": "save",
+            "key_file": upload,
+        },
     )
     assert response.status_code == 200
     assert b"secret" in response.content
@@ -77,18 +91,29 @@ def test_uploaded_secret_key_not_stored(alice_client, world, gpg_keys, sent) -> 
     assert "PRIVATE KEY" not in database_text()
 
 
-def test_key_text_and_token_not_logged(alice_client, world, gpg_keys, sent, caplog) -> None:
+def test_key_text_and_token_not_logged(
+    alice_client, world, gpg_keys, sent, caplog
+) -> None:
     caplog.set_level(logging.DEBUG)
     contact = world["acme_contact"]
     public = gpg_keys["alice_public"].decode()
     alice_client.post(
         reverse("contacts:update", args=[contact.pk]),
-        {"address": contact.address, "mode": "pgpmime", "action": "save", "key_text": public},
+        {
+            "address": contact.address,
+            "mode": "pgpmime",
+            "action": "save",
+            "key_text": public,
+        },
     )
     alice_client.post(
         reverse("contacts:update", args=[contact.pk]),
-        {"address": contact.address, "mode": "pgpmime", "action": "save",
-         "key_text": gpg_keys["alice_secret"].decode()},
+        {
+            "address": contact.address,
+            "mode": "pgpmime",
+            "action": "save",
+            "key_text": gpg_keys["alice_secret"].decode(),
+        },
     )
     token = re.search(r"/confirm/\d+/([A-Za-z0-9_-]+)/", sent.last()["text"]).group(1)
     path = re.search(r"/confirm/\d+/[A-Za-z0-9_-]+/", sent.last()["text"]).group(0)
@@ -107,8 +132,12 @@ def test_confirmation_pages_not_cached(alice_client, world, gpg_keys, sent) -> N
     contact = world["acme_contact"]
     alice_client.post(
         reverse("contacts:update", args=[contact.pk]),
-        {"address": contact.address, "mode": "pgpmime", "action": "save",
-         "key_text": gpg_keys["alice_public"].decode()},
+        {
+            "address": contact.address,
+            "mode": "pgpmime",
+            "action": "save",
+            "key_text": gpg_keys["alice_public"].decode(),
+        },
     )
     path = re.search(r"/confirm/\d+/[A-Za-z0-9_-]+/", sent.last()["text"]).group(0)
     response = Client().get(path)
@@ -119,8 +148,12 @@ def test_confirm_post_needs_csrf(alice_client, world, gpg_keys, sent) -> None:
     contact = world["acme_contact"]
     alice_client.post(
         reverse("contacts:update", args=[contact.pk]),
-        {"address": contact.address, "mode": "pgpmime", "action": "save",
-         "key_text": gpg_keys["alice_public"].decode()},
+        {
+            "address": contact.address,
+            "mode": "pgpmime",
+            "action": "save",
+            "key_text": gpg_keys["alice_public"].decode(),
+        },
     )
     path = re.search(r"/confirm/\d+/[A-Za-z0-9_-]+/", sent.last()["text"]).group(0)
     response = Client(enforce_csrf_checks=True).post(path)
@@ -159,7 +192,9 @@ def test_login_success_resets_count(world: dict[str, Any], settings) -> None:
 
 
 def test_password_reset_goes_through_outbox(world, sent) -> None:
-    response = Client().post(reverse("password_reset"), {"email": "alice@customer.test"})
+    response = Client().post(
+        reverse("password_reset"), {"email": "alice@customer.test"}
+    )
     assert response.status_code == 302
     call = sent.last()
     assert len(sent.calls) == 1
@@ -171,7 +206,9 @@ def test_password_reset_goes_through_outbox(world, sent) -> None:
 
 
 def test_password_reset_unknown_address(world, sent) -> None:
-    response = Client().post(reverse("password_reset"), {"email": "nobody@nowhere.test"})
+    response = Client().post(
+        reverse("password_reset"), {"email": "nobody@nowhere.test"}
+    )
     assert response.status_code == 302
     assert sent.calls == []
 
@@ -185,7 +222,10 @@ def test_auth_pages_render(page: str, db) -> None:
     ("path", "expected"),
     [
         ("Gone: /confirm/12/abcDEF_-123/", "Gone: /confirm/12/[token]/"),
-        ('"POST /cancel/3/xyz-9/ HTTP/1.1" 410', '"POST /cancel/3/[token]/ HTTP/1.1" 410'),
+        (
+            '"POST /cancel/3/xyz-9/ HTTP/1.1" 410',
+            '"POST /cancel/3/[token]/ HTTP/1.1" 410',
+        ),
         ("GET /accounts/reset/MQ/cl9f4k-0a1b2c/", "GET /accounts/reset/MQ/[token]/"),
         ("GET /contacts/3/", "GET /contacts/3/"),
     ],

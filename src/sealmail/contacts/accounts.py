@@ -47,12 +47,16 @@ class OutboxPasswordResetForm(PasswordResetForm):
         if contact is None:
             # NOTE: a user whose email address is no contact address gets no
             # reset mail, because the outbox sends only to contacts.
-            logger.warning("password reset for user %s: no contact with that address", user.pk)
+            logger.warning(
+                "password reset for user %s: no contact with that address", user.pk
+            )
             return
         subject = "".join(render_to_string(subject_template_name, context).splitlines())
         text = render_to_string(email_template_name, context)
         mail.send_account_mail(contact, subject=subject, text=text)
-        logger.info("password reset mail queued for user %s, contact %s", user.pk, contact.pk)
+        logger.info(
+            "password reset mail queued for user %s, contact %s", user.pk, contact.pk
+        )
 
 
 class PasswordResetView(auth_views.PasswordResetView):

@@ -12,7 +12,13 @@ from django.http import HttpRequest
 from django.utils.html import format_html
 
 from sealmail.contacts.mail import fingerprint_groups
-from sealmail.contacts.models import AuditEvent, Contact, ContactKey, Customer, PendingChange
+from sealmail.contacts.models import (
+    AuditEvent,
+    Contact,
+    ContactKey,
+    Customer,
+    PendingChange,
+)
 
 
 class ContactInline(admin.TabularInline):
@@ -26,32 +32,70 @@ class ContactInline(admin.TabularInline):
 @admin.register(Customer)
 class CustomerAdmin(admin.ModelAdmin):
     list_display = ("account_number", "name", "created")
-    search_fields = ("account_number", "name", "contacts__address", "contacts__keys__fingerprint")
+    search_fields = (
+        "account_number",
+        "name",
+        "contacts__address",
+        "contacts__keys__fingerprint",
+    )
     filter_horizontal = ("users",)
     inlines = [ContactInline]
 
 
 @admin.register(Contact)
 class ContactAdmin(admin.ModelAdmin):
-    list_display = ("address", "role", "customer", "encryption", "mode", "active_fingerprint")
+    list_display = (
+        "address",
+        "role",
+        "customer",
+        "encryption",
+        "mode",
+        "active_fingerprint",
+    )
     list_filter = ("encryption", "role", "mode")
-    search_fields = ("address", "customer__account_number", "customer__name", "keys__fingerprint")
+    search_fields = (
+        "address",
+        "customer__account_number",
+        "customer__name",
+        "keys__fingerprint",
+    )
     readonly_fields = ("encryption", "active_key", "created", "updated")
     autocomplete_fields = ("customer",)
 
     @admin.display(description="active key")
     def active_fingerprint(self, contact: Contact) -> str:
-        return fingerprint_groups(contact.active_key.fingerprint) if contact.active_key else ""
+        return (
+            fingerprint_groups(contact.active_key.fingerprint)
+            if contact.active_key
+            else ""
+        )
 
 
 @admin.register(ContactKey)
 class ContactKeyAdmin(admin.ModelAdmin):
-    list_display = ("grouped_fingerprint", "contact", "algorithm", "usable_until", "added", "problem")
+    list_display = (
+        "grouped_fingerprint",
+        "contact",
+        "algorithm",
+        "usable_until",
+        "added",
+        "problem",
+    )
     list_filter = ("version", "problem")
     search_fields = ("fingerprint", "contact__address", "user_ids")
     readonly_fields = (
-        "contact", "grouped_fingerprint", "fingerprint", "version", "algorithm", "user_ids",
-        "key_created", "usable_until", "added", "last_checked", "problem", "armored",
+        "contact",
+        "grouped_fingerprint",
+        "fingerprint",
+        "version",
+        "algorithm",
+        "user_ids",
+        "key_created",
+        "usable_until",
+        "added",
+        "last_checked",
+        "problem",
+        "armored",
     )
     exclude = ("certificate",)
 
@@ -63,7 +107,7 @@ class ContactKeyAdmin(admin.ModelAdmin):
     def armored(self, key: ContactKey) -> str:
         try:
             text = str(pysequoia.Cert.from_bytes(bytes(key.certificate)))
-        except Exception as exc:  # pysequoia raises plain Exception
+        except Exception as exc:  # noqa: BLE001 (pysequoia raises plain Exception)
             return f"unreadable certificate: {exc}"
         return format_html("<pre>{}</pre>", text)
 
@@ -79,13 +123,23 @@ class PendingChangeAdmin(admin.ModelAdmin):
     list_display = ("pk", "contact", "state", "sent_to", "created", "expires")
     list_filter = ("state", "remove_key")
     search_fields = (
-        "contact__address", "new_address", "sent_to", "previous_address",
-        "new_key__fingerprint", "previous_key__fingerprint",
+        "contact__address",
+        "new_address",
+        "sent_to",
+        "previous_address",
+        "new_key__fingerprint",
+        "previous_key__fingerprint",
     )
     exclude = ("token_hash",)
 
-    def get_readonly_fields(self, request: HttpRequest, obj: object = None) -> list[str]:
-        return [field.name for field in PendingChange._meta.fields if field.name != "token_hash"]
+    def get_readonly_fields(
+        self, request: HttpRequest, obj: object = None
+    ) -> list[str]:
+        return [
+            field.name
+            for field in PendingChange._meta.fields
+            if field.name != "token_hash"
+        ]
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
@@ -95,10 +149,17 @@ class PendingChangeAdmin(admin.ModelAdmin):
 class AuditEventAdmin(admin.ModelAdmin):
     list_display = ("time", "kind", "contact", "actor", "client_address")
     list_filter = ("kind",)
-    search_fields = ("contact__address", "actor", "customer__account_number", "client_address")
+    search_fields = (
+        "contact__address",
+        "actor",
+        "customer__account_number",
+        "client_address",
+    )
     date_hierarchy = "time"
 
-    def get_readonly_fields(self, request: HttpRequest, obj: object = None) -> list[str]:
+    def get_readonly_fields(
+        self, request: HttpRequest, obj: object = None
+    ) -> list[str]:
         return [field.name for field in AuditEvent._meta.fields]
 
     def has_add_permission(self, request: HttpRequest) -> bool:

@@ -52,7 +52,9 @@ class ContactOut(Schema):
 
 
 class KeyIn(Schema):
-    key: str = Field(description="the ASCII-armored public key", max_length=KEY_MAX_BYTES)
+    key: str = Field(
+        description="the ASCII-armored public key", max_length=KEY_MAX_BYTES
+    )
     address: str | None = Field(
         default=None, description="new contact address; the current one if left out"
     )
@@ -128,7 +130,9 @@ def get_contact(request: HttpRequest, contact_id: int) -> dict:
     "/{contact_id}/key",
     response={202: KeyAccepted, 400: Problem, 429: Problem},
 )
-def register_key(request: HttpRequest, contact_id: int, body: KeyIn) -> tuple[int, dict]:
+def register_key(
+    request: HttpRequest, contact_id: int, body: KeyIn
+) -> tuple[int, dict]:
     """Start the key confirmation: the new key is active only once the contact confirms.
 
     The confirmation mail goes to ``address`` (or the current address),

@@ -30,7 +30,7 @@ RATE_WINDOW = timedelta(hours=1)
 
 
 class ChangeError(Exception):
-    """A change request or a confirmation that cannot go ahead; the message is for the customer."""
+    """A change request or confirmation that cannot go ahead, with a message for the customer."""
 
 
 class ChangeRejected(ChangeError):
@@ -87,12 +87,16 @@ def confirm_hours() -> int:
 
 def _check_rate(contact: Contact, actor: Actor) -> None:
     contact_bucket = f"change:contact:{contact.pk}"
-    if ratelimit.exceeded(contact_bucket, settings.SEALMAIL_CHANGE_LIMIT_CONTACT, RATE_WINDOW):
+    if ratelimit.exceeded(
+        contact_bucket, settings.SEALMAIL_CHANGE_LIMIT_CONTACT, RATE_WINDOW
+    ):
         raise RateLimited(
             f"This contact had {settings.SEALMAIL_CHANGE_LIMIT_CONTACT} change requests "
             "in the last hour. Wait an hour, or use the link in the last mail we sent."
         )
-    client_bucket = f"change:client:{actor.client_address}" if actor.client_address else None
+    client_bucket = (
+        f"change:client:{actor.client_address}" if actor.client_address else None
+    )
     if client_bucket and ratelimit.exceeded(
         client_bucket, settings.SEALMAIL_CHANGE_LIMIT_CLIENT, RATE_WINDOW
     ):
@@ -174,7 +178,7 @@ def _validate(
 
 
 def change_mode(contact: Contact, mode: str, actor: Actor) -> None:
-    """Switch between PGP/MIME and inline PGP at once; it does not weaken anything."""
+    """Switch between PGP/MIME and inline PGP at once, because neither weakens encryption."""
     if mode == contact.mode:
         return
     previous = contact.mode
@@ -216,7 +220,11 @@ def request_change(
         ):
             _close(older, PendingChange.State.SUPERSEDED, now)
             audit(
-                AuditEvent.Kind.CANCELLED, contact, actor, older, reason="replaced by a new request"
+                AuditEvent.Kind.CANCELLED,
+                contact,
+                actor,
+                older,
+                reason="replaced by a new request",
             )
 
         new_key = _store_key(contact, report) if report is not None else None
@@ -311,14 +319,17 @@ def _expire_if_due(change_id: int, actor: Actor) -> None:
             .select_related("contact")
             .get(pk=change_id)
         )
-        if change.state == PendingChange.State.PENDING and change.expires <= timezone.now():
+        if (
+            change.state == PendingChange.State.PENDING
+            and change.expires <= timezone.now()
+        ):
             _close(change, PendingChange.State.EXPIRED, timezone.now())
             audit(AuditEvent.Kind.EXPIRED, change.contact, actor, change)
             logger.info("contact %s change %s expired", change.contact_id, change.pk)
 
 
 def _lock_pending(change_id: int) -> PendingChange:
-    """Lock the change for the current transaction; raise if it is no longer pending."""
+    """Lock the change for the current transaction, raising ChangeClosed unless it is pending."""
     change = (
         PendingChange.objects.select_for_update(of=("self",))
         .select_related("contact", "new_key", "previous_key")
@@ -348,7 +359,9 @@ def confirm_change(change_id: int, token: str, actor: Actor) -> PendingChange:
     _expire_if_due(change_id, actor)
     with transaction.atomic():
         change = _lock_pending(change_id)
-        contact = Contact.objects.select_for_update(of=("self",)).get(pk=change.contact_id)
+        contact = Contact.objects.select_for_update(of=("self",)).get(
+            pk=change.contact_id
+        )
         previous_address = contact.address
         previous_key = contact.active_key if contact.encryption_on else None
         if change.remove_key:
@@ -357,7 +370,9 @@ def confirm_change(change_id: int, token: str, actor: Actor) -> PendingChange:
         elif change.new_key is not None:
             contact.active_key = change.new_key
             contact.encryption = Contact.Encryption.ACTIVE
-            ContactKey.objects.filter(pk=change.new_key.pk).update(last_checked=timezone.now())
+            ContactKey.objects.filter(pk=change.new_key.pk).update(
+                last_checked=timezone.now()
+            )
         contact.address = change.new_address
         contact.mode = change.new_mode
         try:
@@ -365,7 +380,9 @@ def confirm_change(change_id: int, token: str, actor: Actor) -> PendingChange:
                 contact.save()
         except IntegrityError as exc:
             # Another contact of the same role took the address after the request.
-            logger.warning("contact %s change %s not applied: %s", contact.pk, change.pk, exc)
+            logger.warning(
+                "contact %s change %s not applied: %s", contact.pk, change.pk, exc
+            )
             raise ChangeRejected(
                 f"Another {contact.get_role_display().lower()} contact of this account "
                 f"now uses {change.new_address}. Start a new change with another address."
@@ -381,7 +398,9 @@ def confirm_change(change_id: int, token: str, actor: Actor) -> PendingChange:
         )
         address_changed = previous_address.lower() != contact.address.lower()
         if key_changed or address_changed:
-            mail.send_change_notice(change, contact, previous_address, previous_key, now)
+            mail.send_change_notice(
+                change, contact, previous_address, previous_key, now
+            )
             audit(
                 AuditEvent.Kind.NOTICE_SENT,
                 contact,
@@ -392,7 +411,9 @@ def confirm_change(change_id: int, token: str, actor: Actor) -> PendingChange:
             )
         if contact.encryption == Contact.Encryption.ACTIVE and key_changed:
             mail.release_held(contact)
-    logger.info("contact %s change %s confirmed by %s", contact.pk, change.pk, actor.name)
+    logger.info(
+        "contact %s change %s confirmed by %s", contact.pk, change.pk, actor.name
+    )
     return change
 
 
@@ -425,7 +446,7 @@ def cancel_pending_of(contact: Contact, actor: Actor) -> PendingChange | None:
 
 
 def expire_due_changes(now: datetime | None = None) -> int:
-    """Mark every pending change past its expiry as expired; return how many."""
+    """Mark every pending change past its expiry as expired and return how many."""
     now = now or timezone.now()
     expired = 0
     system = Actor("system")

@@ -80,13 +80,17 @@ class ContactForm(forms.Form):
             raise forms.ValidationError("Paste the key or upload a file, not both.")
         raw = data or text
         if raw and cleaned.get("remove_key"):
-            raise forms.ValidationError("Either remove the key or give a new one, not both.")
+            raise forms.ValidationError(
+                "Either remove the key or give a new one, not both."
+            )
         if raw:
             try:
                 self.key_report = inspect_key(raw)
             except KeyRejected as exc:
                 self.key_rejected = exc
-                logger.info("key for contact %s rejected: %s", self.contact.pk, exc.reason)
+                logger.info(
+                    "key for contact %s rejected: %s", self.contact.pk, exc.reason
+                )
                 field = "key_text" if text else "key_file"
                 self.add_error(field, exc.message)
                 if exc.reason == "secret_key":

@@ -40,7 +40,9 @@ def send_account_mail(contact: Contact, *, subject: str, text: str) -> None:
     _enqueue(contact, category=CATEGORY, subject=subject, text=text)
 
 
-def send_confirmation(change: PendingChange, token: str, encrypt_to: ContactKey | None) -> None:
+def send_confirmation(
+    change: PendingChange, token: str, encrypt_to: ContactKey | None
+) -> None:
     """Queue the mail with the confirm and cancel links to ``change.sent_to``."""
     contact = change.contact
     context = {
@@ -51,7 +53,9 @@ def send_confirmation(change: PendingChange, token: str, encrypt_to: ContactKey 
         "cancel_url": _link("contacts:cancel", change, token),
         "hours": settings.SEALMAIL_CONFIRM_HOURS,
         "new_key": change.new_key,
-        "new_key_groups": fingerprint_groups(change.new_key.fingerprint) if change.new_key else "",
+        "new_key_groups": fingerprint_groups(change.new_key.fingerprint)
+        if change.new_key
+        else "",
     }
     if change.remove_key:
         subject = "Confirm that encryption should be turned off"
@@ -83,9 +87,13 @@ def send_change_notice(
         "contact": contact,
         "customer": contact.customer,
         "previous_address": previous_address,
-        "previous_key_groups": fingerprint_groups(previous_key.fingerprint) if previous_key else "",
+        "previous_key_groups": fingerprint_groups(previous_key.fingerprint)
+        if previous_key
+        else "",
         "new_key_groups": (
-            fingerprint_groups(contact.active_key.fingerprint) if contact.active_key else ""
+            fingerprint_groups(contact.active_key.fingerprint)
+            if contact.active_key
+            else ""
         ),
         "address_changed": previous_address.lower() != contact.address.lower(),
         "when": when,

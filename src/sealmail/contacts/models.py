@@ -125,8 +125,12 @@ class PendingChange(models.Model):
         EXPIRED = "expired", "Expired"
         SUPERSEDED = "superseded", "Replaced by a newer request"
 
-    contact = models.ForeignKey(Contact, on_delete=models.CASCADE, related_name="changes")
-    state = models.CharField(max_length=12, choices=State.choices, default=State.PENDING)
+    contact = models.ForeignKey(
+        Contact, on_delete=models.CASCADE, related_name="changes"
+    )
+    state = models.CharField(
+        max_length=12, choices=State.choices, default=State.PENDING
+    )
     new_address = models.EmailField(max_length=254)
     new_mode = models.CharField(max_length=10, choices=Contact.Mode.choices)
     new_key = models.ForeignKey(
@@ -143,7 +147,10 @@ class PendingChange(models.Model):
     )
     token_hash = models.CharField(max_length=64, editable=False)
     requested_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
         related_name="+",
     )
     requested_via = models.CharField(max_length=100, blank=True)
@@ -185,10 +192,16 @@ class AuditEvent(models.Model):
         Contact, null=True, on_delete=models.SET_NULL, related_name="audit_events"
     )
     change = models.ForeignKey(
-        PendingChange, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+        PendingChange,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
     )
     kind = models.CharField(max_length=16, choices=Kind.choices)
-    actor = models.CharField(max_length=200, help_text="user name, API token name or 'system'")
+    actor = models.CharField(
+        max_length=200, help_text="user name, API token name or 'system'"
+    )
     client_address = models.GenericIPAddressField(null=True, blank=True)
     time = models.DateTimeField(auto_now_add=True, db_index=True)
     detail = models.JSONField(default=dict, blank=True)

@@ -22,7 +22,9 @@ def hash_token(token: str) -> str:
     The key is derived from Django's SECRET_KEY, so a copy of the database
     alone cannot turn stored hashes into working links.
     """
-    key = hashlib.sha256(b"sealmail confirmation token\0" + settings.SECRET_KEY.encode()).digest()
+    key = hashlib.sha256(
+        b"sealmail confirmation token\0" + settings.SECRET_KEY.encode()
+    ).digest()
     return hmac.new(key, token.encode(), hashlib.sha256).hexdigest()
 
 

@@ -96,7 +96,9 @@ def contact_update(request: HttpRequest, pk: int) -> HttpResponse:
     )
     initial = {"address": contact.address, "mode": contact.mode}
     if request.method == "POST":
-        form = ContactForm(request.POST, request.FILES, contact=contact, initial=initial)
+        form = ContactForm(
+            request.POST, request.FILES, contact=contact, initial=initial
+        )
     else:
         form = ContactForm(contact=contact, initial=initial)
     checked = None
@@ -131,7 +133,9 @@ def contact_update(request: HttpRequest, pk: int) -> HttpResponse:
     )
 
 
-def _save_contact(request: HttpRequest, contact: Contact, form: ContactForm) -> HttpResponse:
+def _save_contact(
+    request: HttpRequest, contact: Contact, form: ContactForm
+) -> HttpResponse:
     data = form.cleaned_data
     actor = actor_for(request)
     changes.change_mode(contact, data["mode"], actor)
@@ -169,7 +173,9 @@ def _save_contact(request: HttpRequest, contact: Contact, form: ContactForm) -> 
         )
     encryption_note = ""
     if change.sent_encrypted_to:
-        encryption_note = " encrypted to " + fingerprint_groups(change.sent_encrypted_to)
+        encryption_note = " encrypted to " + fingerprint_groups(
+            change.sent_encrypted_to
+        )
     messages.success(
         request,
         f"We sent a confirmation link to {change.sent_to}{encryption_note}. "
@@ -193,30 +199,49 @@ def _link_page(
     try:
         change = changes.find_change(change_id, token)
     except ChangeNotFound as exc:
-        return render(request, "contacts/link_invalid.html", {"message": str(exc)}, status=404)
+        return render(
+            request, "contacts/link_invalid.html", {"message": str(exc)}, status=404
+        )
     if request.method == "POST":
-        operation = changes.confirm_change if action == "confirm" else changes.cancel_change
+        operation = (
+            changes.confirm_change if action == "confirm" else changes.cancel_change
+        )
         try:
             change = operation(change_id, token, actor_for(request))
         except ChangeClosed as exc:
-            return render(request, "contacts/link_invalid.html", {"message": str(exc)}, status=410)
+            return render(
+                request, "contacts/link_invalid.html", {"message": str(exc)}, status=410
+            )
         except ChangeRejected as exc:
-            return render(request, "contacts/link_invalid.html", {"message": str(exc)}, status=409)
+            return render(
+                request, "contacts/link_invalid.html", {"message": str(exc)}, status=409
+            )
         except ChangeError as exc:
-            return render(request, "contacts/link_invalid.html", {"message": str(exc)}, status=404)
-        return render(request, "contacts/link_done.html", {"change": change, "action": action})
+            return render(
+                request, "contacts/link_invalid.html", {"message": str(exc)}, status=404
+            )
+        return render(
+            request, "contacts/link_done.html", {"change": change, "action": action}
+        )
     if change.state != PendingChange.State.PENDING or change.expires <= timezone.now():
-        state = change.state if change.state != PendingChange.State.PENDING else "expired"
+        state = (
+            change.state if change.state != PendingChange.State.PENDING else "expired"
+        )
         message = changes.closed_message(state)
-        return render(request, "contacts/link_invalid.html", {"message": message}, status=410)
+        return render(
+            request, "contacts/link_invalid.html", {"message": message}, status=410
+        )
     return render(
         request,
         "contacts/link_confirm.html",
         {
             "change": change,
             "action": action,
-            "new_key_groups": fingerprint_groups(change.new_key.fingerprint) if change.new_key else "",
-            "address_changed": change.new_address.lower() != change.previous_address.lower(),
+            "new_key_groups": fingerprint_groups(change.new_key.fingerprint)
+            if change.new_key
+            else "",
+            "address_changed": change.new_address.lower()
+            != change.previous_address.lower(),
             "token": token,
         },
     )
@@ -226,7 +251,7 @@ def _link_page(
 @never_cache
 @require_http_methods(["GET", "POST"])
 def confirm(request: HttpRequest, change_id: int, token: str) -> HttpResponse:
-    """Show the confirm button on GET; only the POST applies the change."""
+    """Show the confirm button on GET. Only a POST applies the change."""
     return _link_page(request, change_id, token, "confirm")
 
 
@@ -234,7 +259,7 @@ def confirm(request: HttpRequest, change_id: int, token: str) -> HttpResponse:
 @never_cache
 @require_http_methods(["GET", "POST"])
 def cancel(request: HttpRequest, change_id: int, token: str) -> HttpResponse:
-    """Show the cancel button on GET; only the POST discards the change."""
+    """Show the cancel button on GET. Only a POST discards the change."""
     return _link_page(request, change_id, token, "cancel")
 
 
@@ -248,7 +273,10 @@ def provider_keys_download(request: HttpRequest) -> HttpResponse:
         raise Http404("The provider keys are not available.") from exc
     if not certificates:
         raise Http404("The provider has no key yet.")
-    body = "".join(str(cert) if str(cert).endswith("\n") else str(cert) + "\n" for cert in certificates)
+    body = "".join(
+        str(cert) if str(cert).endswith("\n") else str(cert) + "\n"
+        for cert in certificates
+    )
     response = HttpResponse(body, content_type="application/pgp-keys")
     response["Content-Disposition"] = 'attachment; filename="provider-keys.asc"'
     return response
