@@ -122,7 +122,6 @@ def test_compressed_message_with_forged_signature(store, customer_gpg, tmp_path)
 def test_compressed_message_to_protected_key_is_unchecked(tmp_path, customer_gpg):
     gpg, fingerprint, cert = customer_gpg
     provider = GnuPG(tmp_path / "provider")
-    provider.home.joinpath("gpg-agent.conf").write_text("allow-loopback-pinentry\ns2k-count 65536\n")
     provider.run("--passphrase", "pw", "--quick-generate-key", "p@provider.test",
                  "future-default", "default", "never")
     provider_fpr = provider.fingerprint("p@provider.test")
