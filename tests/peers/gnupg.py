@@ -130,7 +130,7 @@ class GnuPG:
 
 @dataclass
 class GpgVerdict:
-    """What ``gpg --show-keys --with-colons`` says about one certificate."""
+    """GnuPG's verdict on one certificate, from ``gpg --show-keys --with-colons``."""
 
     validity: str  # field 2 of the pub line: "-", "e" expired, "r" revoked, "i" invalid
     capabilities: str  # field 12: upper-case letters are usable capabilities of the whole key

@@ -7,7 +7,7 @@ OpenPGP data; they wrap every pysequoia error in a
 Certificates for signature checks come from a ``certificates_for``
 callable: it receives a list of lowercase hex key IDs or fingerprints (the
 issuers named in the signatures) and returns the ``pysequoia.Cert`` objects
-it knows for them, or an empty list.
+it finds for them, or an empty list.
 """
 
 from __future__ import annotations
@@ -91,8 +91,9 @@ class SignatureResult:
     """The outcome of checking one signature.
 
     ``status`` is one of ``good``, ``bad``, ``unknown_key``, ``expired_key``,
-    ``revoked_key`` or ``unchecked`` (pysequoia could not check a signature
-    inside a compressed encrypted message; treat it as not verified).
+    ``revoked_key`` or ``unchecked``. ``unchecked`` means that no check was
+    possible (a compressed encrypted message to a key that
+    :mod:`sealmail.core.pgp.inner` cannot open), so treat it as not verified.
     """
 
     status: str
@@ -180,7 +181,7 @@ def _recipient_facts(cert_bytes: bytes, minute: int) -> _RecipientFacts:
 
 @functools.lru_cache(maxsize=1)
 def _seipd_v1_anchor() -> pysequoia.Cert:
-    """A throwaway v4 certificate whose features list only SEIPDv1.
+    """Return a throwaway v4 certificate whose features list only SEIPDv1.
 
     Sequoia picks SEIPDv2 when every recipient advertises it. Adding this
     recipient makes it pick SEIPDv1. Its secret key is discarded at once, so
