@@ -41,7 +41,7 @@ ROUNDS = 5
 
 
 def timed_calls(function, seconds: float, minimum: int = 5) -> list[float]:
-    """Call ``function`` repeatedly for about ``seconds``; return each call's duration."""
+    """Call ``function`` repeatedly for about ``seconds`` and return each call's duration."""
     durations = []
     deadline = time.perf_counter() + seconds
     while time.perf_counter() < deadline or len(durations) < minimum:
@@ -119,7 +119,7 @@ def main() -> None:
         ours: list[float] = []
         raw: list[float] = []
         theirs: list[float] = []
-        # Interleave short rounds so that load from other processes hits all three alike.
+        # Interleave short rounds so that load from other processes affects all three alike.
         for _ in range(ROUNDS):
             ours += timed_calls(
                 lambda: encrypt_and_sign(payload, [recipient], signer), args.seconds / ROUNDS
