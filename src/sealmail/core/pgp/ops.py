@@ -24,6 +24,7 @@ import pysequoia
 from sealmail.core.errors import (
     DecryptionError,
     EncryptionError,
+    KeyStoreError,
     SigningError,
     VerificationError,
 )
@@ -313,14 +314,18 @@ def decryption_keys_of(tsk: pysequoia.Tsk, password: str | None = None) -> list[
 
     pysequoia's ``Tsk.decryptor()`` uses only the first live encryption
     subkey, so each subkey gets its own key built from the packets.
-    Raises :class:`DecryptionError` (reason ``no_key``) when a subkey
-    cannot be unlocked.
+    A subkey that cannot be unlocked (wrong passphrase, expired) is logged
+    and skipped. Raises :class:`KeyStoreError` when the packets cannot be read.
     """
     from sealmail.core.pgp.inspect import encryption_secret_variants
 
     keys = []
     fingerprint = tsk.extract_certificate().fingerprint
-    for key_id, variant in encryption_secret_variants(bytes(tsk)):
+    try:
+        variants = encryption_secret_variants(bytes(tsk))
+    except PacketError as exc:
+        raise KeyStoreError(f"the secret key {fingerprint} could not be read: {exc}") from None
+    for key_id, variant in variants:
         try:
             decryptor = pysequoia.Tsk.from_bytes(variant).decryptor(password)
         except Exception as exc:  # pysequoia raises plain Exception
@@ -424,9 +429,12 @@ def _decrypt_unsupported_compression(
         return None
     signatures = []
     for packet in inner.signatures:
-        signatures.extend(
-            verify_detached(inner.literal, packet.serialize(), certificates_for=certificates_for)
-        )
+        try:
+            signatures.extend(
+                verify_detached(inner.literal, packet.serialize(), certificates_for=certificates_for)
+            )
+        except VerificationError:
+            signatures.append(SignatureResult(UNCHECKED, None, None, None, None))
     logger.info("decrypted a message pysequoia could not decompress, with key %s", key.fingerprint)
     return inner.literal, signatures
 
@@ -506,9 +514,12 @@ def _signatures_in_compressed(
         return None
     results = []
     for packet in inner.signatures:
-        results.extend(
-            verify_detached(plaintext, packet.serialize(), certificates_for=certificates_for)
-        )
+        try:
+            results.extend(
+                verify_detached(plaintext, packet.serialize(), certificates_for=certificates_for)
+            )
+        except VerificationError:
+            return None
     return results
 
 
@@ -657,7 +668,10 @@ def _verify_cleartext(
     except Exception:  # pysequoia raises plain Exception for every failed check
         content, valid = text, []
     for packet in _signature_packets(signature):
-        info = pk.parse_signature(packet)
+        try:
+            info = pk.parse_signature(packet)
+        except PacketError as exc:
+            raise VerificationError(f"a signature packet is damaged: {exc}") from None
         issuer = _issuer(info)
         match = next(
             (sig for sig in valid if issuer and _names(issuer, sig.signing_key, sig.certificate)),
