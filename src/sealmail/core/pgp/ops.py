@@ -209,7 +209,7 @@ def encrypt_and_sign(
     only when all recipients are v6 keys or advertise SEIPDv2 and none is v4.
     """
     if not recipients:
-        raise EncryptionError("no recipient certificate given; refusing to encrypt")
+        raise EncryptionError("no recipient certificate given; pass at least one certificate")
     minute = int(datetime.now(timezone.utc).timestamp()) // 60
     facts = []
     for cert in recipients:
@@ -459,7 +459,7 @@ def _decryption_failure(message: str, recipient_ids: list[str]) -> DecryptionErr
 
 
 class _Lookup:
-    """Wraps ``certificates_for`` to record which issuers pysequoia asked for."""
+    """A wrapper around ``certificates_for`` that records which issuers pysequoia requested."""
 
     def __init__(self, certificates_for: CertificateLookup) -> None:
         self.certificates_for = certificates_for
@@ -506,7 +506,7 @@ def _signatures_in_message(
 def _signatures_in_compressed(
     data: bytes, plaintext: bytes, secret: bytes, certificates_for: CertificateLookup
 ) -> list[SignatureResult] | None:
-    """Check the signatures of a compressed message; None when it cannot be opened."""
+    """Return the signature results of a compressed message, or None when it cannot be opened."""
     from sealmail.core.pgp.inner import inner_message
 
     inner = inner_message(data, secret)
@@ -693,8 +693,8 @@ def _split_cleartext(data: bytes) -> tuple[bytes, bytes]:
     """Split a cleartext-signed text into its dash-unescaped text and signature block."""
     start = data.index(b"-----BEGIN PGP SIGNED MESSAGE-----")
     rest = data[start:].split(b"\n", 1)[1] if b"\n" in data[start:] else b""
-    header, _, rest = rest.partition(b"\n\n") if b"\n\n" in rest else rest.partition(b"\r\n\r\n")
-    del header
+    # The armor headers (Hash: ...) end at the first empty line.
+    _, _, rest = rest.partition(b"\n\n") if b"\n\n" in rest else rest.partition(b"\r\n\r\n")
     marker = rest.find(b"-----BEGIN PGP SIGNATURE-----")
     if marker < 0:
         raise VerificationError("the cleartext-signed text has no signature block")
