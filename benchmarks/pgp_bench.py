@@ -33,11 +33,12 @@ from sealmail.core.pgp.inspect import inspect_key  # noqa: E402
 from sealmail.core.pgp.keystore import KeyStore  # noqa: E402
 from sealmail.core.pgp.ops import encrypt_and_sign  # noqa: E402
 from tests.peers.gnupg import GnuPG  # noqa: E402
-from tests.pgp.corpus import FLOOD_CERTIFICATIONS, _flood  # noqa: E402
+from tests.pgp.corpus import _flood  # noqa: E402
 from sealmail.core.pgp import packets as pk  # noqa: E402
 
 
 ROUNDS = 5
+FLOOD_CERTIFICATIONS = 5000
 
 
 def timed_calls(function, seconds: float, minimum: int = 5) -> list[float]:

@@ -19,7 +19,7 @@ from tests.peers.gnupg import GnuPG
 # GnuPG runs with this faked clock for keys that must be old by now.
 PAST = "20230101T000000"
 FUTURE = "20400101T000000"
-FLOOD_CERTIFICATIONS = 5000
+FLOOD_CERTIFICATIONS = 3000
 
 USABLE = "usable"
 NOT_USABLE = "not usable"
