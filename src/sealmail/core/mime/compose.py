@@ -241,7 +241,9 @@ def _compose_inline(
     text_part.set_content(armored.decode("ascii"), charset="utf-8", cte="7bit")
     root.attach(text_part)
     for attachment in message.attachments:
+        # Checked although the part goes out as application/octet-stream.
         mime_body.check_filename(attachment.filename)
+        mime_body.split_content_type(attachment.content_type, attachment.filename)
         encrypted = encrypt_and_sign(attachment.data, recipients, signer, armor=False)
         sealed = Attachment(
             attachment.filename + ".pgp", "application/octet-stream", encrypted
