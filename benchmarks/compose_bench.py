@@ -54,7 +54,7 @@ PDF_SIZE = 100 * 1024
 def notification(index: int) -> OutgoingMessage:
     return OutgoingMessage(
         sender=SENDER,
-        to=f"Customer {index} <customer{index}@customer.test>",
+        to=f"Jürgen Müller {index} <customer{index}@customer.test>",
         subject="Your line is up again",
         text=NOTIFICATION_TEXT,
     )
@@ -63,7 +63,7 @@ def notification(index: int) -> OutgoingMessage:
 def invoice(index: int, pdf: bytes) -> OutgoingMessage:
     return OutgoingMessage(
         sender=SENDER,
-        to=f"Customer {index} <customer{index}@customer.test>",
+        to=f"Jürgen Müller {index} <customer{index}@customer.test>",
         subject="Your invoice for December",
         text="Dear customer,\n\nplease find your invoice attached.\n",
         attachments=(Attachment(f"invoice-{index}.pdf", "application/pdf", pdf),),

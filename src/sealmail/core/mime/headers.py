@@ -8,6 +8,7 @@ cached because bulk mail repeats the same sender and subject.
 
 from __future__ import annotations
 
+import email.charset
 import email.policy
 import email.utils
 import functools
@@ -20,6 +21,9 @@ from email.headerregistry import Address
 from sealmail.core.errors import CompositionError
 
 MAX_LINE_LENGTH = 78
+# RFC 2047 section 2: an encoded word is at most 75 characters long.
+_MAX_ENCODED_WORD_LENGTH = 75
+_UTF8 = email.charset.Charset("utf-8")
 
 
 class CachingPolicy(email.policy.EmailPolicy):
@@ -159,6 +163,8 @@ def format_mailboxes(name: str, mailboxes: Iterable[Address]) -> bytes:
             parts.append(addr_spec)
         elif _PLAIN_PHRASE.fullmatch(display_name):
             parts.append(f"{display_name} <{addr_spec}>")
+        elif (word := _encoded_word(display_name)) is not None:
+            parts.append(f"{word} <{addr_spec}>")
         else:
             return _fold_cached(name, key)
     line = f"{name}: {', '.join(parts)}"
@@ -176,7 +182,24 @@ def format_unstructured(name: str, value: str) -> bytes:
     line = f"{name}: {value}"
     if len(line) <= MAX_LINE_LENGTH and _PLAIN_UNSTRUCTURED.fullmatch(value):
         return line.encode("ascii") + b"\r\n"
+    if not value.isascii() and (word := _encoded_word(value)) is not None:
+        line = f"{name}: {word}"
+        if len(line) <= MAX_LINE_LENGTH:
+            return line.encode("ascii") + b"\r\n"
     return _fold_cached(name, value)
+
+
+def _encoded_word(text: str) -> str | None:
+    """Return ``text`` as one RFC 2047 encoded word, or None if it is too long.
+
+    The email package picks Q or B encoding, whichever is shorter; its Q
+    encoding escapes every character that is special in a phrase, so the
+    word is valid in a display name as well as in unstructured text.
+    """
+    if not text.isprintable():
+        return None
+    word = _UTF8.header_encode(text)
+    return word if len(word) <= _MAX_ENCODED_WORD_LENGTH else None
 
 
 def format_message_ids(name: str, message_ids: Iterable[str]) -> bytes:
