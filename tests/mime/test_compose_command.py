@@ -40,31 +40,48 @@ def run_compose(*args: str) -> bytes:
 
 def base_args(files: dict[str, Path], fmt: str) -> list[str]:
     return [
-        "--recipient-key", str(files["recipient"]),
-        "--signing-key", str(files["signing"]),
-        "--from", mailcheck.SENDER,
-        "--to", "Jürgen Müller <customer@customer.test>",
-        "--subject", "Ihre Rechnung",
-        "--text", str(files["text"]),
-        "--html", str(files["html"]),
-        "--attach", str(files["pdf"]),
-        "--format", fmt,
+        "--recipient-key",
+        str(files["recipient"]),
+        "--signing-key",
+        str(files["signing"]),
+        "--from",
+        mailcheck.SENDER,
+        "--to",
+        "Jürgen Müller <customer@customer.test>",
+        "--subject",
+        "Ihre Rechnung",
+        "--text",
+        str(files["text"]),
+        "--html",
+        str(files["html"]),
+        "--attach",
+        str(files["pdf"]),
+        "--format",
+        fmt,
     ]
 
 
 @pytest.mark.parametrize("fmt", ["pgpmime", "inline", "signed", "plain"])
-def test_compose_command_writes_each_format(fmt, files, provider, customer_keys, tmp_path):
+def test_compose_command_writes_each_format(
+    fmt, files, provider, customer_keys, tmp_path
+):
     raw = run_compose(*base_args(files, fmt))
     parsed = mailcheck.parse(raw)
     assert parsed["From"].addresses[0].addr_spec == "billing@provider.test"
-    assert parsed["Subject"] == ("..." if fmt in ("pgpmime", "inline") else "Ihre Rechnung")
+    assert parsed["Subject"] == (
+        "..." if fmt in ("pgpmime", "inline") else "Ihre Rechnung"
+    )
     peer = make_peer("gpg", customer_keys["cv25519"], provider, tmp_path / "gpg")
     if fmt == "pgpmime":
         _, parts = mailcheck.split_raw(raw)
         inner = mailcheck.parse(peer.decrypt(mailcheck.part_body(parts[1])).plaintext)
         names = [part.get_filename() for part in inner.iter_attachments()]
         assert names == ["Rechnung März.pdf"]
-        assert inner.get_body(("plain",)).get_content().startswith("Subject: Ihre Rechnung")
+        assert (
+            inner.get_body(("plain",))
+            .get_content()
+            .startswith("Subject: Ihre Rechnung")
+        )
     elif fmt == "signed":
         _, (entity, signature) = mailcheck.split_raw(raw)
         assert peer.verify_detached(entity, mailcheck.part_body(signature)).valid
@@ -80,9 +97,15 @@ def test_compose_command_show_subject(files):
 
 def test_compose_command_writes_crlf_bytes(files, data_dir):
     command = [
-        sys.executable, "-m", "sealmail", "compose", *base_args(files, "signed"),
+        sys.executable,
+        "-m",
+        "sealmail",
+        "compose",
+        *base_args(files, "signed"),
     ]
-    proc = subprocess.run(command, capture_output=True, timeout=60, env=os.environ.copy())
+    proc = subprocess.run(
+        command, capture_output=True, timeout=60, env=os.environ.copy()
+    )
     assert proc.returncode == 0, proc.stderr.decode()
     assert proc.stdout.startswith(b"From: ")
     assert b"\n" not in proc.stdout.replace(b"\r\n", b"")

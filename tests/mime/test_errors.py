@@ -35,7 +35,9 @@ def test_signed_without_signer_raises():
 
 
 @pytest.mark.parametrize("fmt", [Format.PGPMIME, Format.INLINE], ids=lambda f: f.value)
-def test_failed_encryption_raises_without_output(fmt, provider, customer_keys, monkeypatch):
+def test_failed_encryption_raises_without_output(
+    fmt, provider, customer_keys, monkeypatch
+):
     def fail(*args, **kwargs):
         raise RuntimeError("simulated engine failure")
 
@@ -70,7 +72,10 @@ def test_unknown_format_raises(provider):
             "path separator",
         ),
         ({"attachments": (Attachment("", "text/plain", b"x"),)}, "empty file name"),
-        ({"attachments": (Attachment("a.bin", "binary", b"x"),)}, "invalid content type"),
+        (
+            {"attachments": (Attachment("a.bin", "binary", b"x"),)},
+            "invalid content type",
+        ),
         (
             {"attachments": (Attachment("a.eml", "multipart/mixed", b"x"),)},
             "invalid content type",
@@ -78,14 +83,23 @@ def test_unknown_format_raises(provider):
     ],
 )
 @pytest.mark.parametrize("fmt", list(Format), ids=lambda f: f.value)
-def test_invalid_input_raises_composition_error(fmt, changes, expected, provider, customer_keys):
+def test_invalid_input_raises_composition_error(
+    fmt, changes, expected, provider, customer_keys
+):
     key = customer_keys["cv25519"]
     with pytest.raises(CompositionError, match=expected):
-        compose(message(**changes), fmt, recipients=[key.certificate], signer=provider.signer)
+        compose(
+            message(**changes),
+            fmt,
+            recipients=[key.certificate],
+            signer=provider.signer,
+        )
 
 
 def test_non_ascii_domain_becomes_idna(provider):
-    composed = compose(message(to="Jürgen <j@müller.test>"), Format.PLAIN, signer=provider.signer)
+    composed = compose(
+        message(to="Jürgen <j@müller.test>"), Format.PLAIN, signer=provider.signer
+    )
     parsed = mailcheck.parse(composed.data)
     assert parsed["To"].addresses[0].addr_spec == "j@xn--mller-kva.test"
 
@@ -110,7 +124,14 @@ def test_html_only_inline_sends_converted_text(provider, customer_keys, tmp_path
 
     key = customer_keys["cv25519"]
     html_only = mailcheck.html_only_message()
-    composed = compose(html_only, Format.INLINE, recipients=[key.certificate], signer=provider.signer)
+    composed = compose(
+        html_only, Format.INLINE, recipients=[key.certificate], signer=provider.signer
+    )
     peer = make_peer("gpg", key, provider, tmp_path)
     mailcheck.check_inline(composed.data, html_only, peer, "gpg")
-    assert b"<h1>" not in peer.decrypt(mailcheck.parse(composed.data).get_payload(decode=True)).plaintext
+    assert (
+        b"<h1>"
+        not in peer.decrypt(
+            mailcheck.parse(composed.data).get_payload(decode=True)
+        ).plaintext
+    )

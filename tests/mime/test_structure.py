@@ -32,7 +32,9 @@ def composed(provider, customer_keys, hard) -> dict[Format, bytes]:
     key = customer_keys["cv25519"]
     message = hard
     return {
-        fmt: compose(message, fmt, recipients=[key.certificate], signer=provider.signer).data
+        fmt: compose(
+            message, fmt, recipients=[key.certificate], signer=provider.signer
+        ).data
         for fmt in FORMATS
     }
 
@@ -83,7 +85,9 @@ def test_pgpmime_structure(composed):
 def test_pgpmime_inner_header_protection(provider, customer_keys, tmp_path):
     key = customer_keys["cv25519"]
     message = mailcheck.hard_message()
-    composed = compose(message, Format.PGPMIME, recipients=[key.certificate], signer=provider.signer)
+    composed = compose(
+        message, Format.PGPMIME, recipients=[key.certificate], signer=provider.signer
+    )
     peer = make_peer("gpg", key, provider, tmp_path)
     inner = mailcheck.check_pgpmime(composed.data, message, peer, "gpg")
     outer = mailcheck.parse(composed.data)
@@ -95,6 +99,8 @@ def test_pgpmime_inner_header_protection(provider, customer_keys, tmp_path):
     hp_outer = [str(value) for value in inner.get_all("HP-Outer")]
     assert f"Subject: {HIDDEN_SUBJECT}" in hp_outer
     assert f"Message-ID: {composed.message_id}" in hp_outer
+    assert f"To: {outer['To']}" in hp_outer
+    assert f"From: {outer['From']}" in hp_outer
     assert len(hp_outer) == 5
     text_part = inner.get_body(preferencelist=("plain",))
     assert text_part.get_param("hp-legacy-display") == "1"
@@ -104,13 +110,20 @@ def test_pgpmime_shown_subject_has_no_legacy_display(provider, customer_keys, tm
     key = customer_keys["cv25519"]
     message = mailcheck.hard_message()
     composed = compose(
-        message, Format.PGPMIME, recipients=[key.certificate], signer=provider.signer,
+        message,
+        Format.PGPMIME,
+        recipients=[key.certificate],
+        signer=provider.signer,
         hide_subject=False,
     )
     assert mailcheck.parse(composed.data)["Subject"] == message.subject
     peer = make_peer("gpg", key, provider, tmp_path)
-    inner = mailcheck.check_pgpmime(composed.data, message, peer, "gpg", hide_subject=False)
-    assert inner.get_body(preferencelist=("plain",)).get_param("hp-legacy-display") is None
+    inner = mailcheck.check_pgpmime(
+        composed.data, message, peer, "gpg", hide_subject=False
+    )
+    assert (
+        inner.get_body(preferencelist=("plain",)).get_param("hp-legacy-display") is None
+    )
 
 
 def test_signed_structure_and_micalg(composed, provider, customer_keys, tmp_path):
@@ -215,18 +228,22 @@ def test_given_message_id_and_date_are_kept(provider, customer_keys):
         headers=(("Auto-Submitted", "auto-generated"),),
     )
     for fmt in FORMATS:
-        composed = compose(message, fmt, recipients=[key.certificate], signer=provider.signer)
+        composed = compose(
+            message, fmt, recipients=[key.certificate], signer=provider.signer
+        )
         assert composed.message_id == "<stored-1234@provider.test>"
         parsed = mailcheck.parse(composed.data)
         assert parsed["Message-ID"] == "<stored-1234@provider.test>"
         assert parsed["Date"] == "Fri, 04 Dec 2026 15:58:17 +0000"
         assert parsed["In-Reply-To"] == "<parent@provider.test>"
-        assert parsed["References"].split() == ["<root@provider.test>", "<parent@provider.test>"]
+        assert parsed["References"].split() == [
+            "<root@provider.test>",
+            "<parent@provider.test>",
+        ]
         assert parsed["Auto-Submitted"] == "auto-generated"
 
 
-def test_long_non_ascii_subject_folds(provider, customer_keys):
-    key = customer_keys["cv25519"]
+def test_long_non_ascii_subject_folds(provider):
     subject = "Ihre Rechnung für Dezember 2026 – Grüße aus der Buchhaltung, 5 € " * 4
     message = OutgoingMessage(
         sender='"Provider, Billing Department" <billing@provider.test>',
@@ -240,18 +257,25 @@ def test_long_non_ascii_subject_folds(provider, customer_keys):
     parsed = mailcheck.parse(composed.data)
     assert parsed["Subject"] == subject.strip()
     assert parsed["From"].addresses[0].display_name == "Provider, Billing Department"
-    assert parsed["To"].addresses[0].display_name == "Müller-Lüdenscheidt, Jürgen (Buchhaltung)"
+    assert (
+        parsed["To"].addresses[0].display_name
+        == "Müller-Lüdenscheidt, Jürgen (Buchhaltung)"
+    )
     assert parsed["To"].addresses[0].addr_spec == "customer@customer.test"
 
 
 def test_composed_message_reports_keys(provider, customer_keys):
     key = customer_keys["cv25519"]
     message = mailcheck.notification_message()
-    encrypted = compose(message, Format.PGPMIME, recipients=[key.certificate], signer=provider.signer)
+    encrypted = compose(
+        message, Format.PGPMIME, recipients=[key.certificate], signer=provider.signer
+    )
     assert encrypted.format is Format.PGPMIME
     assert encrypted.encrypted_to == (key.certificate.fingerprint,)
     assert encrypted.signed_by == provider.signer.fingerprint
-    signed = compose(message, Format.SIGNED, recipients=[key.certificate], signer=provider.signer)
+    signed = compose(
+        message, Format.SIGNED, recipients=[key.certificate], signer=provider.signer
+    )
     assert signed.encrypted_to == ()
     assert signed.signed_by == provider.signer.fingerprint
     plain = compose(message, Format.PLAIN, signer=provider.signer)

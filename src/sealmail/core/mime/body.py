@@ -1,9 +1,9 @@
 """Build the MIME body tree of a message with the ``email`` package.
 
-The tree is 7-bit clean so it can be signed and sent unchanged: text parts
-are quoted-printable (which also encodes trailing whitespace), a line that
-starts with ``From `` is written ``=46rom `` so no mbox tool rewrites it,
-and attachments are base64.
+The tree is 7-bit clean, so it can be signed and sent unchanged. Text parts
+are quoted-printable, which also encodes trailing whitespace. A line that
+starts with ``From `` is written ``=46rom `` so no mbox tool rewrites it.
+Attachments are base64.
 """
 
 from __future__ import annotations
@@ -46,13 +46,16 @@ def build_body(
     """Return the body tree: text and HTML alternatives, then attachments.
 
     ``hp`` sets the RFC 9788 ``hp`` parameter ("cipher" or "clear") and
-    ``protected-headers="v1"`` on the root part. ``legacy_display`` lists the (name, value) header fields the
-    outer header hides; each text part then starts with them, and its
-    Content-Type carries ``hp-legacy-display="1"``, for clients that do not
-    understand header protection.
+    ``protected-headers="v1"`` on the root part. ``legacy_display`` lists the
+    (name, value) header fields that the outer header hides. Each text part
+    then starts with them, and its Content-Type carries
+    ``hp-legacy-display="1"``, so clients without header protection still
+    show them.
     """
     if hp not in (None, "cipher", "clear"):
-        raise CompositionError(f"hp parameter {hp!r} is invalid; use 'cipher' or 'clear'")
+        raise CompositionError(
+            f"hp parameter {hp!r} is invalid; use 'cipher' or 'clear'"
+        )
     text, html_body = message_text(message)
     attachments = message.attachments if with_attachments else ()
     # The parameters belong to the root part, whichever part that is.
@@ -63,7 +66,9 @@ def build_body(
     text_params = root_params if html_body is None and not attachments else ""
     alternative_params = root_params if not attachments else ""
 
-    root = _text_part(_with_legacy_text(text, legacy_display), "plain", legacy_display, text_params)
+    root = _text_part(
+        _with_legacy_text(text, legacy_display), "plain", legacy_display, text_params
+    )
     if html_body is not None:
         html_part = _text_part(
             _with_legacy_html(html_body, legacy_display), "html", legacy_display, ""
@@ -109,7 +114,10 @@ def attachment_part(attachment: Attachment, *, filename: str | None = None) -> M
         params={"name": name},
     )
     encoded = binascii.b2a_base64(bytes(attachment.data), newline=False).decode("ascii")
-    lines = [encoded[i : i + _BASE64_LINE_LENGTH] for i in range(0, len(encoded), _BASE64_LINE_LENGTH)]
+    lines = [
+        encoded[i : i + _BASE64_LINE_LENGTH]
+        for i in range(0, len(encoded), _BASE64_LINE_LENGTH)
+    ]
     part.set_payload("\n".join(lines) + "\n")
     return part
 
@@ -118,7 +126,9 @@ def check_filename(name: str) -> None:
     """Raise CompositionError unless ``name`` is a plain file name."""
     if not name or not name.strip():
         raise CompositionError("an attachment has an empty file name; give it a name")
-    if any(ch in name for ch in "/\\") or any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in name):
+    if any(ch in name for ch in "/\\") or any(
+        ord(ch) < 0x20 or ord(ch) == 0x7F for ch in name
+    ):
         raise CompositionError(
             f"attachment file name {name!r} contains a path separator or a control "
             "character; give the bare file name"
@@ -186,7 +196,9 @@ def _text_part(
     try:
         octets = text.encode("utf-8").decode("latin-1")
     except UnicodeError as exc:
-        raise CompositionError(f"the text/{subtype} body cannot be encoded: {exc}") from exc
+        raise CompositionError(
+            f"the text/{subtype} body cannot be encoded: {exc}"
+        ) from exc
     # body_encode works on characters below 256, hence the latin-1 view of
     # the UTF-8 octets; it also encodes whitespace at the end of a line.
     payload = quoprimime.body_encode(octets, maxlinelen=_QP_LINE_LENGTH, eol="\n")
@@ -201,7 +213,9 @@ def _text_part(
 
 def _multipart(subtype: str, parts: list[MIMEPart], params: str) -> MIMEPart:
     part = MIMEPart(policy=WIRE_POLICY)
-    part["Content-Type"] = f'multipart/{subtype}{params}; boundary="{_BOUNDARIES[subtype]}"'
+    part["Content-Type"] = (
+        f'multipart/{subtype}{params}; boundary="{_BOUNDARIES[subtype]}"'
+    )
     part.set_payload(parts)
     return part
 

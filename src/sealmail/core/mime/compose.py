@@ -49,9 +49,21 @@ HIDDEN_SUBJECT = "..."
 _RESERVED_HEADERS = frozenset(
     name.lower()
     for name in (
-        "From", "To", "Cc", "Bcc", "Subject", "Date", "Message-ID", "In-Reply-To",
-        "References", "MIME-Version", "Content-Type", "Content-Transfer-Encoding",
-        "Content-Disposition", "Autocrypt", "HP-Outer",
+        "From",
+        "To",
+        "Cc",
+        "Bcc",
+        "Subject",
+        "Date",
+        "Message-ID",
+        "In-Reply-To",
+        "References",
+        "MIME-Version",
+        "Content-Type",
+        "Content-Transfer-Encoding",
+        "Content-Disposition",
+        "Autocrypt",
+        "HP-Outer",
     )
 )
 # Hashes RFC 3156 signers must not use any more.
@@ -96,7 +108,9 @@ def compose(
             "none was given, so the message was not composed"
         )
     if format is Format.SIGNED and signer is None:
-        raise SigningError("format signed needs the provider signing key; none was given")
+        raise SigningError(
+            "format signed needs the provider signing key; none was given"
+        )
 
     sender = h.parse_mailbox(message.sender, "sender")
     fields = _header_fields(message, sender)
@@ -105,9 +119,13 @@ def compose(
     autocrypt = autocrypt_header(sender.addr_spec, certificate) if certificate else b""
 
     if format is Format.PGPMIME:
-        data = _compose_pgpmime(message, fields, autocrypt, recipients, signer, hide_subject)
+        data = _compose_pgpmime(
+            message, fields, autocrypt, recipients, signer, hide_subject
+        )
     elif format is Format.INLINE:
-        data = _compose_inline(message, fields, autocrypt, recipients, signer, hide_subject)
+        data = _compose_inline(
+            message, fields, autocrypt, recipients, signer, hide_subject
+        )
     elif format is Format.SIGNED:
         assert signer is not None
         data = _compose_signed(message, fields, autocrypt, signer)
@@ -119,7 +137,9 @@ def compose(
         data=data,
         message_id=message_id,
         format=format,
-        encrypted_to=tuple(cert.fingerprint for cert in recipients) if encrypted else (),
+        encrypted_to=tuple(cert.fingerprint for cert in recipients)
+        if encrypted
+        else (),
         signed_by=signer.fingerprint if signer and format is not Format.PLAIN else None,
     )
 
@@ -135,7 +155,11 @@ def _header_fields(message: OutgoingMessage, sender: Address) -> list[_Field]:
     fields = [
         _Field("From", str(sender), h.format_mailboxes("From", [sender])),
         _Field("To", str(to), h.format_mailboxes("To", [to])),
-        _Field("Subject", message.subject, h.format_unstructured("Subject", message.subject)),
+        _Field(
+            "Subject",
+            message.subject,
+            h.format_unstructured("Subject", message.subject),
+        ),
         _Field("Date", date, h.format_raw("Date", date)),
         _Field("Message-ID", message_id, h.format_raw("Message-ID", message_id)),
     ]
@@ -144,7 +168,9 @@ def _header_fields(message: OutgoingMessage, sender: Address) -> list[_Field]:
         fields.append(_Field("In-Reply-To", value, h.format_raw("In-Reply-To", value)))
     if message.references:
         wire_bytes = h.format_message_ids("References", message.references)
-        value = " ".join(h.normalize_message_id(v, "References") for v in message.references)
+        value = " ".join(
+            h.normalize_message_id(v, "References") for v in message.references
+        )
         fields.append(_Field("References", value, wire_bytes))
     for name, value in message.headers:
         if name.lower() in _RESERVED_HEADERS:
@@ -173,17 +199,17 @@ def _compose_pgpmime(
     outer = _outer_fields(fields, hide_subject)
     legacy_display = [
         (inner.name, inner.value)
-        for inner, shown in zip(fields, outer, strict=True)
-        if inner.value != shown.value
+        for inner, outer_field in zip(fields, outer, strict=True)
+        if inner.value != outer_field.value
     ]
     tree = mime_body.build_body(message, hp="cipher", legacy_display=legacy_display)
-    # RFC 9788: HP-Outer records what the outer header shows for each field.
-    hp_outer = b"".join(
-        h.format_unstructured("HP-Outer", f"{f.name}: {f.value}") for f in outer
-    )
+    # RFC 9788: HP-Outer records each outer field as it appears on the wire.
+    hp_outer = b"".join(h.prefix_field("HP-Outer", f.wire) for f in outer)
     inner = b"".join(f.wire for f in fields) + hp_outer + mime_body.serialize(tree)
     armored = encrypt_and_sign(inner, recipients, signer, armor=True)
-    return wire.multipart_encrypted(b"".join(f.wire for f in outer) + autocrypt, armored)
+    return wire.multipart_encrypted(
+        b"".join(f.wire for f in outer) + autocrypt, armored
+    )
 
 
 def _compose_signed(

@@ -24,21 +24,23 @@ logger = logging.getLogger(__name__)
 _SECRET_TAGS = (pysequoia.packet.Tag.SecretKey, pysequoia.packet.Tag.SecretSubkey)
 
 
-def _read_bytes(path: str, what: str) -> bytes:
+def _read_bytes(path: str, description: str) -> bytes:
     try:
         return Path(path).read_bytes()
     except OSError as exc:
-        raise CommandError(f"cannot read the {what} {path}: {exc.strerror}") from exc
+        raise CommandError(
+            f"cannot read the {description} {path}: {exc.strerror}"
+        ) from exc
 
 
-def _read_text(path: str, what: str) -> str:
-    data = _read_bytes(path, what)
+def _read_text(path: str, description: str) -> str:
+    data = _read_bytes(path, description)
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise CommandError(
-            f"the {what} {path} is not UTF-8 text ({exc.reason} at byte {exc.start}); "
-            "convert it to UTF-8"
+            f"the {description} {path} is not UTF-8 text "
+            f"({exc.reason} at byte {exc.start}); convert it to UTF-8"
         ) from exc
 
 
@@ -65,7 +67,8 @@ def _load_signer(path: str, passphrase_file: str | None) -> ProviderSigner:
         ) from exc
     if not has_secret:
         raise CommandError(
-            f"the signing key {path} is a public key without secret key material; {hint}"
+            f"the signing key {path} is a public key without secret key material; "
+            + hint
         )
     passphrase = None
     if passphrase_file:
@@ -84,40 +87,66 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument(
-            "--recipient-key", action="append", default=[], metavar="FILE",
+            "--recipient-key",
+            action="append",
+            default=[],
+            metavar="FILE",
             help="recipient's OpenPGP certificate (armored or binary); repeat for "
             "several recipients; required for pgpmime and inline",
         )
         parser.add_argument(
-            "--signing-key", metavar="FILE",
+            "--signing-key",
+            metavar="FILE",
             help="provider's OpenPGP secret key used to sign; required for signed",
         )
         parser.add_argument(
-            "--signing-key-passphrase-file", metavar="FILE",
+            "--signing-key-passphrase-file",
+            metavar="FILE",
             help="file whose first line is the signing key's passphrase",
         )
-        parser.add_argument("--from", dest="sender", required=True, metavar="ADDRESS",
-                            help="From address, optionally 'Name <address>'")
-        parser.add_argument("--to", required=True, metavar="ADDRESS",
-                            help="To address, optionally 'Name <address>'")
-        parser.add_argument("--subject", required=True, metavar="TEXT", help="Subject line")
+        parser.add_argument(
+            "--from",
+            dest="sender",
+            required=True,
+            metavar="ADDRESS",
+            help="From address, optionally 'Name <address>'",
+        )
+        parser.add_argument(
+            "--to",
+            required=True,
+            metavar="ADDRESS",
+            help="To address, optionally 'Name <address>'",
+        )
+        parser.add_argument(
+            "--subject", required=True, metavar="TEXT", help="Subject line"
+        )
         parser.add_argument("--text", metavar="FILE", help="UTF-8 plain text body")
         parser.add_argument("--html", metavar="FILE", help="UTF-8 HTML body")
         parser.add_argument(
-            "--attach", action="append", default=[], metavar="FILE",
+            "--attach",
+            action="append",
+            default=[],
+            metavar="FILE",
             help="file to attach, its type guessed from the name; repeatable",
         )
         parser.add_argument(
-            "--format", required=True, choices=[item.value for item in Format],
+            "--format",
+            required=True,
+            choices=[item.value for item in Format],
             help="pgpmime (encrypted and signed), inline, signed or plain",
         )
         subject = parser.add_mutually_exclusive_group()
         subject.add_argument(
-            "--hide-subject", dest="hide_subject", action="store_true", default=True,
+            "--hide-subject",
+            dest="hide_subject",
+            action="store_true",
+            default=True,
             help="replace the outer Subject of encrypted mail with '...' (default)",
         )
         subject.add_argument(
-            "--show-subject", dest="hide_subject", action="store_false",
+            "--show-subject",
+            dest="hide_subject",
+            action="store_false",
             help="leave the real Subject on the outside of encrypted mail",
         )
 
@@ -154,5 +183,7 @@ class Command(BaseCommand):
             )
         except SealmailError as exc:
             raise CommandError(str(exc)) from exc
-        logger.info("composed %s message %s", composed.format.value, composed.message_id)
+        logger.info(
+            "composed %s message %s", composed.format.value, composed.message_id
+        )
         self.stdout.write(composed.data.decode("ascii"), ending="")
