@@ -153,8 +153,8 @@ def _header_fields(message: OutgoingMessage, sender: Address) -> list[_Field]:
     )
     date = h.format_date(message.date)
     fields = [
-        _Field("From", str(sender), h.format_mailboxes("From", [sender])),
-        _Field("To", str(to), h.format_mailboxes("To", [to])),
+        _Field("From", message.sender, h.format_mailboxes("From", [sender])),
+        _Field("To", message.to, h.format_mailboxes("To", [to])),
         _Field(
             "Subject",
             message.subject,

@@ -14,6 +14,7 @@ import email.utils
 import functools
 import re
 import secrets
+import time
 from collections.abc import Iterable
 from datetime import datetime, timezone
 from email.headerregistry import Address
@@ -100,8 +101,10 @@ _PLAIN_ADDR = re.compile(
 )
 _PLAIN_PHRASE = re.compile(rf"[{_ATEXT}]+(?: [{_ATEXT}]+)*")
 # "Name <user@example.org>" or "user@example.org" with nothing to quote or decode.
+# A display-name word: atext or any non-ASCII character (encoded on output).
+_NAME_WORD = rf"[{_ATEXT}\u0080-\U0010ffff]+"
 _PLAIN_MAILBOX = re.compile(
-    rf"\s*(?:(?P<name>[{_ATEXT}]+(?: [{_ATEXT}]+)*)\s*<)?"
+    rf"\s*(?:(?P<name>{_NAME_WORD}(?: {_NAME_WORD})*)\s*<)?"
     rf"(?P<username>[{_ATEXT}]+(?:\.[{_ATEXT}]+)*)@"
     rf"(?P<domain>[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*)(?(name)>)\s*"
 )
@@ -109,6 +112,7 @@ _PLAIN_UNSTRUCTURED = re.compile(r"[\x21-\x7e]+(?: [\x21-\x7e]+)*")
 _MSGID = re.compile(r"<[\x21-\x3b\x3d\x3f-\x7e]+@[\x21-\x3b\x3d\x3f-\x7e]+>")
 
 
+@functools.lru_cache(maxsize=1024)
 def parse_mailbox(value: str, field: str) -> Address:
     """Parse one ``Name <addr@domain>`` or ``addr@domain`` into an Address.
 
@@ -258,10 +262,15 @@ def make_message_id(domain: str) -> str:
 def format_date(value: datetime | None) -> str:
     """Return an RFC 5322 date; a naive datetime is taken as UTC, None as now."""
     if value is None:
-        value = datetime.now(timezone.utc)
-    elif value.tzinfo is None:
+        return _format_now(int(time.time()))
+    if value.tzinfo is None:
         value = value.replace(tzinfo=timezone.utc)
     return email.utils.format_datetime(value)
+
+
+@functools.lru_cache(maxsize=1)
+def _format_now(timestamp: int) -> str:
+    return email.utils.format_datetime(datetime.fromtimestamp(timestamp, timezone.utc))
 
 
 def format_raw(name: str, value: str) -> bytes:
