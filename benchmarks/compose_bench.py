@@ -313,6 +313,14 @@ def _report(
         for method, values in methods.items():
             rounded = ", ".join(f"{value:,.0f}" for value in values)
             lines.append(f"- {labels[name]}, {method}: {rounded}")
+    if load_before[0] > (os.cpu_count() or 1):
+        lines += [
+            "",
+            "Other jobs shared this machine during the run (the load average exceeds",
+            "the number of CPUs), so the rates vary between rounds and are lower",
+            "than on an idle core. The ratios between columns vary less, because",
+            "the workloads take turns within each round.",
+        ]
     lines += [
         "",
         "`encrypt only` encrypts and signs random bytes as long as the plaintext",

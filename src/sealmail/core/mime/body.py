@@ -41,7 +41,6 @@ def build_body(
     *,
     hp: str | None = None,
     legacy_display: Sequence[tuple[str, str]] = (),
-    with_attachments: bool = True,
 ) -> MIMEPart:
     """Return the body tree: text and HTML alternatives, then attachments.
 
@@ -57,7 +56,7 @@ def build_body(
             f"hp parameter {hp!r} is invalid; use 'cipher' or 'clear'"
         )
     text, html_body = message_text(message)
-    attachments = message.attachments if with_attachments else ()
+    attachments = message.attachments
     # The parameters belong to the root part, whichever part that is.
     # protected-headers="v1" is the older marker from the Autocrypt
     # protected-headers draft, which notmuch 0.37, Thunderbird and K-9 Mail
@@ -95,9 +94,9 @@ def message_text(message: OutgoingMessage) -> tuple[str, str | None]:
     return html_to_text(message.html), message.html
 
 
-def attachment_part(attachment: Attachment, *, filename: str | None = None) -> MIMEPart:
+def attachment_part(attachment: Attachment) -> MIMEPart:
     """Return a base64 attachment part named by RFC 2231 parameters."""
-    name = filename if filename is not None else attachment.filename
+    name = attachment.filename
     check_filename(name)
     maintype, subtype = split_content_type(attachment.content_type, name)
     part = MIMEPart(policy=WIRE_POLICY)

@@ -72,7 +72,7 @@ _WEAK_MICALGS = frozenset({"pgp-md5", "pgp-sha1", "pgp-ripemd160"})
 
 @dataclass(frozen=True)
 class _Field:
-    """One top-level header field: its name, decoded value and wire bytes."""
+    """One top-level header field: its name, its value as given and its wire bytes."""
 
     name: str
     value: str
@@ -132,6 +132,9 @@ def compose(
     else:
         data = _compose_plain(message, fields, autocrypt)
 
+    logger.debug(
+        "composed %s message %s, %d bytes", format.value, message_id, len(data)
+    )
     encrypted = format in (Format.PGPMIME, Format.INLINE)
     return ComposedMessage(
         data=data,
@@ -242,12 +245,20 @@ def _compose_inline(
     hide_subject: bool,
 ) -> bytes:
     outer = _outer_fields(fields, hide_subject)
+    for attachment in message.attachments:
+        # Checked although the parts go out as application/octet-stream.
+        mime_body.check_filename(attachment.filename)
+        mime_body.split_content_type(attachment.content_type, attachment.filename)
     text, _html = mime_body.message_text(message)
     if hide_subject:
         # Nothing but the file names may leave in clear, so the real Subject
         # opens the encrypted text the way a legacy display element does.
         text = f"Subject: {message.subject}\n\n{text}"
-    plaintext = text.replace("\r\n", "\n").replace("\n", "\r\n").encode("utf-8")
+    lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
+    try:
+        plaintext = "\r\n".join(lines).encode("utf-8")
+    except UnicodeError as exc:
+        raise CompositionError(f"the text body cannot be encoded: {exc}") from exc
     armored = encrypt_and_sign(plaintext, recipients, signer, armor=True)
     header_block = b"".join(f.wire for f in outer) + autocrypt
     if not message.attachments:
@@ -267,9 +278,6 @@ def _compose_inline(
     text_part.set_content(armored.decode("ascii"), charset="utf-8", cte="7bit")
     root.attach(text_part)
     for attachment in message.attachments:
-        # Checked although the part goes out as application/octet-stream.
-        mime_body.check_filename(attachment.filename)
-        mime_body.split_content_type(attachment.content_type, attachment.filename)
         encrypted = encrypt_and_sign(attachment.data, recipients, signer, armor=False)
         sealed = Attachment(
             attachment.filename + ".pgp", "application/octet-stream", encrypted
