@@ -64,6 +64,10 @@ def test_unknown_format_raises(provider):
         ({"text": None, "html": None}, "neither text nor HTML"),
         ({"message_id": "no spaces allowed@x"}, "not a valid message identifier"),
         ({"message_id": "missing-domain"}, "not a valid message identifier"),
+        (
+            {"message_id": "<" + "x" * 980 + "@provider.test>"},
+            "not a valid message identifier",
+        ),
         ({"headers": (("Content-Type", "text/html"),)}, "set by the composer"),
         ({"headers": (("Bad Name", "x"),)}, "header name"),
         ({"headers": (("X-Note", "a\nb"),)}, "line break"),

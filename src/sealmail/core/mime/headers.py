@@ -91,8 +91,9 @@ def _fold_header(
 
 # SMTP settings: CRLF line endings, RFC 2047 for non-ASCII, lines folded at 78.
 WIRE_POLICY = CachingPolicy(linesep="\r\n", max_line_length=MAX_LINE_LENGTH)
-# A message identifier cannot be folded, and RFC 5322 limits a line to 998 octets.
-MAX_MESSAGE_ID_LENGTH = 250
+# A message identifier cannot be folded, and RFC 5322 limits a line to 998
+# octets including the longest field name that carries one ("In-Reply-To: ").
+MAX_MESSAGE_ID_LENGTH = 980
 
 # RFC 5322 atext: characters a dot-atom local part and an unquoted phrase may use.
 _ATEXT = r"A-Za-z0-9!#$%&'*+/=?^_`{|}~-"
