@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pysequoia
 import pytest
 
 import sealmail.core.pgp.ops
@@ -10,6 +11,7 @@ from sealmail.core.mime.compose import compose
 from sealmail.core.mime.htmltext import html_to_text
 from sealmail.core.mime.message import Attachment, Format, OutgoingMessage
 from tests.mime import mailcheck
+from tests.peers.gnupg import GnuPG
 
 
 def message(**changes) -> OutgoingMessage:
@@ -35,16 +37,40 @@ def test_signed_without_signer_raises():
 
 
 @pytest.mark.parametrize("fmt", [Format.PGPMIME, Format.INLINE], ids=lambda f: f.value)
-def test_failed_encryption_raises_without_output(
-    fmt, provider, customer_keys, monkeypatch
-):
+def test_failed_encryption_raises_without_output(fmt, provider, monkeypatch):
+    # A key of its own, because the encryption layer caches what it learns
+    # about a certificate while pysequoia is patched.
+    recipient = pysequoia.Tsk.generate(
+        user_ids=["Customer <customer@customer.test>"],
+        profile=pysequoia.Profile.RFC4880,
+        cipher_suite=pysequoia.CipherSuite.Cv25519,
+    ).extract_certificate()
+
     def fail(*args, **kwargs):
         raise RuntimeError("simulated engine failure")
 
     monkeypatch.setattr(sealmail.core.pgp.ops.pysequoia, "encrypt", fail)
-    key = customer_keys["cv25519"]
-    with pytest.raises(EncryptionError, match="simulated engine failure"):
-        compose(message(), fmt, recipients=[key.certificate], signer=provider.signer)
+    with pytest.raises(EncryptionError):
+        compose(message(), fmt, recipients=[recipient], signer=provider.signer)
+
+
+@pytest.mark.parametrize("fmt", [Format.PGPMIME, Format.INLINE], ids=lambda f: f.value)
+def test_expired_recipient_key_raises(fmt, provider, tmp_path):
+    gpg = GnuPG(tmp_path / "gnupg")
+    uid = "Expired <expired@customer.test>"
+    # A key made in 2020 that expired a day later, as a customer's old key.
+    gpg.run(
+        "--faked-system-time",
+        "20200101T000000",
+        "--quick-generate-key",
+        uid,
+        "future-default",
+        "default",
+        "1d",
+    )
+    expired = pysequoia.Cert.from_bytes(gpg.export(uid))
+    with pytest.raises(EncryptionError, match="no live encryption subkey"):
+        compose(message(), fmt, recipients=[expired], signer=provider.signer)
 
 
 def test_unknown_format_raises(provider):
