@@ -103,7 +103,7 @@ _PLAIN_ADDR = re.compile(
 _PLAIN_PHRASE = re.compile(rf"[{_ATEXT}]+(?: [{_ATEXT}]+)*")
 # "Name <user@example.org>" or "user@example.org" with nothing to quote or decode.
 # A display-name word: atext or any non-ASCII character (encoded on output).
-_NAME_WORD = rf"[{_ATEXT}\u0080-\U0010ffff]+"
+_NAME_WORD = rf"[\u0080-\U0010ffff{_ATEXT}]+"
 _PLAIN_MAILBOX = re.compile(
     rf"\s*(?:(?P<name>{_NAME_WORD}(?: {_NAME_WORD})*)\s*<)?"
     rf"(?P<username>[{_ATEXT}]+(?:\.[{_ATEXT}]+)*)@"
