@@ -8,6 +8,7 @@ from ninja import NinjaAPI, Schema
 
 from sealmail import __version__
 from sealmail.api.auth import TokenAuth
+from sealmail.contacts.api import router as contacts_router
 
 api = NinjaAPI(
     title="sealmail API",
@@ -54,3 +55,4 @@ def _register_outbox_routers() -> None:
 
 
 _register_outbox_routers()
+api.add_router("/v1/contacts", contacts_router)
