@@ -77,10 +77,13 @@ class KeyAccepted(Schema):
 
 
 class Problem(Schema):
-    """An error body: ``detail`` for people, ``reason`` as a stable code."""
+    """An error body: ``detail`` for people, ``reason`` as a stable code.
+
+    A body that is not JSON at all gets ninja's own 400 without a reason.
+    """
 
     detail: str
-    reason: str
+    reason: str | None = None
 
 
 class DetailOut(Schema):
