@@ -40,6 +40,14 @@ SEALMAIL_BASE_URL = os.environ.get(
     "SEALMAIL_BASE_URL", f"http://{SEALMAIL_WEB_ADDR[0]}:{SEALMAIL_WEB_ADDR[1]}"
 ).rstrip("/")
 SEALMAIL_SMTPD_MAX_BYTES = env_int("SEALMAIL_SMTPD_MAX_BYTES", 25 * 1024 * 1024)
+# Outgoing mail: sign mail to contacts without a key; retry temporary delivery
+# failures after SEALMAIL_SEND_RETRY_SECONDS, doubling each time, up to
+# SEALMAIL_SEND_MAX_ATTEMPTS attempts.
+SEALMAIL_SIGN_PLAIN = env_bool("SEALMAIL_SIGN_PLAIN", False)
+SEALMAIL_SEND_RETRY_SECONDS = env_int("SEALMAIL_SEND_RETRY_SECONDS", 60)
+SEALMAIL_SEND_MAX_ATTEMPTS = env_int("SEALMAIL_SEND_MAX_ATTEMPTS", 10)
+# Room for a message with 15 MiB of base64 attachments in one API call.
+DATA_UPLOAD_MAX_MEMORY_SIZE = 32 * 1024 * 1024
 # Portal: how long a confirmation link stays valid, and the rate limits on
 # change requests (per contact and per client address, each per hour) and on
 # failed logins (per user name and client address, per 15 minutes).
