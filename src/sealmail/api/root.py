@@ -29,3 +29,8 @@ class Health(Schema):
 def health(request) -> dict[str, str]:
     """Report that the web process is up; needs no token."""
     return {"status": "ok", "version": __version__}
+
+
+from sealmail.inbound.api import router as tickets_router  # noqa: E402
+
+api.add_router("/v1", tickets_router)

@@ -67,6 +67,11 @@ class RoleAddressHandler:
 
 
 def store_raw(protocol: str, peer: str, mail_from: str, rcpt_to: list[str], raw: bytes) -> int:
+    """Commit the raw message, then queue it for parsing; return its id.
+
+    The row is committed (autocommit) before the task is queued, so a
+    failure to queue loses nothing: ``parse_forgotten`` picks the message up.
+    """
     from django.db import close_old_connections
 
     from sealmail.inbound.models import InboundMessage
@@ -75,4 +80,10 @@ def store_raw(protocol: str, peer: str, mail_from: str, rcpt_to: list[str], raw:
     message = InboundMessage.objects.create(
         protocol=protocol, peer=peer, mail_from=mail_from, rcpt_to=rcpt_to, raw=raw, size=len(raw)
     )
+    try:
+        from sealmail.inbound.tasks import parse_inbound
+
+        parse_inbound(message.pk)
+    except Exception:
+        logger.exception("inbound message %d stored but queueing its parsing failed", message.pk)
     return message.pk
