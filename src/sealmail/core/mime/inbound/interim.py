@@ -52,10 +52,12 @@ def _signatures(run: Any, certificates_for: Any) -> list[SignatureResult]:
 
     try:
         result = run(store)
-    except Exception:  # pysequoia raises plain Exception
+    except Exception as exc:  # pysequoia raises plain Exception
         if not asked:
             return []
         status = "bad" if found else "unknown_key"
+        if "Unexpected message structure" in str(exc):
+            status = "error"
         return [SignatureResult(status, None, asked[0])]
     return [
         SignatureResult("good", sig.certificate, sig.signing_key)
@@ -70,7 +72,8 @@ def decrypt(data: bytes, keys: Any, *, certificates_for: Any) -> DecryptResult:
         except Exception as exc:  # pysequoia raises plain Exception
             if "No key to decrypt" in str(exc):
                 continue
-            raise _error("tampered", f"decryption failed: {exc}".split("\n")[0]) from exc
+            reason = "no_integrity" if "Policy rejected packet type" in str(exc) else "tampered"
+            raise _error(reason, f"decryption failed: {exc}".split("\n")[0]) from exc
         signatures = _signatures(
             lambda store: pysequoia.decrypt(data, decryptor, store=store),
             certificates_for,
