@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 from typing import Any
 
 import pysequoia
 from django.conf import settings
-from django.db.models import F, QuerySet
+from django.db.models import F, Q, QuerySet
 
 from sealmail.contacts.models import Contact, ContactKey
 from sealmail.core.mime.inbound import SequoiaOpenPGP
@@ -36,38 +37,45 @@ class CertificateLookup:
 
     def __init__(self, sender_address: str = "") -> None:
         self.sender_address = sender_address.lower()
-        self._cache: dict[str, Any] = {}
+        # Every key offered so far: fingerprint -> (contact id, customer id).
+        self.offered: dict[str, tuple[int, int]] = {}
 
     def __call__(self, key_ids: list[str]) -> list[Any]:
-        ids = [key_id.lower() for key_id in key_ids if key_id]
-        rows = list(
-            confirmed_keys()
-            .filter(contact__address__iexact=self.sender_address)
-            .values_list("fingerprint", "certificate")
-        ) if self.sender_address else []
-        for key_id in ids:
-            rows.extend(
-                confirmed_keys()
-                .filter(fingerprint__iendswith=key_id)
-                .values_list("fingerprint", "certificate")
-            )
-        certificates = []
-        for fingerprint, certificate in rows:
-            fingerprint = fingerprint.lower()
-            if fingerprint not in self._cache:
-                try:
-                    self._cache[fingerprint] = pysequoia.Cert.from_bytes(bytes(certificate))
-                except Exception:  # pysequoia raises plain Exception
-                    logger.warning("stored certificate %s cannot be parsed; skipped", fingerprint)
-                    continue
-            certificates.append(self._cache[fingerprint])
-        return list({id(cert): cert for cert in certificates}.values())
+        query = Q()
+        if self.sender_address:
+            query |= Q(contact__address__iexact=self.sender_address)
+        for key_id in key_ids:
+            if key_id:
+                query |= Q(fingerprint__iendswith=key_id.lower())
+        if not query:
+            return []
+        rows = confirmed_keys().filter(query).values_list(
+            "fingerprint", "certificate", "contact_id", "contact__customer_id"
+        )[:50]
+        certificates = {}
+        for fingerprint, certificate, contact_id, customer_id in rows:
+            parsed = _parse_certificate(bytes(certificate))
+            if parsed is None:
+                logger.warning("stored certificate %s cannot be parsed; skipped", fingerprint)
+                continue
+            certificates[fingerprint.lower()] = parsed
+            self.offered[fingerprint.lower()] = (contact_id, customer_id)
+        return list(certificates.values())
 
 
-def openpgp_for(sender_address: str = "") -> SequoiaOpenPGP:
-    """Return the OpenPGP layer for one message from ``sender_address``."""
+@functools.lru_cache(maxsize=1024)
+def _parse_certificate(data: bytes) -> Any:
+    """Parse a stored certificate once per process; the bytes are the cache key."""
+    try:
+        return pysequoia.Cert.from_bytes(data)
+    except Exception:  # pysequoia raises plain Exception
+        return None
+
+
+def openpgp_for(lookup: CertificateLookup) -> SequoiaOpenPGP:
+    """Return the OpenPGP layer for one message, offering certificates from ``lookup``."""
     return SequoiaOpenPGP(
         get_keystore(),
-        CertificateLookup(sender_address),
+        lookup,
         max_plaintext_bytes=settings.SEALMAIL_INBOUND_MAX_PLAINTEXT_BYTES,
     )

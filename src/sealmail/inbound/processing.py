@@ -22,7 +22,7 @@ from sealmail.core.mime.inbound import (
     parse_message,
 )
 from sealmail.inbound.models import InboundMessage, MessagePart, Ticket, TicketReply
-from sealmail.inbound.openpgp import confirmed_keys, openpgp_for
+from sealmail.inbound.openpgp import CertificateLookup, openpgp_for
 
 logger = logging.getLogger(__name__)
 
@@ -39,8 +39,11 @@ def process(message_id: int) -> InboundMessage | None:
     if message.state == InboundMessage.State.PARSED:
         return message
     try:
-        parsed = parse_message(bytes(message.raw), openpgp_for(_address(_outer_from(message))))
-        new_ticket = _store(message, parsed)
+        lookup = CertificateLookup(_address(_outer_from(message)))
+        parsed = parse_message(bytes(message.raw), openpgp_for(lookup))
+        new_ticket = _store(message, parsed, lookup)
+    except AlreadyParsed:
+        return InboundMessage.objects.defer("raw").get(pk=message_id)
     except Exception as exc:
         # Kept and shown as failed: the raw message stays available to staff.
         logger.exception("parsing inbound message %d failed", message_id)
@@ -50,7 +53,6 @@ def process(message_id: int) -> InboundMessage | None:
             parsed_at=timezone.now(),
         )
         return None
-    message.refresh_from_db()
     logger.info(
         "inbound message %d parsed into ticket %s (%s, encryption %s)",
         message.pk,
@@ -65,6 +67,10 @@ def process(message_id: int) -> InboundMessage | None:
     return message
 
 
+class AlreadyParsed(Exception):
+    """Another worker filed the message first; this attempt is rolled back."""
+
+
 def _outer_from(message: InboundMessage) -> str:
     head = bytes(message.raw[:65536]).split(b"\r\n\r\n", 1)[0]
     match = re.search(rb"(?mi)^From:[ \t]*(.*)$", head)
@@ -76,12 +82,8 @@ def _address(value: str) -> str:
 
 
 @transaction.atomic
-def _store(message: InboundMessage, parsed: ParsedMessage) -> bool:
-    """Store parts and security status and file the message; return True for a new ticket."""
-    message = InboundMessage.objects.select_for_update().get(pk=message.pk)
-    if message.state == InboundMessage.State.PARSED:
-        return False
-    MessagePart.objects.filter(message=message).delete()
+def _store(message: InboundMessage, parsed: ParsedMessage, lookup: CertificateLookup) -> bool:
+    """Store parts and security status and file the message; True for a new ticket."""
     MessagePart.objects.bulk_create(
         MessagePart(
             message=message,
@@ -92,7 +94,7 @@ def _store(message: InboundMessage, parsed: ParsedMessage) -> bool:
             original_filename=(part.original_filename or "")[:255],
             is_attachment=part.is_attachment,
             content=part.content,
-            text=(part.text or "").replace("\x00", "\ufffd"),
+            text=_clean(part.text or ""),
             charset=part.charset or "",
             encryption=str(part.encryption),
             kind=part.kind,
@@ -102,18 +104,18 @@ def _store(message: InboundMessage, parsed: ParsedMessage) -> bool:
         )
         for position, part in enumerate(parsed.parts)
     )
-    contact = _match_contact(parsed)
-    signer = _customer_signer(parsed, contact)
+    contact, signer = _match(parsed, lookup)
     ticket, new_ticket = _thread(message, parsed, contact)
 
     message.state = InboundMessage.State.PARSED
+    message.parse_error = ""
     message.parsed_at = timezone.now()
     message.ticket = ticket
     message.subject = _clean(parsed.subject)[:998]
     message.sender = _clean(parsed.sender)[:998]
-    message.message_id = parsed.message_id[:998]
-    message.in_reply_to = parsed.in_reply_to[:998]
-    message.references = parsed.references[:100]
+    message.message_id = _clean(parsed.message_id)[:998]
+    message.in_reply_to = _clean(parsed.in_reply_to)[:998]
+    message.references = [_clean(reference) for reference in parsed.references[:100]]
     message.encryption = str(parsed.encryption)
     message.signed_by_customer = signer is not None
     message.signer_fingerprint = signer or ""
@@ -121,57 +123,53 @@ def _store(message: InboundMessage, parsed: ParsedMessage) -> bool:
     message.repaired_mixed_up = parsed.repaired_mixed_up
     message.defects = [_clean(defect) for defect in parsed.defects[:200]]
     message.failures = [failure.to_dict() for failure in parsed.failures]
-    message.save()
+    updated = (
+        InboundMessage.objects.filter(pk=message.pk)
+        .exclude(state=InboundMessage.State.PARSED)
+        .update(**{name: getattr(message, name) for name in _PARSED_FIELDS})
+    )
+    if updated != 1:
+        raise AlreadyParsed(message.pk)
     return new_ticket
+
+
+_PARSED_FIELDS = [
+    "state", "parse_error", "parsed_at", "ticket", "subject", "sender", "message_id",
+    "in_reply_to", "references", "encryption", "signed_by_customer", "signer_fingerprint",
+    "protected_headers", "repaired_mixed_up", "defects", "failures",
+]
 
 
 def _clean(value: str) -> str:
     return value.replace("\x00", "\ufffd")
 
 
-def _good_whole_signers(parsed: ParsedMessage) -> list[str]:
-    return [
-        signature.signer_fingerprint
-        for signature in parsed.whole_message_signatures()
-        if signature.status is SignatureStatus.GOOD and signature.signer_fingerprint
-    ]
+def _match(parsed: ParsedMessage, lookup: CertificateLookup) -> tuple[Contact | None, str | None]:
+    """Return the sender's contact and the fingerprint that makes it "signed by the customer".
 
-
-def _match_contact(parsed: ParsedMessage) -> Contact | None:
-    """Match by a confirmed key that signed the whole message, then by address."""
-    for fingerprint in _good_whole_signers(parsed):
-        key = confirmed_keys().filter(fingerprint__iexact=fingerprint).select_related("contact").first()
-        if key is not None:
-            return key.contact
+    A good signature over the whole (decrypted) message by a confirmed key
+    identifies the contact that key belongs to, and counts as signed by the
+    customer. Otherwise the contact is matched by address and the message
+    is not signed by the customer. Every certificate the OpenPGP layer
+    verified with came from ``lookup``, which offers confirmed keys only.
+    """
+    for signature in parsed.whole_message_signatures():
+        if signature.status is not SignatureStatus.GOOD or not signature.signer_fingerprint:
+            continue
+        fingerprint = signature.signer_fingerprint.lower()
+        if fingerprint in lookup.offered:
+            contact_id, _ = lookup.offered[fingerprint]
+            return Contact.objects.select_related("customer").get(pk=contact_id), fingerprint
     address = _address(parsed.sender)
     if not address:
-        return None
-    return (
+        return None, None
+    contact = (
         Contact.objects.filter(address__iexact=address)
-        .select_related("customer", "active_key")
+        .select_related("customer")
         .order_by("-encryption", "pk")
         .first()
     )
-
-
-def _customer_signer(parsed: ParsedMessage, contact: Contact | None) -> str | None:
-    """Return the fingerprint that makes the message "signed by the customer", if any.
-
-    True only for a good signature over the whole (decrypted) message by the
-    primary key of a confirmed key of the matched customer.
-    """
-    if contact is None:
-        return None
-    customer_keys = {
-        fingerprint.lower()
-        for fingerprint in confirmed_keys()
-        .filter(contact__customer_id=contact.customer_id)
-        .values_list("fingerprint", flat=True)
-    }
-    for fingerprint in _good_whole_signers(parsed):
-        if fingerprint.lower() in customer_keys:
-            return fingerprint.lower()
-    return None
+    return contact, None
 
 
 def _thread(message: InboundMessage, parsed: ParsedMessage, contact: Contact | None) -> tuple[Ticket, bool]:

@@ -27,6 +27,7 @@ from sealmail.core.mime.inbound.model import (
 from sealmail.core.mime.inbound.openpgp import CheckedSignature, OpenPGP, describe_failure
 from sealmail.core.mime.inbound.structure import (
     Entity,
+    clean_text,
     decode_text,
     decoded_payload,
     parse_entity,
@@ -445,7 +446,7 @@ def _filename(entity: Entity) -> str | None:
     if not name:
         return None
     # Keep only the last path component and drop control characters.
-    name = name.replace("\\", "/").rsplit("/", 1)[-1]
+    name = clean_text(str(name)).replace("\\", "/").rsplit("/", 1)[-1]
     return "".join(ch for ch in name if ch.isprintable()) or None
 
 

@@ -11,10 +11,14 @@ import email.policy
 import email.utils
 import re
 from dataclasses import dataclass, field
-from email.message import EmailMessage
+from email.header import decode_header, make_header
+from email.message import Message
 from email.parser import BytesParser
 
-POLICY = email.policy.default.clone(raise_on_defect=False)
+# compat32 leaves header values unparsed until asked, which keeps parsing
+# several times faster than email.policy.default; only the few headers the
+# parser reads are decoded, by Entity.header().
+POLICY = email.policy.compat32
 _HEADER_PARSER = BytesParser(policy=POLICY)
 _BODY_SEPARATOR = re.compile(rb"\r?\n\r?\n")
 
@@ -24,7 +28,7 @@ class Entity:
     """One MIME entity: its raw bytes, parsed headers and raw body."""
 
     raw: bytes
-    headers: EmailMessage
+    headers: Message
     body: bytes
     defects: list[str] = field(default_factory=list)
 
@@ -45,17 +49,24 @@ class Entity:
         return str(value) if value is not None else None
 
     def header(self, name: str) -> str:
-        """Return a header as text, or ``""`` when it is missing or unreadable."""
-        try:
-            value = self.headers.get(name)
-        except Exception:  # email raises assorted errors on hostile headers
-            value = self.headers.get_all(name, [None])[0] if self.headers else None
+        """Return a header as text with RFC 2047 words decoded; ``""`` when missing."""
+        value = self.headers.get(name)
         if value is None:
             return ""
         try:
-            return str(value)
-        except Exception:  # an undecodable encoded word
-            return repr(value)
+            text = str(make_header(decode_header(str(value))))
+        except Exception:  # email raises assorted errors on hostile headers
+            text = str(value)
+        return clean_text(text)
+
+
+def clean_text(text: str) -> str:
+    """Replace undecodable bytes (kept as surrogates by ``email``) and NUL characters."""
+    try:
+        text = text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+    except UnicodeError:
+        text = text.encode("utf-8", "replace").decode("utf-8")
+    return text.replace("\x00", "\ufffd")
 
 
 def parse_entity(raw: bytes) -> Entity:
