@@ -12,9 +12,9 @@ from aiosmtpd.controller import Controller
 from django.conf import settings
 from django.utils import timezone
 
-from sealmail.core.pgp.keystore import KeyStore
 from sealmail.inbound.management.commands.smtpd import LMTPController
 from sealmail.inbound.smtp import RoleAddressHandler, store_raw
+from sealmail.keys.store import get_keystore
 from tests.inbound.peers import PEERS, Peer
 from tests.support import free_port
 
@@ -23,16 +23,19 @@ from tests.support import free_port
 class ProviderKeys:
     current: bytes  # armored certificate of the newest key
     rotated: bytes  # armored certificate of a key replaced by rotation
+    role: bytes  # armored certificate of the support@ role key
 
 
 @pytest.fixture(scope="session")
 def provider_keys() -> ProviderKeys:
-    """Two provider keys: a rotated one (older) and the current one."""
-    store = KeyStore(settings.KEYS_DIR)
-    rotated = store.generate(["support@provider.test"])
-    time.sleep(0.05)  # KeyStore orders keys by file modification time
-    current = store.generate(["support@provider.test"])
-    return ProviderKeys(current=str(current).encode(), rotated=str(rotated).encode())
+    """A provider key replaced by rotation, the current one and a support role key."""
+    store = get_keystore()
+    rotated = store.generate(["<billing@provider.test>"])
+    current = store.rotate()
+    role = store.generate(["<support@provider.test>"], role="support@provider.test")
+    return ProviderKeys(
+        current=str(current).encode(), rotated=str(rotated).encode(), role=str(role).encode()
+    )
 
 
 @pytest.fixture(scope="session")

@@ -1,4 +1,4 @@
-"""The customer's OpenPGP implementations: GnuPG, Sequoia's sq, RNP and GopenPGP.
+"""The customer's OpenPGP implementations: GnuPG, sq, RNP, GopenPGP and OpenPGP.js.
 
 Each peer owns one customer key in a throwaway directory and offers the same
 few operations, so every message shape can be made by every implementation.
@@ -6,11 +6,13 @@ few operations, so every message shape can be made by every implementation.
 
 from __future__ import annotations
 
+import base64
+import json
 import subprocess
 from pathlib import Path
 
 from tests.peers.gnupg import GnuPG
-from tests.support import require_tool
+from tests.support import missing, require_tool
 
 
 def _run(command: list[str], data: bytes = b"") -> bytes:
@@ -196,4 +198,47 @@ class GopenPGPPeer(Peer):
         return _run([self.gosop, "sign", str(self.key)], data)
 
 
-PEERS = [GnuPGPeer, SequoiaPeer, RnpPeer, GopenPGPPeer]
+class OpenPgpJsPeer(Peer):
+    """OpenPGP.js under node, the engine of Mailvelope and Proton's web mail."""
+
+    name = "openpgpjs"
+
+    def __init__(self, home: Path, address: str) -> None:
+        super().__init__(home, address)
+        self.node = require_tool("node", "nodejs")
+        if not (NODE_PACKAGES / "node_modules" / "openpgp").is_dir():
+            missing("the openpgp npm package", f"run 'npm ci' in {NODE_PACKAGES} (make test does)")
+        keys = self._call({"op": "generate", "userID": f"Customer <{address}>"})
+        self.private_key = keys["privateKey"]
+        self.public_key = keys["publicKey"].encode()
+
+    def _call(self, request: dict[str, str]) -> dict[str, str]:
+        output = _run([self.node, str(SENDER_SCRIPT)], json.dumps(request).encode())
+        return json.loads(output)
+
+    def certificate(self) -> bytes:
+        return self.public_key
+
+    def encrypt(self, data: bytes, recipient: bytes, *, sign: bool = True) -> bytes:
+        request = {
+            "op": "encrypt",
+            "data": base64.b64encode(data).decode(),
+            "recipientKey": recipient.decode(),
+        }
+        if sign:
+            request["signingKey"] = self.private_key
+        return self._call(request)["message"].encode()
+
+    def sign_detached(self, data: bytes) -> bytes:
+        request = {"op": "sign", "data": base64.b64encode(data).decode(), "signingKey": self.private_key}
+        return self._call(request)["signature"].encode()
+
+    def clearsign(self, data: bytes) -> bytes:
+        request = {"op": "clearsign", "text": data.decode(), "signingKey": self.private_key}
+        return self._call(request)["message"].encode()
+
+
+NODE_PACKAGES = Path(__file__).resolve().parent.parent / "peers" / "node"
+SENDER_SCRIPT = Path(__file__).resolve().parent / "node" / "sender.mjs"
+
+PEERS = [GnuPGPeer, SequoiaPeer, RnpPeer, GopenPGPPeer, OpenPgpJsPeer]

@@ -88,6 +88,13 @@ def test_rotated_key_still_decrypts(gnupg, provider_keys):
     assert "hunter2" in _all_text(message)
 
 
+def test_role_key_decrypts(gnupg, provider_keys):
+    raw = shapes.combined(gnupg, provider_keys.role, "role key", SECRET)
+    message = deliver(raw)
+    assert message.encryption == "full"
+    assert "hunter2" in _all_text(message)
+
+
 def test_signature_by_other_key(gnupg, stranger):
     # The stranger signs a message that claims to come from the customer.
     stranger.address = gnupg.address

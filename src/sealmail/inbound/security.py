@@ -38,6 +38,8 @@ def signature_badge(signature: dict) -> Badge:
         return Badge("good" if scope == "whole message" else "warn", f"Good signature by {who} ({scope})")
     if status == "unknown_key":
         return Badge("warn", f"Signature by {who}, not a confirmed customer key ({scope})")
+    if status == "unchecked":
+        return Badge("warn", f"Signature by {who} that could not be checked ({scope})")
     if status in {"expired_key", "revoked_key"}:
         state = "expired" if status == "expired_key" else "revoked"
         return Badge("bad", f"Signature by {state} key {who} ({scope})")

@@ -29,6 +29,9 @@ class SignatureStatus(enum.StrEnum):
     UNKNOWN_KEY = "unknown_key"
     EXPIRED_KEY = "expired_key"
     REVOKED_KEY = "revoked_key"
+    # pysequoia 0.1.35 cannot check a signature inside a compressed encrypted
+    # message; such a signature counts as not verified.
+    UNCHECKED = "unchecked"
     ERROR = "error"  # the signature could not be checked at all
 
 

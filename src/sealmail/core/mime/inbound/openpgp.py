@@ -13,6 +13,7 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from sealmail.core.errors import DecryptionError
+from sealmail.core.pgp import ops
 
 # pysequoia.Cert objects for the given signer key ids or fingerprints.
 CertificateLookup = Callable[[list[str]], list[Any]]
@@ -22,7 +23,7 @@ CertificateLookup = Callable[[list[str]], list[Any]]
 class CheckedSignature:
     """One signature as the OpenPGP layer checked it."""
 
-    status: str  # "good", "bad", "unknown_key", "expired_key", "revoked_key"
+    status: str  # "good", "bad", "unknown_key", "expired_key", "revoked_key", "unchecked"
     signer_fingerprint: str | None = None
     key_id: str | None = None
     hash_algorithm: str | None = None
@@ -94,17 +95,15 @@ class SequoiaOpenPGP:
         self.max_plaintext_bytes = max_plaintext_bytes
 
     def decrypt(self, data: bytes) -> Decrypted:
-        ops = _ops()
         result = ops.decrypt(data, self.keys, certificates_for=self.certificates_for)
         # NOTE: the limit applies after decryption, so a compressed packet
         # expands in memory before it is rejected here.
         if len(result.plaintext) > self.max_plaintext_bytes:
-            error = DecryptionError(
+            raise DecryptionError(
+                "too_large",
                 f"the decrypted data has {len(result.plaintext)} bytes, more than "
-                f"the limit of {self.max_plaintext_bytes}"
+                f"the limit of {self.max_plaintext_bytes}",
             )
-            error.reason = "too_large"  # type: ignore[attr-defined]
-            raise error
         return Decrypted(
             plaintext=result.plaintext,
             signatures=[_checked(signature) for signature in result.signatures],
@@ -112,26 +111,14 @@ class SequoiaOpenPGP:
         )
 
     def verify_detached(self, data: bytes, signature: bytes) -> list[CheckedSignature]:
-        ops = _ops()
         results = ops.verify_detached(
             data, signature, certificates_for=self.certificates_for
         )
         return [_checked(result) for result in results]
 
     def verify_inline(self, data: bytes) -> tuple[bytes, list[CheckedSignature]]:
-        ops = _ops()
         content, results = ops.verify_inline(data, certificates_for=self.certificates_for)
         return content, [_checked(result) for result in results]
-
-
-def _ops() -> Any:
-    from sealmail.core.pgp import ops
-
-    if hasattr(ops, "decrypt"):
-        return ops
-    from sealmail.core.mime.inbound import interim
-
-    return interim
 
 
 def _checked(result: Any) -> CheckedSignature:
