@@ -124,7 +124,7 @@ def _message(message: InboundMessage) -> dict[str, Any]:
     }
 
 
-@router.get("/tickets", response=list[TicketSummary])
+@router.get("", response=list[TicketSummary])
 def list_tickets(
     request: Any,
     queue: str | None = None,
@@ -143,7 +143,7 @@ def list_tickets(
     return [_summary(ticket) for ticket in tickets[offset : offset + limit]]
 
 
-@router.get("/tickets/{ticket_id}", response=TicketOut)
+@router.get("/{ticket_id}", response=TicketOut)
 def get_ticket(request: Any, ticket_id: int) -> dict[str, Any]:
     """Return one ticket with its messages and each part's security status."""
     ticket = get_object_or_404(Ticket.objects.select_related("customer"), pk=ticket_id)
