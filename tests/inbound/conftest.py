@@ -28,10 +28,19 @@ class ProviderKeys:
 
 @pytest.fixture(scope="session")
 def provider_keys() -> ProviderKeys:
-    """A provider key replaced by rotation, the current one and a support role key."""
+    """The current provider key, an older one kept after rotation and a support role key.
+
+    The current key is left as other tests made it, so their signing key stays.
+    """
     store = get_keystore()
-    rotated = store.generate(["<billing@provider.test>"])
-    current = store.rotate()
+    if store.is_empty():
+        store.generate(["<billing@provider.test>"])
+    current = store.certificate()
+    older = pysequoia.Tsk.generate(
+        "<billing@provider.test>", cipher_suite=pysequoia.CipherSuite.Cv25519
+    )
+    store.import_key(bytes(older), make_current=False)
+    rotated = older.extract_certificate()
     role = store.generate(["<support@provider.test>"], role="support@provider.test")
     return ProviderKeys(
         current=str(current).encode(), rotated=str(rotated).encode(), role=str(role).encode()

@@ -18,9 +18,11 @@ logger = logging.getLogger(__name__)
 
 
 def _enqueue(contact: Any, **kwargs: Any) -> Any:
+    """Queue one ticket mail to ``contact``; returns its OutboxMessage."""
     from sealmail.outbox.service import enqueue
 
-    return enqueue(contact, category="ticket_reply", **kwargs)
+    rows = enqueue(contact, category="ticket_reply", source="inbound", **kwargs)
+    return rows[0]
 
 
 def _threading(ticket: Ticket) -> tuple[str | None, tuple[str, ...]]:
