@@ -12,11 +12,6 @@ from tests.inbound.peers import PEERS
 
 pytestmark = pytest.mark.db_backends
 
-# sq pads and RNP compresses a signed and encrypted message by default;
-# pysequoia 0.1.35 cannot check a signature inside such a message, so it must
-# show as unchecked and never as signed by the customer.
-UNCHECKABLE_COMBINED = {"sq", "rnp"}
-
 TEXT = "Gr\u00fc\u00dfe aus K\u00f6ln: my line is down since 9:00.\n"
 ATTACHMENT = bytes(range(256)) * 40
 
@@ -73,13 +68,12 @@ def test_every_shape_decrypted_and_verified(
         shape = next(name for name, raw in messages.items() if bytes(message.raw) == raw)
         by_shape[shape] = message
 
-    combined_expected = "unchecked" if peer.name in UNCHECKABLE_COMBINED else "good"
     combined = by_shape["combined"]
     assert combined.subject == f"Line down ({peer.name})"
     assert combined.protected_headers is True
     assert combined.encryption == "full"
-    assert [s["status"] for s in combined.parts.get().signatures] == [combined_expected]
-    assert combined.signed_by_customer is (combined_expected == "good")
+    assert [s["status"] for s in combined.parts.get().signatures] == ["good"]
+    assert combined.signed_by_customer is True
     assert _texts(combined) == [TEXT.replace("\n", "\r\n")]
     assert combined.ticket.customer_id == contact.customer_id
 
@@ -90,7 +84,7 @@ def test_every_shape_decrypted_and_verified(
 
     inline = by_shape["inline"]
     assert inline.encryption == "full"
-    assert inline.signed_by_customer is (combined_expected == "good")
+    assert inline.signed_by_customer is True
     assert _texts(inline) == [TEXT]
     assert inline.parts.get().charset == "iso-8859-1"
 
@@ -108,7 +102,7 @@ def test_every_shape_decrypted_and_verified(
     mixed_up = by_shape["mixed_up"]
     assert mixed_up.repaired_mixed_up is True
     assert mixed_up.encryption == "full"
-    assert mixed_up.signed_by_customer is (combined_expected == "good")
+    assert mixed_up.signed_by_customer is True
 
     signed = by_shape["signed"]
     assert signed.encryption == "none"
