@@ -29,3 +29,8 @@ class Health(Schema):
 def health(request) -> dict[str, str]:
     """Report that the web process is up; needs no token."""
     return {"status": "ok", "version": __version__}
+
+
+from sealmail.notifications.api import router as notifications_router  # noqa: E402
+
+api.add_router("/v1/", notifications_router)

@@ -7,5 +7,6 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/", api.urls),
     path("accounts/", include("django.contrib.auth.urls")),
+    path("", include("sealmail.keys.urls")),
     path("", include("sealmail.contacts.urls")),
 ]
