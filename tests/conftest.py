@@ -2,26 +2,18 @@
 
 from __future__ import annotations
 
-import os
 import shutil
-import tempfile
 from pathlib import Path
 
 import pytest
 
+from tests.environment import DATA_DIR
 from tests.support import require_service
-
-# Settings read SEALMAIL_DATA_DIR at import, which pytest-django does after
-# this module runs; every test session gets its own throwaway instance.
-_DATA_DIR = Path(tempfile.mkdtemp(prefix="sealmail-test-"))
-os.environ["SEALMAIL_DATA_DIR"] = str(_DATA_DIR)
-os.environ.setdefault("SEALMAIL_FROM", "billing@provider.test")
-os.environ.setdefault("SEALMAIL_BASE_URL", "http://testserver")
 
 
 @pytest.fixture(scope="session")
 def data_dir() -> Path:
-    return _DATA_DIR
+    return DATA_DIR
 
 
 @pytest.fixture
@@ -31,4 +23,4 @@ def redis_url() -> str:
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    shutil.rmtree(_DATA_DIR, ignore_errors=True)
+    shutil.rmtree(DATA_DIR, ignore_errors=True)

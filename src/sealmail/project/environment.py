@@ -23,6 +23,7 @@ def data_dir() -> Path:
     path = Path(os.environ.get("SEALMAIL_DATA_DIR", "var")).expanduser().resolve()
     try:
         path.mkdir(parents=True, exist_ok=True)
+        (path / "static").mkdir(exist_ok=True)
         keys = path / "keys"
         keys.mkdir(mode=0o700, exist_ok=True)
         keys.chmod(0o700)

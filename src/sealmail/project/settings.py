@@ -188,6 +188,7 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": os.environ.get("SEALMAIL_LOG_LEVEL", "INFO")},
     "loggers": {
         "django.db.backends": {"level": "WARNING"},
-        "huey": {"level": "INFO"},
+        # A handler of its own stops run_huey from adding a second one.
+        "huey": {"handlers": ["console"], "level": "INFO", "propagate": False},
     },
 }

@@ -11,7 +11,9 @@ from django.core.management.base import BaseCommand
 
 logger = logging.getLogger(__name__)
 
-PROCESSES = ("web", "worker", "smtpd")
+# Each child gets the signal that stops it gracefully: gunicorn finishes open
+# requests on SIGTERM, Huey finishes running tasks on SIGINT.
+PROCESSES = {"web": signal.SIGTERM, "worker": signal.SIGINT, "smtpd": signal.SIGTERM}
 
 
 class Command(BaseCommand):
@@ -31,7 +33,11 @@ class Command(BaseCommand):
         signal.signal(signal.SIGINT, stop)
         signal.signal(signal.SIGTERM, stop)
         for name in PROCESSES:
-            children[name] = subprocess.Popen([sys.executable, "-m", "sealmail", name])
+            # A session of its own keeps a terminal's Ctrl-C away from the
+            # children, so they stop in order when this process signals them.
+            children[name] = subprocess.Popen(
+                [sys.executable, "-m", "sealmail", name], start_new_session=True
+            )
             logger.info("started %s (pid %d)", name, children[name].pid)
         smtp_host, smtp_port = settings.SEALMAIL_SMTPD_ADDR
         logger.info(
@@ -56,9 +62,9 @@ class Command(BaseCommand):
 
     @staticmethod
     def terminate(children: dict[str, subprocess.Popen[bytes]]) -> None:
-        for child in children.values():
+        for name, child in children.items():
             if child.poll() is None:
-                child.send_signal(signal.SIGTERM)
+                child.send_signal(PROCESSES[name])
         deadline = time.monotonic() + 10
         for name, child in children.items():
             try:

@@ -4,6 +4,7 @@ import os
 import sys
 
 from django.conf import settings
+from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandParser
 
 
@@ -34,5 +35,9 @@ class Command(BaseCommand):
             "-",
             "--graceful-timeout",
             "5",
+            "--no-control-socket",
         ]
+        # Static files are served by WhiteNoise from STATIC_ROOT in the data
+        # directory, so every web host collects its own copy at start.
+        call_command("collectstatic", interactive=False, verbosity=0)
         os.execv(sys.executable, argv)

@@ -1,0 +1,83 @@
+"""`sealmail serve` starts web, worker and inbound SMTP, and Ctrl-C stops all three."""
+
+from __future__ import annotations
+
+import os
+import signal
+import smtplib
+import subprocess
+import sys
+import time
+import urllib.request
+
+import pytest
+
+from tests.support import free_port, port_open
+
+
+@pytest.fixture
+def instance_env(tmp_path):
+    env = dict(os.environ)
+    env.update(
+        SEALMAIL_DATA_DIR=str(tmp_path / "instance"),
+        SEALMAIL_WEB_ADDR=f"127.0.0.1:{free_port()}",
+        SEALMAIL_SMTPD_ADDR=f"127.0.0.1:{free_port()}",
+        SEALMAIL_FROM="noreply@isp.example",
+        DJANGO_SETTINGS_MODULE="sealmail.project.settings",
+    )
+    env.pop("SEALMAIL_BASE_URL", None)
+    env.pop("DATABASE_URL", None)
+    env.pop("SEALMAIL_QUEUE_URL", None)
+    subprocess.run([sys.executable, "-m", "sealmail", "migrate", "-v", "0"], env=env, check=True)
+    return env
+
+
+def wait_for_port(host: str, port: int, process: subprocess.Popen, seconds: float = 30) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise AssertionError(f"serve exited early with status {process.returncode}")
+        if port_open(host, port, timeout=0.2):
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"nothing listened on {host}:{port} within {seconds} s")
+
+
+def test_serve_answers_and_stops_cleanly(instance_env):
+    web_host, web_port = instance_env["SEALMAIL_WEB_ADDR"].split(":")
+    smtp_host, smtp_port = instance_env["SEALMAIL_SMTPD_ADDR"].split(":")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "sealmail", "serve"],
+        env=instance_env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    try:
+        wait_for_port(web_host, int(web_port), process)
+        wait_for_port(smtp_host, int(smtp_port), process)
+
+        with urllib.request.urlopen(f"http://{web_host}:{web_port}/", timeout=10) as response:
+            assert response.status == 200
+            assert b"sealmail" in response.read()
+        with urllib.request.urlopen(
+            f"http://{web_host}:{web_port}/api/v1/health", timeout=10
+        ) as response:
+            assert response.status == 200
+        with smtplib.SMTP(smtp_host, int(smtp_port), timeout=10) as client:
+            code, _ = client.ehlo("test.example")
+            assert code == 250
+
+        # Ctrl-C in a terminal signals the whole foreground process group.
+        os.killpg(process.pid, signal.SIGINT)
+        output, _ = process.communicate(timeout=20)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+    log = output.decode(errors="replace")
+    assert process.returncode == 0, log
+    for name in ("web", "worker", "smtpd"):
+        assert f"stopped {name}" in log, log
+    assert not port_open(web_host, int(web_port))
+    assert not port_open(smtp_host, int(smtp_port))
