@@ -204,15 +204,17 @@ class WkdClient:
     def lookup(self, address: str) -> list[pysequoia.Cert]:
         """Return the certificates published for ``address``; raise WkdError otherwise."""
         advanced, direct = self.urls(address)
+        mirrored = wkd_paths(address).domain in self.base_urls
         try:
             data = self._get(advanced)
         except _HostNotFound:
-            try:
-                data = self._get(direct)
-            except _HostNotFound as exc:
-                raise WkdError(
-                    "network", f"no WKD host for {address.rpartition('@')[2]}: {exc}"
-                ) from None
+            data = self._get_direct(direct, address)
+        except WkdError as exc:
+            # A mirror serves both layouts from one host, so a miss in the
+            # advanced layout says nothing about the direct one.
+            if not (mirrored and exc.reason == "not_found"):
+                raise
+            data = self._get_direct(direct, address)
         try:
             certs = pysequoia.Cert.split_bytes(data)
         except Exception as exc:  # pysequoia raises plain Exception
@@ -221,6 +223,14 @@ class WkdClient:
         if not certs:
             raise WkdError("malformed", "the WKD answer contains no public key")
         return certs
+
+    def _get_direct(self, url: str, address: str) -> bytes:
+        try:
+            return self._get(url)
+        except _HostNotFound as exc:
+            raise WkdError(
+                "network", f"no WKD host for {address.rpartition('@')[2]}: {exc}"
+            ) from None
 
     def _get(self, url: str) -> bytes:
         request = urllib.request.Request(url, headers={"Accept": "application/octet-stream"})
