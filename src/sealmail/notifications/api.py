@@ -11,6 +11,7 @@ from typing import Literal
 from django.db import transaction
 from django.http import HttpRequest
 from ninja import Field, Router, Schema
+from ninja.responses import Status
 from pydantic import AwareDatetime, model_validator
 
 from sealmail.notifications import events, registry
@@ -93,8 +94,8 @@ def line_status(request: HttpRequest, payload: LineStatusIn):
             source_id=payload.event_id,
         )
     except events.EventError as exc:
-        return exc.status, {"detail": exc.message}
-    return 200, {
+        return Status(exc.status, {"detail": exc.message})
+    return Status(200, {
         "recorded": result.recorded,
         "mailed": result.mailed,
         "collected": result.collected,
@@ -104,7 +105,7 @@ def line_status(request: HttpRequest, payload: LineStatusIn):
         "messages": result.messages,
         "unknown_line_ids": result.unknown_line_ids,
         "window_closes": result.closes,
-    }
+    })
 
 
 @router.post(
@@ -122,12 +123,12 @@ def order_progress(request: HttpRequest, payload: OrderProgressIn):
             source_id=payload.event_id,
         )
     except events.EventError as exc:
-        return exc.status, {"detail": exc.message}
-    return 200, {
+        return Status(exc.status, {"detail": exc.message})
+    return Status(200, {
         "event": result.event.pk,
         "duplicate": result.duplicate,
         "messages": result.messages,
-    }
+    })
 
 
 class LineEntry(Schema):
@@ -169,13 +170,13 @@ def _sync(kind: str, entries: list[registry.Entry], replace: bool):
     try:
         result = registry.sync(kind, entries, replace=replace)
     except registry.RegistryError as exc:
-        return 400, {"detail": str(exc)}
-    return 200, {
+        return Status(400, {"detail": str(exc)})
+    return Status(200, {
         "created": result.created,
         "updated": result.updated,
         "unchanged": result.unchanged,
         "deleted": result.deleted,
-    }
+    })
 
 
 @router.put(
@@ -204,12 +205,12 @@ def _get(model: type[Line] | type[Order], id_field: str, item_id: str):
     item = model.objects.select_related("customer").filter(**{id_field: item_id}).first()
     if item is None:
         noun = id_field.removesuffix("_id")
-        return 404, {"detail": f"{noun} {item_id!r} is not in the registry"}
-    return 200, {
+        return Status(404, {"detail": f"{noun} {item_id!r} is not in the registry"})
+    return Status(200, {
         "id": getattr(item, id_field),
         "account_number": item.customer.account_number,
         "label": item.label,
-    }
+    })
 
 
 def _delete(model: type[Line] | type[Order], id_field: str, item_id: str):
@@ -217,8 +218,8 @@ def _delete(model: type[Line] | type[Order], id_field: str, item_id: str):
         _, per_model = model.objects.filter(**{id_field: item_id}).delete()
     if not per_model.get(model._meta.label):
         noun = id_field.removesuffix("_id")
-        return 404, {"detail": f"{noun} {item_id!r} is not in the registry"}
-    return 204, None
+        return Status(404, {"detail": f"{noun} {item_id!r} is not in the registry"})
+    return Status(204, None)
 
 
 @router.get(
