@@ -111,9 +111,17 @@ def record_line_events(
 
     result = LineEventResult()
     with transaction.atomic():
+        # Lock first, then read the latest events in a second statement: on
+        # PostgreSQL a statement that waited for the lock still sees the
+        # data as of its start, which would miss the event that held it.
+        locked = list(
+            _lock(Line.objects.filter(line_id__in=wanted)).order_by("id").values_list(
+                "id", flat=True
+            )
+        )
         latest = LineEvent.objects.filter(line=OuterRef("pk")).order_by("-occurred", "-id")
         lines = list(
-            _lock(Line.objects.filter(line_id__in=wanted))
+            Line.objects.filter(pk__in=locked)
             .select_related("customer")
             .annotate(
                 last_state=Subquery(latest.values("state")[:1]),
