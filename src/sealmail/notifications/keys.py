@@ -358,15 +358,21 @@ def send_expiry_warnings(*, now: datetime | None = None) -> int:
     for contact in candidates.iterator(chunk_size=500):
         key = contact.active_key
         left = key.usable_until - now
-        reached = [days for days in thresholds if left <= timedelta(days=days)]
+        reached = {days for days in thresholds if left <= timedelta(days=days)}
+        reached -= set(
+            KeyExpiryWarning.objects.filter(
+                key=key, usable_until=key.usable_until
+            ).values_list("days_before", flat=True)
+        )
         if not reached:
             continue
         days = min(reached)
         try:
             with transaction.atomic():
                 # Record every threshold reached so far, so a missed day does
-                # not send an older, less urgent warning later.
-                for threshold in reached:
+                # not send an older, less urgent warning later. A concurrent
+                # run that recorded one first makes this one roll back.
+                for threshold in sorted(reached):
                     KeyExpiryWarning.objects.create(
                         key=key,
                         contact=contact,
