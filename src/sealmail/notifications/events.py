@@ -114,14 +114,14 @@ def record_line_events(
         # Lock first, then read the latest events in a second statement: on
         # PostgreSQL a statement that waited for the lock still sees the
         # data as of its start, which would miss the event that held it.
-        locked = list(
-            _lock(Line.objects.filter(line_id__in=wanted)).order_by("id").values_list(
-                "id", flat=True
-            )
-        )
+        # SQLite has no row locks; its write transaction serialises events.
+        selected = Line.objects.filter(line_id__in=wanted)
+        if connection.features.has_select_for_update:
+            locked = list(_lock(selected).order_by("id").values_list("id", flat=True))
+            selected = Line.objects.filter(pk__in=locked)
         latest = LineEvent.objects.filter(line=OuterRef("pk")).order_by("-occurred", "-id")
         lines = list(
-            Line.objects.filter(pk__in=locked)
+            selected
             .select_related("customer")
             .annotate(
                 last_state=Subquery(latest.values("state")[:1]),

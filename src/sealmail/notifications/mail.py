@@ -49,7 +49,6 @@ def recipients_by_customer(
     contacts_by_customer: dict[int, list[Contact]] = defaultdict(list)
     queryset = (
         Contact.objects.filter(customer_id__in=set(customer_ids))
-        .select_related("customer", "active_key")
         .order_by("customer_id", "id")
     )
     for contact in queryset:
