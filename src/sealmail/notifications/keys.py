@@ -30,10 +30,7 @@ from sealmail.core.errors import KeyRejected
 from sealmail.notifications import mail
 from sealmail.notifications.models import KeyEvent, KeyExpiryWarning
 
-try:
-    from sealmail.core.pgp.inspect import check_certificate as _check_certificate
-except ImportError:  # TODO: drop once the full intake check is in every branch
-    from sealmail.core.pgp.inspect import inspect_key as _check_certificate
+from sealmail.core.pgp.inspect import check_certificate as _check_certificate
 
 logger = logging.getLogger(__name__)
 
