@@ -37,6 +37,8 @@ import pysequoia  # noqa: E402
 from django.core.management import call_command  # noqa: E402
 from django.db import connection  # noqa: E402
 from django.utils import timezone  # noqa: E402
+from sealmail.outbox.models import OutboxMessage, SendRequest  # noqa: E402
+from sealmail.outbox.service import enqueue_bulk  # noqa: E402
 
 from sealmail.contacts.models import Contact, ContactKey, Customer  # noqa: E402
 from sealmail.notifications.events import (  # noqa: E402
@@ -44,18 +46,21 @@ from sealmail.notifications.events import (  # noqa: E402
     record_line_events,
 )
 from sealmail.notifications.models import FlapWindow, Line, LineEvent  # noqa: E402
-from sealmail.outbox.models import OutboxMessage, SendRequest  # noqa: E402
-from sealmail.outbox.service import enqueue_bulk  # noqa: E402
 
 
 def populate(count: int, prefix: str) -> list[str]:
     customers = Customer.objects.bulk_create(
-        (Customer(account_number=f"{prefix}{i:06d}", name=f"Customer {i}") for i in range(count)),
+        (
+            Customer(account_number=f"{prefix}{i:06d}", name=f"Customer {i}")
+            for i in range(count)
+        ),
         batch_size=1000,
     )
     contacts = Contact.objects.bulk_create(
         (
-            Contact(customer=c, address=f"noc{i}@{prefix.lower()}{i}.test", role="technical")
+            Contact(
+                customer=c, address=f"noc{i}@{prefix.lower()}{i}.test", role="technical"
+            )
             for i, c in enumerate(customers)
         ),
         batch_size=1000,
@@ -81,12 +86,15 @@ def populate(count: int, prefix: str) -> list[str]:
             )
         )
     keys = ContactKey.objects.bulk_create(keys, batch_size=1000)
-    for contact, key in zip(contacts, keys):
+    for contact, key in zip(contacts, keys, strict=True):
         contact.active_key = key
         contact.encryption = Contact.Encryption.ACTIVE
     Contact.objects.bulk_update(contacts, ["active_key", "encryption"], batch_size=1000)
     Line.objects.bulk_create(
-        (Line(line_id=f"{prefix}L{i:06d}", customer=c) for i, c in enumerate(customers)),
+        (
+            Line(line_id=f"{prefix}L{i:06d}", customer=c)
+            for i, c in enumerate(customers)
+        ),
         batch_size=1000,
     )
     return [f"{prefix}L{i:06d}" for i in range(count)]
@@ -108,7 +116,9 @@ def main() -> None:
     print("|---|---:|---:|")
     start = time.perf_counter()
     line_ids = populate(LINES, "A")
-    print(f"| setup: customers, contacts, keys, lines | {time.perf_counter() - start:.2f} | |")
+    print(
+        f"| setup: customers, contacts, keys, lines | {time.perf_counter() - start:.2f} | |"
+    )
 
     contacts = list(Contact.objects.filter(customer__account_number__startswith="A"))
     timed(

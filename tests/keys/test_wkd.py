@@ -42,17 +42,24 @@ def test_paths_of_both_layouts():
     assert paths.advanced == (
         "/.well-known/openpgpkey/example.org/hu/iy9q119eutrkn8s1mk4r39qejnbu3n5q?l=Joe.Doe"
     )
-    assert paths.direct == "/.well-known/openpgpkey/hu/iy9q119eutrkn8s1mk4r39qejnbu3n5q?l=Joe.Doe"
+    assert (
+        paths.direct
+        == "/.well-known/openpgpkey/hu/iy9q119eutrkn8s1mk4r39qejnbu3n5q?l=Joe.Doe"
+    )
 
 
 def test_client_urls_use_domain_hosts():
     client = WkdClient()
     advanced, direct = client.urls("joe.doe@example-isp.de")
-    assert advanced.startswith("https://openpgpkey.example-isp.de/.well-known/openpgpkey/example-isp.de/hu/")
+    assert advanced.startswith(
+        "https://openpgpkey.example-isp.de/.well-known/openpgpkey/example-isp.de/hu/"
+    )
     assert direct.startswith("https://example-isp.de/.well-known/openpgpkey/hu/")
 
 
-@pytest.mark.parametrize("address", ["a@customer.test", "b@example.com", "c@x.example", "d@localhost"])
+@pytest.mark.parametrize(
+    "address", ["a@customer.test", "b@example.com", "c@x.example", "d@localhost"]
+)
 def test_reserved_domain_never_looked_up(address):
     with pytest.raises(WkdError) as excinfo:
         WkdClient().lookup(address)
@@ -76,7 +83,9 @@ def provider(settings, tmp_path):
     settings.ALLOWED_HOSTS = ["testserver", "provider.test", "openpgpkey.provider.test"]
     from sealmail.keys.store import get_keystore
 
-    return get_keystore().generate(["Billing <billing@provider.test>", "support@provider.test"])
+    return get_keystore().generate(
+        ["Billing <billing@provider.test>", "support@provider.test"]
+    )
 
 
 def test_advanced_layout_serves_key(client, provider):
@@ -95,9 +104,13 @@ def test_advanced_layout_serves_key(client, provider):
 
 def test_direct_layout_serves_key_by_host(client, provider):
     digest = wkd.local_part_hash("support")
-    response = client.get(f"/.well-known/openpgpkey/hu/{digest}", HTTP_HOST="provider.test")
+    response = client.get(
+        f"/.well-known/openpgpkey/hu/{digest}", HTTP_HOST="provider.test"
+    )
     assert response.status_code == 200
-    assert pysequoia.Cert.from_bytes(response.content).fingerprint == provider.fingerprint
+    assert (
+        pysequoia.Cert.from_bytes(response.content).fingerprint == provider.fingerprint
+    )
 
 
 def test_direct_layout_unknown_host_not_found(client, provider):
@@ -169,7 +182,9 @@ def test_client_advanced_layout(server):
     cert = generate("alice@customer.test").extract_certificate()
     paths = wkd.wkd_paths("alice@customer.test")
     server.publish(paths.advanced.split("?")[0], bytes(cert))
-    client = WkdClient(base_urls={"customer.test": server.url}, ssl_context=server.client_context())
+    client = WkdClient(
+        base_urls={"customer.test": server.url}, ssl_context=server.client_context()
+    )
     found = client.lookup("alice@customer.test")
     assert [c.fingerprint for c in found] == [cert.fingerprint]
     assert server.requests == [paths.advanced]
@@ -179,7 +194,9 @@ def test_client_falls_back_to_direct_layout_on_mirror(server):
     cert = generate("bob@customer.test").extract_certificate()
     paths = wkd.wkd_paths("Bob@customer.test")
     server.publish(paths.direct.split("?")[0], bytes(cert))
-    client = WkdClient(base_urls={"customer.test": server.url}, ssl_context=server.client_context())
+    client = WkdClient(
+        base_urls={"customer.test": server.url}, ssl_context=server.client_context()
+    )
     found = client.lookup("Bob@customer.test")
     assert [c.fingerprint for c in found] == [cert.fingerprint]
     assert server.requests == [paths.advanced, paths.direct]
@@ -187,7 +204,9 @@ def test_client_falls_back_to_direct_layout_on_mirror(server):
 
 
 def test_client_not_found(server):
-    client = WkdClient(base_urls={"customer.test": server.url}, ssl_context=server.client_context())
+    client = WkdClient(
+        base_urls={"customer.test": server.url}, ssl_context=server.client_context()
+    )
     with pytest.raises(WkdError) as excinfo:
         client.lookup("carol@customer.test")
     assert excinfo.value.reason == "not_found"
@@ -204,7 +223,9 @@ def test_client_rejects_untrusted_certificate(server):
 def test_client_rejects_malformed_answer(server):
     paths = wkd.wkd_paths("dave@customer.test")
     server.publish(paths.advanced.split("?")[0], b"<html>not a key</html>")
-    client = WkdClient(base_urls={"customer.test": server.url}, ssl_context=server.client_context())
+    client = WkdClient(
+        base_urls={"customer.test": server.url}, ssl_context=server.client_context()
+    )
     with pytest.raises(WkdError) as excinfo:
         client.lookup("dave@customer.test")
     assert excinfo.value.reason == "malformed"
@@ -230,7 +251,9 @@ def test_client_refuses_redirect(server):
         b"",
         {"Location": "https://elsewhere.test/key"},
     )
-    client = WkdClient(base_urls={"customer.test": server.url}, ssl_context=server.client_context())
+    client = WkdClient(
+        base_urls={"customer.test": server.url}, ssl_context=server.client_context()
+    )
     with pytest.raises(WkdError) as excinfo:
         client.lookup("frank@customer.test")
     assert excinfo.value.reason == "http"
@@ -241,7 +264,9 @@ def test_client_drops_secret_key_material(server):
     tsk = generate("gina@customer.test")
     paths = wkd.wkd_paths("gina@customer.test")
     server.publish(paths.advanced.split("?")[0], str(tsk).encode())
-    client = WkdClient(base_urls={"customer.test": server.url}, ssl_context=server.client_context())
+    client = WkdClient(
+        base_urls={"customer.test": server.url}, ssl_context=server.client_context()
+    )
     with pytest.raises(WkdError) as excinfo:
         client.lookup("gina@customer.test")
     assert excinfo.value.reason == "malformed"

@@ -44,7 +44,9 @@ def gpg(tmp_path):
 @pytest.fixture
 def contact(db, gpg):
     customer = make_customer("K-1", "Alice Example")
-    contact = Contact.objects.create(customer=customer, address=ADDRESS, wkd_refresh=True)
+    contact = Contact.objects.create(
+        customer=customer, address=ADDRESS, wkd_refresh=True
+    )
     fingerprint = gpg.generate(f"Alice <{ADDRESS}>", "ed25519", "10d")
     gpg.run("--quick-add-key", fingerprint, "cv25519", "encr", "10d")
     add_key(contact, gpg.export(fingerprint))
@@ -58,7 +60,9 @@ def publish(server: WkdServer, data: bytes) -> None:
 
 
 def client_for(server: WkdServer) -> WkdClient:
-    return WkdClient(base_urls={"customer.test": server.url}, ssl_context=server.client_context())
+    return WkdClient(
+        base_urls={"customer.test": server.url}, ssl_context=server.client_context()
+    )
 
 
 def test_same_fingerprint_applied(server, gpg, contact):

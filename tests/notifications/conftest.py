@@ -11,10 +11,14 @@ from sealmail.contacts.models import Contact, ContactKey, Customer
 
 
 def make_customer(number: str, name: str = "") -> Customer:
-    return Customer.objects.create(account_number=number, name=name or f"Customer {number}")
+    return Customer.objects.create(
+        account_number=number, name=name or f"Customer {number}"
+    )
 
 
-def add_key(contact: Contact, cert_bytes: bytes, *, activate: bool = True) -> ContactKey:
+def add_key(
+    contact: Contact, cert_bytes: bytes, *, activate: bool = True
+) -> ContactKey:
     """Store a certificate for ``contact`` the way intake does, and confirm it."""
     from sealmail.notifications.keys import _check_certificate
 
@@ -63,12 +67,18 @@ def api(client, api_token):
     class Api:
         def post(self, path: str, data: dict):
             return client.post(
-                path, data, content_type="application/json", HTTP_AUTHORIZATION=f"Bearer {api_token}"
+                path,
+                data,
+                content_type="application/json",
+                HTTP_AUTHORIZATION=f"Bearer {api_token}",
             )
 
         def put(self, path: str, data: dict):
             return client.put(
-                path, data, content_type="application/json", HTTP_AUTHORIZATION=f"Bearer {api_token}"
+                path,
+                data,
+                content_type="application/json",
+                HTTP_AUTHORIZATION=f"Bearer {api_token}",
             )
 
         def get(self, path: str):

@@ -35,7 +35,9 @@ def instance(settings, tmp_path):
 def customer_gpg(tmp_path, instance):
     gpg = GnuPG(tmp_path / "gnupg")
     gpg.generate("Ops <ops@acme.test>", "ed25519", "1y")
-    gpg.run("--quick-add-key", gpg.fingerprint("ops@acme.test"), "cv25519", "encr", "1y")
+    gpg.run(
+        "--quick-add-key", gpg.fingerprint("ops@acme.test"), "cv25519", "encr", "1y"
+    )
     gpg.import_key(str(instance).encode())
     return gpg
 
@@ -43,7 +45,9 @@ def customer_gpg(tmp_path, instance):
 @pytest.fixture
 def contact(customer_gpg):
     customer = make_customer("K-7", "Acme GmbH")
-    contact = Contact.objects.create(customer=customer, address="ops@acme.test", role="technical")
+    contact = Contact.objects.create(
+        customer=customer, address="ops@acme.test", role="technical"
+    )
     add_key(contact, customer_gpg.export("ops@acme.test"))
     sync("lines", [Entry("L-7", "K-7", "Head office")])
     sync("orders", [Entry("O-7", "K-7", "Fibre upgrade")])
@@ -51,12 +55,14 @@ def contact(customer_gpg):
 
 
 def deliver() -> None:
-    from sealmail.outbox import delivery
     from sealmail.outbox.models import OutboxMessage
 
+    from sealmail.outbox import delivery
+
     ids = list(
-        OutboxMessage.objects.filter(status="queued", next_attempt__lte=timezone.now())
-        .values_list("id", flat=True)
+        OutboxMessage.objects.filter(
+            status="queued", next_attempt__lte=timezone.now()
+        ).values_list("id", flat=True)
     )
     delivery.deliver_batch(ids)
 
@@ -93,7 +99,9 @@ def test_line_event_delivered_encrypted(api, contact, customer_gpg, settings, in
     assert len(messages) == 1
     assert b"fibre cut" not in messages[0]
     inner, status = decrypt(customer_gpg, messages[0])
-    assert any(line.startswith("GOODSIG") or line.startswith("VALIDSIG") for line in status)
+    assert any(
+        line.startswith("GOODSIG") or line.startswith("VALIDSIG") for line in status
+    )
     assert inner["Subject"] == "Line L-7 is down"
     text = body_text(inner)
     assert "your line L-7 (Head office) is down since" in text
@@ -102,7 +110,9 @@ def test_line_event_delivered_encrypted(api, contact, customer_gpg, settings, in
 
 def test_flap_summary_delivered_encrypted(api, contact, customer_gpg, settings):
     for state in ("down", "up", "down"):
-        response = api.post("/api/v1/events/line-status", {"line_id": "L-7", "state": state})
+        response = api.post(
+            "/api/v1/events/line-status", {"line_id": "L-7", "state": state}
+        )
         assert response.status_code == 200
     closes = response.json()["window_closes"]
     assert close_due_windows(now=timezone.datetime.fromisoformat(closes)) == 1
@@ -116,11 +126,21 @@ def test_flap_summary_delivered_encrypted(api, contact, customer_gpg, settings):
 def test_order_progress_delivered_encrypted(api, contact, customer_gpg, settings):
     response = api.post(
         "/api/v1/events/order-progress",
-        {"order_id": "O-7", "stage": "technician booked", "text": "Tuesday 8-12", "event_id": "o-1"},
+        {
+            "order_id": "O-7",
+            "stage": "technician booked",
+            "text": "Tuesday 8-12",
+            "event_id": "o-1",
+        },
     )
     again = api.post(
         "/api/v1/events/order-progress",
-        {"order_id": "O-7", "stage": "technician booked", "text": "Tuesday 8-12", "event_id": "o-1"},
+        {
+            "order_id": "O-7",
+            "stage": "technician booked",
+            "text": "Tuesday 8-12",
+            "event_id": "o-1",
+        },
     )
     assert response.status_code == 200, response.content
     assert again.json()["duplicate"] is True
@@ -133,6 +153,8 @@ def test_order_progress_delivered_encrypted(api, contact, customer_gpg, settings
 
 
 def test_unknown_order_rejected(api, contact):
-    response = api.post("/api/v1/events/order-progress", {"order_id": "O-404", "stage": "x"})
+    response = api.post(
+        "/api/v1/events/order-progress", {"order_id": "O-404", "stage": "x"}
+    )
     assert response.status_code == 404
     assert "'O-404'" in response.json()["detail"]

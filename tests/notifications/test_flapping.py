@@ -32,7 +32,9 @@ def line(db, settings):
     settings.SEALMAIL_FLAP_WINDOW_SECONDS = 300
     customer = make_customer("K-1", "Acme GmbH")
     Contact.objects.create(customer=customer, address="noc@acme.test", role="technical")
-    Contact.objects.create(customer=customer, address="billing@acme.test", role="billing")
+    Contact.objects.create(
+        customer=customer, address="billing@acme.test", role="billing"
+    )
     sync("lines", [Entry("L-1", "K-1", "Office Berlin")])
     return "L-1"
 
@@ -66,7 +68,9 @@ def test_flapping_sends_one_summary_per_window(line):
     assert "2026-12-04 16:00:00 UTC  down  fibre cut" in summary.text
     assert "2026-12-04 16:01:00 UTC  up" in summary.text
     assert "2026-12-04 16:02:30 UTC  down  fibre cut" in summary.text
-    assert "The line is down now (last change at 2026-12-04 16:02:30 UTC)" in summary.text
+    assert (
+        "The line is down now (last change at 2026-12-04 16:02:30 UTC)" in summary.text
+    )
 
 
 def test_summary_sent_once_when_closed_twice(line):
@@ -84,7 +88,10 @@ def test_quiet_window_closes_without_mail(line):
     assert not FlapWindow.objects.filter(closed__isnull=True).exists()
     # The line is quiet again, so the next change goes out at once.
     record_line_events([line], "up", now=at("16:20:00"))
-    assert [mail.subject for mail in line_mails()] == ["Line L-1 is down", "Line L-1 is up"]
+    assert [mail.subject for mail in line_mails()] == [
+        "Line L-1 is down",
+        "Line L-1 is up",
+    ]
 
 
 def test_continued_flapping_gets_one_summary_per_window(line):
@@ -114,12 +121,17 @@ def test_overdue_window_closed_by_next_event(line):
     result = record_line_events([line], "down", now=at("16:07:00"))
     assert result.collected == 1
     mails = line_mails()
-    assert [mail.subject for mail in mails] == ["Line L-1 is down", "Line L-1: 2 changes, now up"]
+    assert [mail.subject for mail in mails] == [
+        "Line L-1 is down",
+        "Line L-1: 2 changes, now up",
+    ]
 
 
 def test_repeat_and_late_events_not_mailed(line):
     record_line_events([line], "down", occurred=at("16:00:00"), now=at("16:00:05"))
-    repeat = record_line_events([line], "down", occurred=at("16:00:30"), now=at("16:00:35"))
+    repeat = record_line_events(
+        [line], "down", occurred=at("16:00:30"), now=at("16:00:35")
+    )
     late = record_line_events([line], "up", occurred=at("15:59:00"), now=at("16:00:40"))
     assert repeat.repeated == 1
     assert late.late == 1
@@ -152,8 +164,13 @@ def test_invalid_state_rejected(line):
 def test_api_line_status(api, line):
     response = api.post(
         "/api/v1/events/line-status",
-        {"line_ids": [line, "L-404"], "state": "down", "time": "2026-12-04T16:00:00+00:00",
-         "reason": "power", "event_id": "m-17"},
+        {
+            "line_ids": [line, "L-404"],
+            "state": "down",
+            "time": "2026-12-04T16:00:00+00:00",
+            "reason": "power",
+            "event_id": "m-17",
+        },
     )
     assert response.status_code == 200, response.content
     body = response.json()
@@ -165,13 +182,16 @@ def test_api_line_status(api, line):
 
 def test_api_line_status_validation(api, line):
     both = api.post(
-        "/api/v1/events/line-status", {"line_id": line, "line_ids": [line], "state": "up"}
+        "/api/v1/events/line-status",
+        {"line_id": line, "line_ids": [line], "state": "up"},
     )
     naive = api.post(
         "/api/v1/events/line-status",
         {"line_id": line, "state": "up", "time": "2026-12-04T16:00:00"},
     )
-    unknown = api.post("/api/v1/events/line-status", {"line_id": "L-404", "state": "up"})
+    unknown = api.post(
+        "/api/v1/events/line-status", {"line_id": "L-404", "state": "up"}
+    )
     assert both.status_code == 422
     assert naive.status_code == 422
     assert unknown.status_code == 404
@@ -191,7 +211,9 @@ def test_customer_lines_grouped_in_one_mail(line):
 def test_concurrent_events_mail_once(line):
     """Processes that take events for the same line at once send one mail."""
     if connection.vendor == "sqlite":
-        pytest.skip("SQLite serialises every write transaction; PostgreSQL run checks this")
+        pytest.skip(
+            "SQLite serialises every write transaction; PostgreSQL run checks this"
+        )
     errors = []
     barrier = threading.Barrier(6)
     start = at("16:00:00")
@@ -220,7 +242,9 @@ def test_concurrent_events_mail_once(line):
 @pytest.mark.django_db(transaction=True)
 def test_concurrent_sweeps_send_one_summary(line):
     if connection.vendor == "sqlite":
-        pytest.skip("SQLite serialises every write transaction; PostgreSQL run checks this")
+        pytest.skip(
+            "SQLite serialises every write transaction; PostgreSQL run checks this"
+        )
     record_line_events([line], "down", now=at("16:00:00"))
     record_line_events([line], "up", now=at("16:01:00"))
     barrier = threading.Barrier(4)

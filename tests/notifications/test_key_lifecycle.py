@@ -77,9 +77,11 @@ def test_missed_days_send_most_urgent_only(contact, short_key):
     assert [mail.subject for mail in mails("key_expiry")] == [
         "Your OpenPGP key stops working in 1 day"
     ]
-    assert sorted(
-        KeyExpiryWarning.objects.values_list("days_before", flat=True)
-    ) == [1, 7, 30]
+    assert sorted(KeyExpiryWarning.objects.values_list("days_before", flat=True)) == [
+        1,
+        7,
+        30,
+    ]
 
 
 def test_no_warning_without_expiry(tmp_path, contact):

@@ -17,14 +17,15 @@ LINES = 5000
 def populate(count: int) -> list[str]:
     """Create ``count`` customers with one encrypting contact and one line each."""
     customers = Customer.objects.bulk_create(
-        Customer(account_number=f"K-{i:05d}", name=f"Customer {i}") for i in range(count)
+        Customer(account_number=f"K-{i:05d}", name=f"Customer {i}")
+        for i in range(count)
     )
     contacts = Contact.objects.bulk_create(
         Contact(customer=customer, address=f"noc{i}@customer{i}.test", role="technical")
         for i, customer in enumerate(customers)
     )
     keys = []
-    for i, contact in enumerate(contacts):
+    for contact in contacts:
         cert = generate_cert(contact.address).extract_certificate()
         keys.append(
             ContactKey(
@@ -39,12 +40,15 @@ def populate(count: int) -> list[str]:
             )
         )
     keys = ContactKey.objects.bulk_create(keys, batch_size=1000)
-    for contact, key in zip(contacts, keys):
+    for contact, key in zip(contacts, keys, strict=True):
         contact.active_key = key
         contact.encryption = Contact.Encryption.ACTIVE
     Contact.objects.bulk_update(contacts, ["active_key", "encryption"], batch_size=1000)
     Line.objects.bulk_create(
-        (Line(line_id=f"L-{i:05d}", customer=customer) for i, customer in enumerate(customers)),
+        (
+            Line(line_id=f"L-{i:05d}", customer=customer)
+            for i, customer in enumerate(customers)
+        ),
         batch_size=1000,
     )
     return [f"L-{i:05d}" for i in range(count)]
@@ -56,7 +60,11 @@ def test_outage_of_5000_lines_fans_out(api):
     line_ids = populate(LINES)
     response = api.post(
         "/api/v1/events/line-status",
-        {"line_ids": line_ids, "state": "down", "reason": "PoP Frankfurt power failure"},
+        {
+            "line_ids": line_ids,
+            "state": "down",
+            "reason": "PoP Frankfurt power failure",
+        },
     )
     assert response.status_code == 200, response.content[:500]
     body = response.json()

@@ -20,19 +20,23 @@ def customers(db):
 def test_api_sync_creates_and_updates(api, customers):
     response = api.put(
         "/api/v1/registry/lines",
-        {"entries": [
-            {"line_id": "L-1", "account_number": "K-1", "label": "Office"},
-            {"line_id": "L-2", "account_number": "K-2"},
-        ]},
+        {
+            "entries": [
+                {"line_id": "L-1", "account_number": "K-1", "label": "Office"},
+                {"line_id": "L-2", "account_number": "K-2"},
+            ]
+        },
     )
     assert response.status_code == 200, response.content
     assert response.json() == {"created": 2, "updated": 0, "unchanged": 0, "deleted": 0}
     response = api.put(
         "/api/v1/registry/lines",
-        {"entries": [
-            {"line_id": "L-1", "account_number": "K-2", "label": "Office"},
-            {"line_id": "L-2", "account_number": "K-2"},
-        ]},
+        {
+            "entries": [
+                {"line_id": "L-1", "account_number": "K-2", "label": "Office"},
+                {"line_id": "L-2", "account_number": "K-2"},
+            ]
+        },
     )
     assert response.json() == {"created": 0, "updated": 1, "unchanged": 1, "deleted": 0}
     assert Line.objects.get(line_id="L-1").customer.account_number == "K-2"
@@ -51,10 +55,12 @@ def test_api_sync_replace_deletes_missing(api, customers):
 def test_api_sync_unknown_account_rejects_all(api, customers):
     response = api.put(
         "/api/v1/registry/orders",
-        {"entries": [
-            {"order_id": "O-1", "account_number": "K-1"},
-            {"order_id": "O-2", "account_number": "K-404"},
-        ]},
+        {
+            "entries": [
+                {"order_id": "O-1", "account_number": "K-1"},
+                {"order_id": "O-2", "account_number": "K-404"},
+            ]
+        },
     )
     assert response.status_code == 400
     assert "'K-404'" in response.json()["detail"]
@@ -112,7 +118,7 @@ def test_replace_deletes_events_too(customers):
 def test_csv_import_command(tmp_path, customers, capsys):
     path = tmp_path / "lines.csv"
     path.write_text(
-        "line_id,account_number,label\nL-1,K-1,Office\n\nL-2,K-2,\"Berlin, 2nd floor\"\n",
+        'line_id,account_number,label\nL-1,K-1,Office\n\nL-2,K-2,"Berlin, 2nd floor"\n',
         encoding="utf-8",
     )
     call_command("importregistry", "lines", str(path))
@@ -147,7 +153,9 @@ def test_csv_extra_field_named():
 
 def test_csv_accepts_plain_id_column():
     entries = parse_csv("id,account_number,label\nL-1,K-1,x\n", "lines")
-    assert [(e.item_id, e.account_number, e.label) for e in entries] == [("L-1", "K-1", "x")]
+    assert [(e.item_id, e.account_number, e.label) for e in entries] == [
+        ("L-1", "K-1", "x")
+    ]
 
 
 def _entry(item_id, number, label=""):

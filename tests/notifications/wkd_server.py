@@ -54,7 +54,11 @@ class WkdServer:
         return context
 
     def publish(self, path: str, body: bytes, status: int = 200) -> None:
-        self.responses[path] = (status, body, {"Content-Type": "application/octet-stream"})
+        self.responses[path] = (
+            status,
+            body,
+            {"Content-Type": "application/octet-stream"},
+        )
 
     def __enter__(self) -> WkdServer:
         self.thread.start()

@@ -54,7 +54,9 @@ def provider_keys(request: HttpRequest) -> HttpResponse:
 
 
 @require_safe
-def provider_key_download(request: HttpRequest, fingerprint: str, extension: str) -> HttpResponse:
+def provider_key_download(
+    request: HttpRequest, fingerprint: str, extension: str
+) -> HttpResponse:
     """Return one provider certificate, ASCII-armored (.asc) or binary (.pgp)."""
     wanted = fingerprint.lower()
     for cert in _certificates():
@@ -62,7 +64,9 @@ def provider_key_download(request: HttpRequest, fingerprint: str, extension: str
             if extension == "asc":
                 response = HttpResponse(str(cert), content_type="application/pgp-keys")
             else:
-                response = HttpResponse(bytes(cert), content_type="application/octet-stream")
+                response = HttpResponse(
+                    bytes(cert), content_type="application/octet-stream"
+                )
             filename = f"{cert.fingerprint.upper()}.{extension}"
             response["Content-Disposition"] = f'attachment; filename="{filename}"'
             response["Access-Control-Allow-Origin"] = "*"
@@ -85,7 +89,9 @@ def _wkd_domain(domain: str) -> str:
 
 
 @require_safe
-def wkd_key(request: HttpRequest, digest: str, domain: str | None = None) -> HttpResponse:
+def wkd_key(
+    request: HttpRequest, digest: str, domain: str | None = None
+) -> HttpResponse:
     """Return the provider certificates for a WKD hash, in the direct or advanced layout.
 
     The advanced layout names the domain in the path; the direct layout takes

@@ -74,9 +74,7 @@ def zbase32(data: bytes) -> str:
 
 def local_part_hash(local: str) -> str:
     """Return the WKD hash of a local part: only ASCII letters are lower-cased."""
-    lowered = "".join(
-        char.lower() if "A" <= char <= "Z" else char for char in local
-    )
+    lowered = "".join(char.lower() if "A" <= char <= "Z" else char for char in local)
     return zbase32(hashlib.sha1(lowered.encode("utf-8")).digest())
 
 
@@ -176,11 +174,15 @@ class WkdClient:
         timeout: float = DEFAULT_TIMEOUT,
         max_bytes: int = MAX_RESPONSE_BYTES,
     ) -> None:
-        self.base_urls = {domain.lower(): url.rstrip("/") for domain, url in (base_urls or {}).items()}
+        self.base_urls = {
+            domain.lower(): url.rstrip("/") for domain, url in (base_urls or {}).items()
+        }
         self.timeout = timeout
         self.max_bytes = max_bytes
         self._opener = urllib.request.build_opener(
-            urllib.request.HTTPSHandler(context=ssl_context or ssl.create_default_context()),
+            urllib.request.HTTPSHandler(
+                context=ssl_context or ssl.create_default_context()
+            ),
             _NoRedirect(),
         )
 
@@ -218,7 +220,9 @@ class WkdClient:
         try:
             certs = pysequoia.Cert.split_bytes(data)
         except Exception as exc:  # pysequoia raises plain Exception
-            raise WkdError("malformed", f"the WKD answer is not OpenPGP data: {exc}") from exc
+            raise WkdError(
+                "malformed", f"the WKD answer is not OpenPGP data: {exc}"
+            ) from exc
         certs = [cert for cert in certs if not cert.has_secret_keys]
         if not certs:
             raise WkdError("malformed", "the WKD answer contains no public key")
@@ -233,7 +237,9 @@ class WkdClient:
             ) from None
 
     def _get(self, url: str) -> bytes:
-        request = urllib.request.Request(url, headers={"Accept": "application/octet-stream"})
+        request = urllib.request.Request(
+            url, headers={"Accept": "application/octet-stream"}
+        )
         try:
             with self._opener.open(request, timeout=self.timeout) as response:
                 data = response.read(self.max_bytes + 1)

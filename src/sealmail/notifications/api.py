@@ -95,17 +95,20 @@ def line_status(request: HttpRequest, payload: LineStatusIn):
         )
     except events.EventError as exc:
         return Status(exc.status, {"detail": exc.message})
-    return Status(200, {
-        "recorded": result.recorded,
-        "mailed": result.mailed,
-        "collected": result.collected,
-        "repeated": result.repeated,
-        "late": result.late,
-        "duplicates": result.duplicates,
-        "messages": result.messages,
-        "unknown_line_ids": result.unknown_line_ids,
-        "window_closes": result.closes,
-    })
+    return Status(
+        200,
+        {
+            "recorded": result.recorded,
+            "mailed": result.mailed,
+            "collected": result.collected,
+            "repeated": result.repeated,
+            "late": result.late,
+            "duplicates": result.duplicates,
+            "messages": result.messages,
+            "unknown_line_ids": result.unknown_line_ids,
+            "window_closes": result.closes,
+        },
+    )
 
 
 @router.post(
@@ -124,11 +127,14 @@ def order_progress(request: HttpRequest, payload: OrderProgressIn):
         )
     except events.EventError as exc:
         return Status(exc.status, {"detail": exc.message})
-    return Status(200, {
-        "event": result.event.pk,
-        "duplicate": result.duplicate,
-        "messages": result.messages,
-    })
+    return Status(
+        200,
+        {
+            "event": result.event.pk,
+            "duplicate": result.duplicate,
+            "messages": result.messages,
+        },
+    )
 
 
 class LineEntry(Schema):
@@ -171,12 +177,15 @@ def _sync(kind: str, entries: list[registry.Entry], replace: bool):
         result = registry.sync(kind, entries, replace=replace)
     except registry.RegistryError as exc:
         return Status(400, {"detail": str(exc)})
-    return Status(200, {
-        "created": result.created,
-        "updated": result.updated,
-        "unchanged": result.unchanged,
-        "deleted": result.deleted,
-    })
+    return Status(
+        200,
+        {
+            "created": result.created,
+            "updated": result.updated,
+            "unchanged": result.unchanged,
+            "deleted": result.deleted,
+        },
+    )
 
 
 @router.put(
@@ -186,7 +195,9 @@ def _sync(kind: str, entries: list[registry.Entry], replace: bool):
     summary="Create or update lines; with replace, the list is the whole registry",
 )
 def sync_lines(request: HttpRequest, payload: LineSyncIn):
-    entries = [registry.Entry(e.line_id, e.account_number, e.label) for e in payload.entries]
+    entries = [
+        registry.Entry(e.line_id, e.account_number, e.label) for e in payload.entries
+    ]
     return _sync("lines", entries, payload.replace)
 
 
@@ -197,20 +208,27 @@ def sync_lines(request: HttpRequest, payload: LineSyncIn):
     summary="Create or update orders; with replace, the list is the whole registry",
 )
 def sync_orders(request: HttpRequest, payload: OrderSyncIn):
-    entries = [registry.Entry(e.order_id, e.account_number, e.label) for e in payload.entries]
+    entries = [
+        registry.Entry(e.order_id, e.account_number, e.label) for e in payload.entries
+    ]
     return _sync("orders", entries, payload.replace)
 
 
 def _get(model: type[Line] | type[Order], id_field: str, item_id: str):
-    item = model.objects.select_related("customer").filter(**{id_field: item_id}).first()
+    item = (
+        model.objects.select_related("customer").filter(**{id_field: item_id}).first()
+    )
     if item is None:
         noun = id_field.removesuffix("_id")
         return Status(404, {"detail": f"{noun} {item_id!r} is not in the registry"})
-    return Status(200, {
-        "id": getattr(item, id_field),
-        "account_number": item.customer.account_number,
-        "label": item.label,
-    })
+    return Status(
+        200,
+        {
+            "id": getattr(item, id_field),
+            "account_number": item.customer.account_number,
+            "label": item.label,
+        },
+    )
 
 
 def _delete(model: type[Line] | type[Order], id_field: str, item_id: str):

@@ -119,10 +119,11 @@ def record_line_events(
         if connection.features.has_select_for_update:
             locked = list(_lock(selected).order_by("id").values_list("id", flat=True))
             selected = Line.objects.filter(pk__in=locked)
-        latest = LineEvent.objects.filter(line=OuterRef("pk")).order_by("-occurred", "-id")
+        latest = LineEvent.objects.filter(line=OuterRef("pk")).order_by(
+            "-occurred", "-id"
+        )
         lines = list(
-            selected
-            .select_related("customer")
+            selected.select_related("customer")
             .annotate(
                 last_state=Subquery(latest.values("state")[:1]),
                 last_occurred=Subquery(latest.values("occurred")[:1]),
@@ -130,7 +131,9 @@ def record_line_events(
             .order_by("id")
         )
         known = {line.line_id for line in lines}
-        result.unknown_line_ids = [line_id for line_id in wanted if line_id not in known]
+        result.unknown_line_ids = [
+            line_id for line_id in wanted if line_id not in known
+        ]
         if not lines:
             shown = ", ".join(result.unknown_line_ids[:10])
             raise EventError(
@@ -140,9 +143,9 @@ def record_line_events(
             )
         if source_id:
             seen = set(
-                LineEvent.objects.filter(line__in=lines, source_id=source_id).values_list(
-                    "line_id", flat=True
-                )
+                LineEvent.objects.filter(
+                    line__in=lines, source_id=source_id
+                ).values_list("line_id", flat=True)
             )
             result.duplicates = len(seen)
             lines = [line for line in lines if line.pk not in seen]
@@ -154,7 +157,10 @@ def record_line_events(
             handling, window = _handle(line, state, occurred, open_windows.get(line.pk))
             if handling == LineEvent.Handling.MAILED:
                 window = FlapWindow(
-                    line=line, opened=now, closes=now + flap_window(), continuation=False
+                    line=line,
+                    opened=now,
+                    closes=now + flap_window(),
+                    continuation=False,
                 )
                 new_windows.append(window)
             events.append(
@@ -183,7 +189,9 @@ def record_line_events(
         result.collected = counts[LineEvent.Handling.WINDOW]
         result.repeated = counts[LineEvent.Handling.REPEAT]
         result.late = counts[LineEvent.Handling.LATE]
-        mailed = [event for event in events if event.handling == LineEvent.Handling.MAILED]
+        mailed = [
+            event for event in events if event.handling == LineEvent.Handling.MAILED
+        ]
         result.messages = _send_changes(mailed)
         closes = [window.closes for window in open_windows.values()] + [
             window.closes for window in new_windows
@@ -285,7 +293,9 @@ def _schedule_close(when: datetime) -> None:
     try:
         tasks.close_windows.schedule(eta=when)
     except Exception:
-        logger.exception("scheduling the flap window close failed; the sweep closes them")
+        logger.exception(
+            "scheduling the flap window close failed; the sweep closes them"
+        )
 
 
 def close_due_windows(*, now: datetime | None = None) -> int:
@@ -332,9 +342,9 @@ def _close_windows(windows: Sequence[FlapWindow], now: datetime) -> list[FlapWin
         )
     ]
     changed_ids = {window.pk for window in with_changes}
-    FlapWindow.objects.filter(pk__in=[w.pk for w in windows if w.pk not in changed_ids]).update(
-        closed=now
-    )
+    FlapWindow.objects.filter(
+        pk__in=[w.pk for w in windows if w.pk not in changed_ids]
+    ).update(closed=now)
     FlapWindow.objects.filter(pk__in=changed_ids).update(closed=now, summary_sent=True)
     continuations = [
         FlapWindow(
@@ -430,7 +440,9 @@ def record_order_event(
         raise EventError("stage is empty; give the order's new stage, like 'shipped'")
     with transaction.atomic():
         order = (
-            _lock(Order.objects.filter(order_id=order_id)).select_related("customer").first()
+            _lock(Order.objects.filter(order_id=order_id))
+            .select_related("customer")
+            .first()
         )
         if order is None:
             raise EventError(
@@ -439,7 +451,9 @@ def record_order_event(
                 status=404,
             )
         if source_id:
-            existing = OrderEvent.objects.filter(order=order, source_id=source_id).first()
+            existing = OrderEvent.objects.filter(
+                order=order, source_id=source_id
+            ).first()
             if existing is not None:
                 return OrderEventResult(existing, duplicate=True, messages=0)
         event = OrderEvent.objects.create(
@@ -461,8 +475,17 @@ def record_order_event(
             },
         )
         messages = mail.send_to_customers(
-            [(order.customer_id, f"Order {order.order_id}: {stage}", body, f"order-event:{event.pk}")],
+            [
+                (
+                    order.customer_id,
+                    f"Order {order.order_id}: {stage}",
+                    body,
+                    f"order-event:{event.pk}",
+                )
+            ],
             category="order_progress",
         )
-    logger.info("order event %d for order %d: %d message(s)", event.pk, order.pk, messages)
+    logger.info(
+        "order event %d for order %d: %d message(s)", event.pk, order.pk, messages
+    )
     return OrderEventResult(event, duplicate=False, messages=messages)

@@ -27,10 +27,9 @@ from django.utils import timezone
 
 from sealmail.contacts.models import Contact, ContactKey
 from sealmail.core.errors import KeyRejected
+from sealmail.core.pgp.inspect import check_certificate as _check_certificate
 from sealmail.notifications import mail
 from sealmail.notifications.models import KeyEvent, KeyExpiryWarning
-
-from sealmail.core.pgp.inspect import check_certificate as _check_certificate
 
 logger = logging.getLogger(__name__)
 
@@ -133,9 +132,7 @@ def refresh_key(
             changed = _mark_unusable(contact, key, exc.reason, source, now, merged)
             if changed and notify:
                 _send_unusable_notice(contact, key, exc.reason)
-            return RefreshResult(
-                RefreshStatus.UNUSABLE, fingerprint, exc.message, key
-            )
+            return RefreshResult(RefreshStatus.UNUSABLE, fingerprint, exc.message, key)
         if bytes(report.certificate) == bytes(key.certificate) and not key.problem:
             key.last_checked = now
             key.save(update_fields=["last_checked"])
@@ -154,7 +151,13 @@ def refresh_key(
         key.last_checked = now
         key.problem = ""
         key.save(
-            update_fields=["certificate", "usable_until", "user_ids", "last_checked", "problem"]
+            update_fields=[
+                "certificate",
+                "usable_until",
+                "user_ids",
+                "last_checked",
+                "problem",
+            ]
         )
         reactivated = contact.encryption == Contact.Encryption.KEY_PROBLEM
         if reactivated:
@@ -216,14 +219,20 @@ def _mark_unusable(
         key.certificate = certificate
         fields.append("certificate")
     key.save(update_fields=fields)
-    if contact.active_key_id == key.pk and contact.encryption == Contact.Encryption.ACTIVE:
+    if (
+        contact.active_key_id == key.pk
+        and contact.encryption == Contact.Encryption.ACTIVE
+    ):
         contact.encryption = Contact.Encryption.KEY_PROBLEM
         contact.save(update_fields=["encryption", "updated"])
         changed = True
     if changed:
         _log_event(contact, key, KeyEvent.Kind.UNUSABLE, source, reason, now)
         logger.warning(
-            "key %d of contact %d is unusable (%s); new mail is held", key.pk, contact.pk, reason
+            "key %d of contact %d is unusable (%s); new mail is held",
+            key.pk,
+            contact.pk,
+            reason,
         )
     return changed
 
@@ -244,8 +253,12 @@ def _send_refreshed_notice(
         {
             "contact": contact,
             "fingerprint": format_fingerprint(key.fingerprint),
-            "usable_until": mail.format_time(key.usable_until) if key.usable_until else "",
-            "previous_until": mail.format_time(previous_until) if previous_until else "",
+            "usable_until": mail.format_time(key.usable_until)
+            if key.usable_until
+            else "",
+            "previous_until": mail.format_time(previous_until)
+            if previous_until
+            else "",
             "from_wkd": source == "wkd",
             "portal_url": _portal_url(),
         },
@@ -325,9 +338,7 @@ def revalidate_keys(*, now: datetime | None = None) -> RevalidationResult:
         ContactKey.objects.filter(pk=key.pk).update(
             last_checked=now, usable_until=report.usable_until
         )
-    logger.info(
-        "re-validated %d key(s), %d unusable", result.checked, result.unusable
-    )
+    logger.info("re-validated %d key(s), %d unusable", result.checked, result.unusable)
     return result
 
 

@@ -47,9 +47,8 @@ def recipients_by_customer(
 ) -> dict[int, list[Contact]]:
     """Return the contacts that get ``category`` mail, for many customers in one query."""
     contacts_by_customer: dict[int, list[Contact]] = defaultdict(list)
-    queryset = (
-        Contact.objects.filter(customer_id__in=set(customer_ids))
-        .order_by("customer_id", "id")
+    queryset = Contact.objects.filter(customer_id__in=set(customer_ids)).order_by(
+        "customer_id", "id"
     )
     for contact in queryset:
         contacts_by_customer[contact.customer_id].append(contact)
@@ -112,7 +111,7 @@ def send_to_customers(
     recipients = recipients_by_customer(customer_ids, category)
     stored = 0
     without_contact = 0
-    for customer_id, (_, subject, text, key) in zip(customer_ids, items):
+    for customer_id, (_, subject, text, key) in zip(customer_ids, items, strict=True):
         contacts = recipients.get(customer_id, [])
         if not contacts:
             without_contact += 1

@@ -18,7 +18,9 @@ class Line(models.Model):
     """A customer's line (connection) as the provider's monitoring names it."""
 
     line_id = models.CharField(max_length=128, unique=True)
-    customer = models.ForeignKey(Customer, on_delete=models.CASCADE, related_name="lines")
+    customer = models.ForeignKey(
+        Customer, on_delete=models.CASCADE, related_name="lines"
+    )
     label = models.CharField(max_length=200, blank=True)
     created = models.DateTimeField(auto_now_add=True)
     updated = models.DateTimeField(auto_now=True)
@@ -34,7 +36,9 @@ class Order(models.Model):
     """A customer's order as the provider's ordering system names it."""
 
     order_id = models.CharField(max_length=128, unique=True)
-    customer = models.ForeignKey(Customer, on_delete=models.CASCADE, related_name="orders")
+    customer = models.ForeignKey(
+        Customer, on_delete=models.CASCADE, related_name="orders"
+    )
     label = models.CharField(max_length=200, blank=True)
     created = models.DateTimeField(auto_now_add=True)
     updated = models.DateTimeField(auto_now=True)
@@ -92,7 +96,9 @@ class LineEvent(models.Model):
 
     line = models.ForeignKey(Line, on_delete=models.CASCADE, related_name="events")
     state = models.CharField(max_length=4, choices=State.choices)
-    occurred = models.DateTimeField(help_text="when the monitoring system saw the change")
+    occurred = models.DateTimeField(
+        help_text="when the monitoring system saw the change"
+    )
     received = models.DateTimeField()
     reason = models.CharField(max_length=500, blank=True)
     source_id = models.CharField(
@@ -180,7 +186,9 @@ class KeyEvent(models.Model):
         WKD_FAILED = "wkd_failed", "WKD lookup failed"
 
     contact = models.ForeignKey(Contact, on_delete=models.CASCADE, related_name="+")
-    key = models.ForeignKey(ContactKey, null=True, on_delete=models.SET_NULL, related_name="+")
+    key = models.ForeignKey(
+        ContactKey, null=True, on_delete=models.SET_NULL, related_name="+"
+    )
     kind = models.CharField(max_length=20, choices=Kind.choices)
     source = models.CharField(max_length=20, help_text="upload, wkd or daily check")
     detail = models.CharField(max_length=200, blank=True)

@@ -57,7 +57,9 @@ def _model(kind: str) -> tuple[type[Line] | type[Order], str]:
     try:
         return KINDS[kind]
     except KeyError:
-        raise RegistryError(f"registry {kind!r} is unknown; use 'lines' or 'orders'") from None
+        raise RegistryError(
+            f"registry {kind!r} is unknown; use 'lines' or 'orders'"
+        ) from None
 
 
 def _validate(entries: Sequence[Entry], noun: str) -> list[str]:
@@ -76,7 +78,9 @@ def _validate(entries: Sequence[Entry], noun: str) -> list[str]:
             errors.append(f"{where}: {noun} id {entry.item_id!r} is listed twice")
         seen.add(entry.item_id)
         if not entry.account_number:
-            errors.append(f"{where}: the account number of {noun} {entry.item_id!r} is empty")
+            errors.append(
+                f"{where}: the account number of {noun} {entry.item_id!r} is empty"
+            )
         if len(entry.label) > MAX_LABEL_CHARS:
             errors.append(
                 f"{where}: the label of {noun} {entry.item_id!r} has {len(entry.label)} "
@@ -101,7 +105,8 @@ def sync(
     model, id_field = _model(kind)
     noun = kind[:-1]
     entries = [
-        Entry(e.item_id.strip(), e.account_number.strip(), e.label.strip()) for e in entries
+        Entry(e.item_id.strip(), e.account_number.strip(), e.label.strip())
+        for e in entries
     ]
     errors = _validate(entries, noun)
     numbers = {entry.account_number for entry in entries}
@@ -137,7 +142,11 @@ def sync(
             item = existing.get(entry.item_id)
             if item is None:
                 to_create.append(
-                    model(**{id_field: entry.item_id}, customer_id=customer_id, label=entry.label)
+                    model(
+                        **{id_field: entry.item_id},
+                        customer_id=customer_id,
+                        label=entry.label,
+                    )
                 )
             elif item.customer_id != customer_id or item.label != entry.label:
                 item.customer_id = customer_id
@@ -146,7 +155,9 @@ def sync(
             else:
                 result.unchanged += 1
         model.objects.bulk_create(to_create, batch_size=500)
-        model.objects.bulk_update(to_update, ["customer", "label", "updated"], batch_size=500)
+        model.objects.bulk_update(
+            to_update, ["customer", "label", "updated"], batch_size=500
+        )
         result.created = len(to_create)
         result.updated = len(to_update)
         if replace:
@@ -179,7 +190,9 @@ def parse_csv(text: str, kind: str) -> list[Entry]:
     reader = csv.DictReader(io.StringIO(text))
     header = [name.strip().lower() for name in (reader.fieldnames or [])]
     if not header:
-        raise RegistryError("the CSV file is empty; give a header row id,account_number,label")
+        raise RegistryError(
+            "the CSV file is empty; give a header row id,account_number,label"
+        )
     reader.fieldnames = header
     id_column = f"{noun}_id" if f"{noun}_id" in header else "id"
     missing = [name for name in (id_column, "account_number") if name not in header]

@@ -73,7 +73,9 @@ def refresh_contact(
     for cert in certs:
         if cert.fingerprint.lower() == wanted:
             try:
-                return str(keys.refresh_key(contact, bytes(cert), source="wkd", now=now).status)
+                return str(
+                    keys.refresh_key(contact, bytes(cert), source="wkd", now=now).status
+                )
             except KeyRejected as exc:
                 logger.warning(
                     "WKD copy of key %d of contact %d rejected: %s",
@@ -86,7 +88,9 @@ def refresh_contact(
     return "other_fingerprint"
 
 
-def _tell_other_fingerprints(contact: Contact, fingerprints: list[str], now: datetime) -> None:
+def _tell_other_fingerprints(
+    contact: Contact, fingerprints: list[str], now: datetime
+) -> None:
     told = set(
         KeyEvent.objects.filter(
             contact=contact, kind=KeyEvent.Kind.OTHER_FINGERPRINT
@@ -105,7 +109,9 @@ def _tell_other_fingerprints(contact: Contact, fingerprints: list[str], now: dat
             created=now,
         )
     logger.info(
-        "WKD for contact %d publishes %d other key(s); not applied", contact.pk, len(new)
+        "WKD for contact %d publishes %d other key(s); not applied",
+        contact.pk,
+        len(new),
     )
     text = mail.render_text(
         "key_wkd_other.txt",

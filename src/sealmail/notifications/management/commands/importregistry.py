@@ -27,7 +27,9 @@ class Command(BaseCommand):
             "--dry-run", action="store_true", help="check and count, but write nothing"
         )
 
-    def handle(self, *args, kind: str, file: str, replace: bool, dry_run: bool, **options) -> None:
+    def handle(
+        self, *args, kind: str, file: str, replace: bool, dry_run: bool, **options
+    ) -> None:
         try:
             if file == "-":
                 text = sys.stdin.read()
