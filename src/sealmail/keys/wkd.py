@@ -161,8 +161,8 @@ class WkdClient:
     """Fetch certificates from a domain's Web Key Directory over HTTPS.
 
     ``base_urls`` maps a domain to a base URL (``https://host:port``) that
-    serves both layouts for that domain, for an internal mirror or a test
-    server; ``ssl_context`` sets the trusted CAs. Domains reserved for
+    serves both layouts for that domain, such as an internal mirror or a
+    test server. ``ssl_context`` sets the trusted CAs. Domains reserved for
     documentation and testing are never looked up on the network.
     """
 
@@ -213,7 +213,7 @@ class WkdClient:
             data = self._get_direct(direct, address)
         except WkdError as exc:
             # A mirror serves both layouts from one host, so a miss in the
-            # advanced layout says nothing about the direct one.
+            # advanced layout does not rule out the direct one.
             if not (mirrored and exc.reason == "not_found"):
                 raise
             data = self._get_direct(direct, address)
@@ -221,11 +221,11 @@ class WkdClient:
             certs = pysequoia.Cert.split_bytes(data)
         except Exception as exc:  # pysequoia raises plain Exception
             raise WkdError(
-                "malformed", f"the WKD answer is not OpenPGP data: {exc}"
+                "malformed", f"the WKD response is not OpenPGP data: {exc}"
             ) from exc
         certs = [cert for cert in certs if not cert.has_secret_keys]
         if not certs:
-            raise WkdError("malformed", "the WKD answer contains no public key")
+            raise WkdError("malformed", "the WKD response contains no public key")
         return certs
 
     def _get_direct(self, url: str, address: str) -> bytes:
@@ -246,7 +246,7 @@ class WkdClient:
         except urllib.error.HTTPError as exc:
             if exc.code == 404:
                 raise WkdError("not_found", f"no key published at {url}") from None
-            raise WkdError("http", f"{url} answered HTTP {exc.code}") from None
+            raise WkdError("http", f"{url} returned HTTP {exc.code}") from None
         except urllib.error.URLError as exc:
             if isinstance(exc.reason, socket.gaierror):
                 raise _HostNotFound(str(exc.reason)) from None

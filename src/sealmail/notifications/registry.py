@@ -22,7 +22,6 @@ logger = logging.getLogger(__name__)
 
 MAX_ID_CHARS = 128
 MAX_LABEL_CHARS = 200
-CSV_COLUMNS = ("id", "account_number", "label")
 
 
 class RegistryError(ValueError):
@@ -198,7 +197,7 @@ def parse_csv(text: str, kind: str) -> list[Entry]:
     missing = [name for name in (id_column, "account_number") if name not in header]
     if missing:
         raise RegistryError(
-            f"the CSV header {','.join(header)!r} lacks {', '.join(missing)}; "
+            f"the CSV header {','.join(header)!r} is missing {', '.join(missing)}; "
             f"use the columns {noun}_id,account_number,label"
         )
     entries = []

@@ -37,7 +37,7 @@ class Command(BaseCommand):
                 with open(file, encoding="utf-8-sig", newline="") as handle:
                     text = handle.read()
         except OSError as exc:
-            raise CommandError(f"cannot read {file!r}: {exc.strerror}") from None
+            raise CommandError(f"reading {file!r} failed: {exc.strerror}") from None
         except UnicodeDecodeError as exc:
             raise CommandError(
                 f"{file!r} is not UTF-8 (byte {exc.start}); save the CSV as UTF-8"
