@@ -266,3 +266,13 @@ def test_concurrent_sweeps_send_one_summary(line):
         thread.join()
     assert errors == []
     assert len(line_mails()) == 2
+
+
+def test_worker_task_closes_due_windows(line):
+    from sealmail.notifications import tasks
+
+    record_line_events([line], "down", now=at("16:00:00") - timedelta(days=1))
+    record_line_events([line], "up", now=at("16:01:00") - timedelta(days=1))
+    assert tasks.close_windows.call_local() == 1
+    assert tasks.sweep_windows.call_local() == 0
+    assert len(line_mails()) == 2
