@@ -8,7 +8,9 @@ own Cv25519 key and one line, then times:
   own text);
 - the same lines coming back up inside the flap window, then closing the
   N windows with one summary each;
-- a burst of N single-line events, one call each.
+- a burst of N single-line events, one Python call each, and again as one
+  HTTP request each through Django's test client (routing, token auth and
+  validation included, no network).
 
 Usage: .venv/bin/python benchmarks/notifications_outage.py [N]
 Set DATABASE_URL to run on PostgreSQL instead of SQLite.
@@ -36,10 +38,12 @@ django.setup()
 import pysequoia  # noqa: E402
 from django.core.management import call_command  # noqa: E402
 from django.db import connection  # noqa: E402
+from django.test import Client  # noqa: E402
 from django.utils import timezone  # noqa: E402
 from sealmail.outbox.models import OutboxMessage, SendRequest  # noqa: E402
 from sealmail.outbox.service import enqueue_bulk  # noqa: E402
 
+from sealmail.api.models import ApiToken  # noqa: E402
 from sealmail.contacts.models import Contact, ContactKey, Customer  # noqa: E402
 from sealmail.notifications.events import (  # noqa: E402
     close_due_windows,
@@ -164,9 +168,25 @@ def main() -> None:
         for line_id in burst_ids:
             record_line_events([line_id], "down", reason="burst")
 
-    timed("burst: one call per line", burst)
+    timed("burst: one Python call per line", burst)
     assert LineEvent.objects.filter(line__line_id__startswith="B").count() == LINES
     assert FlapWindow.objects.count() >= LINES
+
+    http_ids = populate(LINES, "C")
+    _, token = ApiToken.issue("benchmark")
+    client = Client()
+
+    def http_burst() -> None:
+        for line_id in http_ids:
+            response = client.post(
+                "/api/v1/events/line-status",
+                {"line_id": line_id, "state": "down", "reason": "burst"},
+                content_type="application/json",
+                HTTP_AUTHORIZATION=f"Bearer {token}",
+            )
+            assert response.status_code == 200, response.content
+
+    timed("burst: one HTTP request per line (test client, token auth)", http_burst)
 
 
 if __name__ == "__main__":

@@ -438,6 +438,11 @@ def record_order_event(
     stage = stage.strip()
     if not stage:
         raise EventError("stage is empty; give the order's new stage, like 'shipped'")
+    if not stage.isprintable():
+        raise EventError(
+            f"stage {stage[:40]!r} contains a line break or control character; "
+            "give one line, like 'shipped'"
+        )
     with transaction.atomic():
         order = (
             _lock(Order.objects.filter(order_id=order_id))
