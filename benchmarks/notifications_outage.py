@@ -174,7 +174,7 @@ def main() -> None:
 
     http_ids = populate(LINES, "C")
     _, token = ApiToken.issue("benchmark")
-    client = Client()
+    client = Client(HTTP_HOST="127.0.0.1")
 
     def http_burst() -> None:
         for line_id in http_ids:
