@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from django.db.models import OuterRef, Subquery
 
 from sealmail.contacts.models import Contact, ContactKey, Customer
 from sealmail.notifications.events import close_due_windows, record_line_events
@@ -15,7 +16,14 @@ LINES = 5000
 
 
 def populate(count: int) -> list[str]:
-    """Create ``count`` customers with one encrypting contact and one line each."""
+    """Create ``count`` customers with one encrypting contact and one line each.
+
+    Keys come from a pool of 25 certificates, because generating 5,000
+    keys would dominate the test; every contact still has its own key row.
+    """
+    pool = [
+        generate_cert(f"pool{i}@customer.test").extract_certificate() for i in range(25)
+    ]
     customers = Customer.objects.bulk_create(
         Customer(account_number=f"K-{i:05d}", name=f"Customer {i}")
         for i in range(count)
@@ -24,26 +32,26 @@ def populate(count: int) -> list[str]:
         Contact(customer=customer, address=f"noc{i}@customer{i}.test", role="technical")
         for i, customer in enumerate(customers)
     )
-    keys = []
-    for contact in contacts:
-        cert = generate_cert(contact.address).extract_certificate()
-        keys.append(
+    ContactKey.objects.bulk_create(
+        (
             ContactKey(
                 contact=contact,
-                fingerprint=cert.fingerprint,
-                certificate=bytes(cert),
+                fingerprint=pool[i % len(pool)].fingerprint,
+                certificate=bytes(pool[i % len(pool)]),
                 version=4,
                 algorithm="EdDSA/ECDH Cv25519",
                 user_ids=[contact.address],
                 key_created=at("00:00:00"),
-                usable_until=cert.expiration,
+                usable_until=pool[i % len(pool)].expiration,
             )
-        )
-    keys = ContactKey.objects.bulk_create(keys, batch_size=1000)
-    for contact, key in zip(contacts, keys, strict=True):
-        contact.active_key = key
-        contact.encryption = Contact.Encryption.ACTIVE
-    Contact.objects.bulk_update(contacts, ["active_key", "encryption"], batch_size=1000)
+            for i, contact in enumerate(contacts)
+        ),
+        batch_size=1000,
+    )
+    own_key = ContactKey.objects.filter(contact=OuterRef("pk")).values("pk")[:1]
+    Contact.objects.filter(pk__in=[c.pk for c in contacts]).update(
+        active_key=Subquery(own_key), encryption=Contact.Encryption.ACTIVE
+    )
     Line.objects.bulk_create(
         (
             Line(line_id=f"L-{i:05d}", customer=customer)
