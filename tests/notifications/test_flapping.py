@@ -276,3 +276,10 @@ def test_worker_task_closes_due_windows(line):
     assert tasks.close_windows.call_local() == 1
     assert tasks.sweep_windows.call_local() == 0
     assert len(line_mails()) == 2
+
+
+def test_nul_and_line_breaks_rejected(line):
+    with pytest.raises(EventError, match="line id contains a NUL character"):
+        record_line_events(["L-\x001"], "down")
+    with pytest.raises(EventError, match="reason 'a\\\\nb' contains a line break"):
+        record_line_events([line], "down", reason="a\nb")

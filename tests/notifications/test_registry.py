@@ -162,3 +162,11 @@ def _entry(item_id, number, label=""):
     from sealmail.notifications.registry import Entry
 
     return Entry(item_id, number, label)
+
+
+def test_control_characters_rejected(customers):
+    with pytest.raises(RegistryError) as excinfo:
+        sync("lines", [_entry("L\x00-1", "K-1"), _entry("L-2", "K-1", "two\nlines")])
+    message = str(excinfo.value)
+    assert "entry 1: line id" in message
+    assert "entry 2: the label contains a line break" in message

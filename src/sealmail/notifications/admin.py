@@ -38,7 +38,14 @@ class LineEventAdmin(admin.ModelAdmin):
 
 @admin.register(FlapWindow)
 class FlapWindowAdmin(admin.ModelAdmin):
-    list_display = ("line", "opened", "closes", "continuation", "closed", "summary_sent")
+    list_display = (
+        "line",
+        "opened",
+        "closes",
+        "continuation",
+        "closed",
+        "summary_sent",
+    )
     list_filter = ("continuation", "summary_sent")
     search_fields = ("line__line_id",)
     raw_id_fields = ("line",)

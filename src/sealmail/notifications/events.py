@@ -60,6 +60,22 @@ class LineEventResult:
     closes: datetime | None = None
 
 
+def check_text(field: str, value: str, *, one_line: bool = True) -> str:
+    """Return ``value`` if it can be stored and mailed, else raise EventError.
+
+    NUL never is (PostgreSQL rejects it in text), and one-line fields take
+    no line breaks or other control characters.
+    """
+    if "\x00" in value:
+        raise EventError(f"{field} contains a NUL character; remove it")
+    if one_line and not value.isprintable():
+        raise EventError(
+            f"{field} {value[:40]!r} contains a line break or control character; "
+            "give one line of text"
+        )
+    return value
+
+
 def flap_window() -> timedelta:
     """Return the configured flap window length."""
     return timedelta(seconds=settings.SEALMAIL_FLAP_WINDOW_SECONDS)
@@ -108,6 +124,10 @@ def record_line_events(
     wanted = list(dict.fromkeys(line_id.strip() for line_id in line_ids))
     if not wanted or not all(wanted):
         raise EventError("give at least one non-empty line id")
+    for line_id in wanted:
+        check_text("line id", line_id)
+    check_text("reason", reason)
+    check_text("event_id", source_id)
 
     result = LineEventResult()
     with transaction.atomic():
@@ -438,11 +458,10 @@ def record_order_event(
     stage = stage.strip()
     if not stage:
         raise EventError("stage is empty; give the order's new stage, like 'shipped'")
-    if not stage.isprintable():
-        raise EventError(
-            f"stage {stage[:40]!r} contains a line break or control character; "
-            "give one line, like 'shipped'"
-        )
+    check_text("order id", order_id)
+    check_text("stage", stage)
+    check_text("text", text, one_line=False)
+    check_text("event_id", source_id)
     with transaction.atomic():
         order = (
             _lock(Order.objects.filter(order_id=order_id))

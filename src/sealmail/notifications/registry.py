@@ -80,6 +80,12 @@ def _validate(entries: Sequence[Entry], noun: str) -> list[str]:
             errors.append(
                 f"{where}: the account number of {noun} {entry.item_id!r} is empty"
             )
+        elif not entry.account_number.isprintable():
+            errors.append(f"{where}: the account number contains a control character")
+        if not entry.label.isprintable():
+            errors.append(
+                f"{where}: the label contains a line break or control character"
+            )
         if len(entry.label) > MAX_LABEL_CHARS:
             errors.append(
                 f"{where}: the label of {noun} {entry.item_id!r} has {len(entry.label)} "

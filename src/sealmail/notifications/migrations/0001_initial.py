@@ -5,129 +5,318 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
     dependencies = [
-        ('contacts', '0002_contact_wkd_refresh'),
+        ("contacts", "0002_contact_wkd_refresh"),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='KeyEvent',
+            name="KeyEvent",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('kind', models.CharField(choices=[('refreshed', 'refreshed copy accepted'), ('unchanged', 'refreshed copy brought nothing new'), ('unusable', 'key became unusable'), ('other_fingerprint', 'WKD returned another key'), ('wkd_failed', 'WKD lookup failed')], max_length=20)),
-                ('source', models.CharField(help_text='upload, wkd or daily check', max_length=20)),
-                ('detail', models.CharField(blank=True, max_length=200)),
-                ('created', models.DateTimeField()),
-                ('contact', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='+', to='contacts.contact')),
-                ('key', models.ForeignKey(null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to='contacts.contactkey')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True,
+                        primary_key=True,
+                        serialize=False,
+                        verbose_name="ID",
+                    ),
+                ),
+                (
+                    "kind",
+                    models.CharField(
+                        choices=[
+                            ("refreshed", "refreshed copy accepted"),
+                            ("unchanged", "refreshed copy brought nothing new"),
+                            ("unusable", "key became unusable"),
+                            ("other_fingerprint", "WKD returned another key"),
+                            ("wkd_failed", "WKD lookup failed"),
+                        ],
+                        max_length=20,
+                    ),
+                ),
+                (
+                    "source",
+                    models.CharField(
+                        help_text="upload, wkd or daily check", max_length=20
+                    ),
+                ),
+                ("detail", models.CharField(blank=True, max_length=200)),
+                ("created", models.DateTimeField()),
+                (
+                    "contact",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="+",
+                        to="contacts.contact",
+                    ),
+                ),
+                (
+                    "key",
+                    models.ForeignKey(
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to="contacts.contactkey",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['-created', '-id'],
+                "ordering": ["-created", "-id"],
             },
         ),
         migrations.CreateModel(
-            name='Line',
+            name="Line",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('line_id', models.CharField(max_length=128, unique=True)),
-                ('label', models.CharField(blank=True, max_length=200)),
-                ('created', models.DateTimeField(auto_now_add=True)),
-                ('updated', models.DateTimeField(auto_now=True)),
-                ('customer', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='lines', to='contacts.customer')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True,
+                        primary_key=True,
+                        serialize=False,
+                        verbose_name="ID",
+                    ),
+                ),
+                ("line_id", models.CharField(max_length=128, unique=True)),
+                ("label", models.CharField(blank=True, max_length=200)),
+                ("created", models.DateTimeField(auto_now_add=True)),
+                ("updated", models.DateTimeField(auto_now=True)),
+                (
+                    "customer",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="lines",
+                        to="contacts.customer",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['line_id'],
+                "ordering": ["line_id"],
             },
         ),
         migrations.CreateModel(
-            name='FlapWindow',
+            name="FlapWindow",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('opened', models.DateTimeField()),
-                ('closes', models.DateTimeField(db_index=True)),
-                ('continuation', models.BooleanField(default=False)),
-                ('closed', models.DateTimeField(blank=True, null=True)),
-                ('summary_sent', models.BooleanField(default=False)),
-                ('line', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='windows', to='notifications.line')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True,
+                        primary_key=True,
+                        serialize=False,
+                        verbose_name="ID",
+                    ),
+                ),
+                ("opened", models.DateTimeField()),
+                ("closes", models.DateTimeField(db_index=True)),
+                ("continuation", models.BooleanField(default=False)),
+                ("closed", models.DateTimeField(blank=True, null=True)),
+                ("summary_sent", models.BooleanField(default=False)),
+                (
+                    "line",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="windows",
+                        to="notifications.line",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['opened'],
+                "ordering": ["opened"],
             },
         ),
         migrations.CreateModel(
-            name='LineEvent',
+            name="LineEvent",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('state', models.CharField(choices=[('up', 'up'), ('down', 'down')], max_length=4)),
-                ('occurred', models.DateTimeField(help_text='when the monitoring system saw the change')),
-                ('received', models.DateTimeField()),
-                ('reason', models.CharField(blank=True, max_length=500)),
-                ('source_id', models.CharField(blank=True, help_text="the sender's event id, for deduplication", max_length=128)),
-                ('handling', models.CharField(choices=[('mailed', 'mailed at once'), ('window', "collected for the window's summary"), ('repeat', 'same state as before, not mailed'), ('late', "older than the line's latest event, not mailed")], max_length=10)),
-                ('line', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='events', to='notifications.line')),
-                ('window', models.ForeignKey(null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='events', to='notifications.flapwindow')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True,
+                        primary_key=True,
+                        serialize=False,
+                        verbose_name="ID",
+                    ),
+                ),
+                (
+                    "state",
+                    models.CharField(
+                        choices=[("up", "up"), ("down", "down")], max_length=4
+                    ),
+                ),
+                (
+                    "occurred",
+                    models.DateTimeField(
+                        help_text="when the monitoring system saw the change"
+                    ),
+                ),
+                ("received", models.DateTimeField()),
+                ("reason", models.CharField(blank=True, max_length=500)),
+                (
+                    "source_id",
+                    models.CharField(
+                        blank=True,
+                        help_text="the sender's event id, for deduplication",
+                        max_length=128,
+                    ),
+                ),
+                (
+                    "handling",
+                    models.CharField(
+                        choices=[
+                            ("mailed", "mailed at once"),
+                            ("window", "collected for the window's summary"),
+                            ("repeat", "same state as before, not mailed"),
+                            ("late", "older than the line's latest event, not mailed"),
+                        ],
+                        max_length=10,
+                    ),
+                ),
+                (
+                    "line",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="events",
+                        to="notifications.line",
+                    ),
+                ),
+                (
+                    "window",
+                    models.ForeignKey(
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="events",
+                        to="notifications.flapwindow",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['occurred', 'id'],
+                "ordering": ["occurred", "id"],
             },
         ),
         migrations.CreateModel(
-            name='Order',
+            name="Order",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('order_id', models.CharField(max_length=128, unique=True)),
-                ('label', models.CharField(blank=True, max_length=200)),
-                ('created', models.DateTimeField(auto_now_add=True)),
-                ('updated', models.DateTimeField(auto_now=True)),
-                ('customer', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='orders', to='contacts.customer')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True,
+                        primary_key=True,
+                        serialize=False,
+                        verbose_name="ID",
+                    ),
+                ),
+                ("order_id", models.CharField(max_length=128, unique=True)),
+                ("label", models.CharField(blank=True, max_length=200)),
+                ("created", models.DateTimeField(auto_now_add=True)),
+                ("updated", models.DateTimeField(auto_now=True)),
+                (
+                    "customer",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="orders",
+                        to="contacts.customer",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['order_id'],
+                "ordering": ["order_id"],
             },
         ),
         migrations.CreateModel(
-            name='OrderEvent',
+            name="OrderEvent",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('stage', models.CharField(max_length=100)),
-                ('text', models.TextField(blank=True)),
-                ('occurred', models.DateTimeField()),
-                ('received', models.DateTimeField()),
-                ('source_id', models.CharField(blank=True, max_length=128)),
-                ('order', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='events', to='notifications.order')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True,
+                        primary_key=True,
+                        serialize=False,
+                        verbose_name="ID",
+                    ),
+                ),
+                ("stage", models.CharField(max_length=100)),
+                ("text", models.TextField(blank=True)),
+                ("occurred", models.DateTimeField()),
+                ("received", models.DateTimeField()),
+                ("source_id", models.CharField(blank=True, max_length=128)),
+                (
+                    "order",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="events",
+                        to="notifications.order",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['occurred', 'id'],
+                "ordering": ["occurred", "id"],
             },
         ),
         migrations.CreateModel(
-            name='KeyExpiryWarning',
+            name="KeyExpiryWarning",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('usable_until', models.DateTimeField()),
-                ('days_before', models.PositiveSmallIntegerField()),
-                ('sent', models.DateTimeField()),
-                ('contact', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='+', to='contacts.contact')),
-                ('key', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='+', to='contacts.contactkey')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True,
+                        primary_key=True,
+                        serialize=False,
+                        verbose_name="ID",
+                    ),
+                ),
+                ("usable_until", models.DateTimeField()),
+                ("days_before", models.PositiveSmallIntegerField()),
+                ("sent", models.DateTimeField()),
+                (
+                    "contact",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="+",
+                        to="contacts.contact",
+                    ),
+                ),
+                (
+                    "key",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="+",
+                        to="contacts.contactkey",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['-sent'],
-                'constraints': [models.UniqueConstraint(fields=('key', 'usable_until', 'days_before'), name='keyexpirywarning_once')],
+                "ordering": ["-sent"],
+                "constraints": [
+                    models.UniqueConstraint(
+                        fields=("key", "usable_until", "days_before"),
+                        name="keyexpirywarning_once",
+                    )
+                ],
             },
         ),
         migrations.AddConstraint(
-            model_name='flapwindow',
-            constraint=models.UniqueConstraint(condition=models.Q(('closed__isnull', True)), fields=('line',), name='flapwindow_one_open_per_line'),
+            model_name="flapwindow",
+            constraint=models.UniqueConstraint(
+                condition=models.Q(("closed__isnull", True)),
+                fields=("line",),
+                name="flapwindow_one_open_per_line",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='lineevent',
-            constraint=models.UniqueConstraint(condition=models.Q(('source_id', ''), _negated=True), fields=('line', 'source_id'), name='lineevent_unique_source_id'),
+            model_name="lineevent",
+            constraint=models.UniqueConstraint(
+                condition=models.Q(("source_id", ""), _negated=True),
+                fields=("line", "source_id"),
+                name="lineevent_unique_source_id",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='orderevent',
-            constraint=models.UniqueConstraint(condition=models.Q(('source_id', ''), _negated=True), fields=('order', 'source_id'), name='orderevent_unique_source_id'),
+            model_name="orderevent",
+            constraint=models.UniqueConstraint(
+                condition=models.Q(("source_id", ""), _negated=True),
+                fields=("order", "source_id"),
+                name="orderevent_unique_source_id",
+            ),
         ),
     ]
