@@ -21,7 +21,7 @@ router = Router(tags=["events"])
 
 # One event may name every line behind a failed device; the request size
 # limit of the web server applies as well.
-MAX_LINES_PER_EVENT = 100_000
+MAX_LINES_PER_EVENT = 50_000
 MAX_REGISTRY_ENTRIES = 100_000
 
 

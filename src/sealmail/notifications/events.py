@@ -28,6 +28,7 @@ from django.db.models import OuterRef, Subquery
 from django.utils import timezone
 
 from sealmail.notifications import mail
+from sealmail.notifications.mail import chunks
 from sealmail.notifications.models import FlapWindow, Line, LineEvent, Order, OrderEvent
 
 logger = logging.getLogger(__name__)
@@ -131,25 +132,10 @@ def record_line_events(
 
     result = LineEventResult()
     with transaction.atomic():
-        # Lock first, then read the latest events in a second statement: on
-        # PostgreSQL a statement that waited for the lock still sees the
-        # data as of its start, which would miss the event that held it.
-        # SQLite has no row locks; its write transaction serialises events.
-        selected = Line.objects.filter(line_id__in=wanted)
-        if connection.features.has_select_for_update:
-            locked = list(_lock(selected).order_by("id").values_list("id", flat=True))
-            selected = Line.objects.filter(pk__in=locked)
-        latest = LineEvent.objects.filter(line=OuterRef("pk")).order_by(
-            "-occurred", "-id"
-        )
-        lines = list(
-            selected.select_related("customer")
-            .annotate(
-                last_state=Subquery(latest.values("state")[:1]),
-                last_occurred=Subquery(latest.values("occurred")[:1]),
-            )
-            .order_by("id")
-        )
+        lines = []
+        for chunk in chunks(wanted):
+            lines.extend(_lines_with_state(chunk))
+        lines.sort(key=lambda line: line.pk)
         known = {line.line_id for line in lines}
         result.unknown_line_ids = [
             line_id for line_id in wanted if line_id not in known
@@ -162,11 +148,13 @@ def record_line_events(
                 status=404,
             )
         if source_id:
-            seen = set(
-                LineEvent.objects.filter(
-                    line__in=lines, source_id=source_id
-                ).values_list("line_id", flat=True)
-            )
+            seen = set()
+            for chunk in chunks([line.pk for line in lines]):
+                seen.update(
+                    LineEvent.objects.filter(
+                        line_id__in=chunk, source_id=source_id
+                    ).values_list("line_id", flat=True)
+                )
             result.duplicates = len(seen)
             lines = [line for line in lines if line.pk not in seen]
 
@@ -234,12 +222,31 @@ def record_line_events(
     return result
 
 
+def _lines_with_state(line_ids: Sequence[str]) -> list[Line]:
+    """Lock the lines and return them with their latest state and event time."""
+    # Lock first, then read the latest events in a second statement: on
+    # PostgreSQL a statement that waited for the lock still sees the data as
+    # of its start, which would miss the event that held it. SQLite has no
+    # row locks, and its write transaction serialises events instead.
+    selected = Line.objects.filter(line_id__in=line_ids)
+    if connection.features.has_select_for_update:
+        locked = list(_lock(selected).order_by("id").values_list("id", flat=True))
+        selected = Line.objects.filter(pk__in=locked)
+    latest = LineEvent.objects.filter(line=OuterRef("pk")).order_by("-occurred", "-id")
+    return list(
+        selected.select_related("customer").annotate(
+            last_state=Subquery(latest.values("state")[:1]),
+            last_occurred=Subquery(latest.values("occurred")[:1]),
+        )
+    )
+
+
 def _open_windows(lines: Sequence[Line], now: datetime) -> dict[int, FlapWindow]:
     """Return each line's open window, first closing windows that are already due."""
-    windows = {
-        window.line_id: window
-        for window in FlapWindow.objects.filter(line__in=lines, closed__isnull=True)
-    }
+    windows = {}
+    for chunk in chunks([line.pk for line in lines]):
+        for window in FlapWindow.objects.filter(line_id__in=chunk, closed__isnull=True):
+            windows[window.line_id] = window
     due = [window for window in windows.values() if window.closes <= now]
     while due:
         for window in due:

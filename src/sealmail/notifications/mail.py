@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from django.template.loader import render_to_string
 from django.utils import timezone
@@ -21,6 +21,10 @@ from sealmail.contacts.models import Contact, Customer
 logger = logging.getLogger(__name__)
 
 SOURCE = "notifications"
+# Ids per IN lookup, well below SQLite's limit of 32,766 parameters.
+IN_CHUNK = 5000
+
+T = TypeVar("T")
 
 # Which contacts of a customer get a category, in order of preference: the
 # first role that the customer has a contact in wins, and a customer with
@@ -29,6 +33,12 @@ ROLE_PREFERENCE: dict[str, tuple[str, ...]] = {
     "line_status": (Contact.Role.TECHNICAL, Contact.Role.GENERAL),
     "order_progress": (Contact.Role.GENERAL,),
 }
+
+
+def chunks(values: Sequence[T], size: int = IN_CHUNK) -> Iterator[Sequence[T]]:
+    """Split ``values`` for ``IN`` lookups, which SQLite limits to 32,766 parameters."""
+    for start in range(0, len(values), size):
+        yield values[start : start + size]
 
 
 def format_time(value: datetime) -> str:
@@ -45,13 +55,14 @@ def render_text(template: str, context: dict[str, Any]) -> str:
 def recipients_by_customer(
     customer_ids: Iterable[int], category: str
 ) -> dict[int, list[Contact]]:
-    """Return the contacts that get ``category`` mail, for many customers in one query."""
+    """Return the contacts that get ``category`` mail, for many customers at once."""
     contacts_by_customer: dict[int, list[Contact]] = defaultdict(list)
-    queryset = Contact.objects.filter(customer_id__in=set(customer_ids)).order_by(
-        "customer_id", "id"
-    )
-    for contact in queryset:
-        contacts_by_customer[contact.customer_id].append(contact)
+    for chunk in chunks(sorted(set(customer_ids))):
+        queryset = Contact.objects.filter(customer_id__in=chunk).order_by(
+            "customer_id", "id"
+        )
+        for contact in queryset:
+            contacts_by_customer[contact.customer_id].append(contact)
     preference = ROLE_PREFERENCE.get(category, ())
     chosen: dict[int, list[Contact]] = {}
     for customer_id, contacts in contacts_by_customer.items():

@@ -14,8 +14,10 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from django.db import transaction
+from django.utils import timezone
 
 from sealmail.contacts.models import Customer
+from sealmail.notifications.mail import chunks
 from sealmail.notifications.models import Line, Order
 
 logger = logging.getLogger(__name__)
@@ -115,12 +117,12 @@ def sync(
     ]
     errors = _validate(entries, noun)
     numbers = {entry.account_number for entry in entries}
-    customers = {
-        customer.account_number: customer.pk
-        for customer in Customer.objects.filter(account_number__in=numbers).only(
+    customers: dict[str, int] = {}
+    for chunk in chunks(sorted(numbers)):
+        for pk, number in Customer.objects.filter(account_number__in=chunk).values_list(
             "pk", "account_number"
-        )
-    }
+        ):
+            customers[number] = pk
     unknown = sorted(number for number in numbers if number and number not in customers)
     if unknown:
         shown = ", ".join(repr(number) for number in unknown[:20])
@@ -133,13 +135,12 @@ def sync(
         raise RegistryError("; ".join(errors[:50]))
 
     result = SyncResult()
+    now = timezone.now()
     with transaction.atomic():
-        existing = {
-            getattr(item, id_field): item
-            for item in model.objects.filter(
-                **{f"{id_field}__in": [entry.item_id for entry in entries]}
-            )
-        }
+        existing = {}
+        for chunk in chunks([entry.item_id for entry in entries]):
+            for item in model.objects.filter(**{f"{id_field}__in": chunk}):
+                existing[getattr(item, id_field)] = item
         to_create = []
         to_update = []
         for entry in entries:
@@ -156,6 +157,7 @@ def sync(
             elif item.customer_id != customer_id or item.label != entry.label:
                 item.customer_id = customer_id
                 item.label = entry.label
+                item.updated = now  # bulk_update skips auto_now
                 to_update.append(item)
             else:
                 result.unchanged += 1
@@ -166,10 +168,16 @@ def sync(
         result.created = len(to_create)
         result.updated = len(to_update)
         if replace:
-            keep = [entry.item_id for entry in entries]
-            _, per_model = model.objects.exclude(**{f"{id_field}__in": keep}).delete()
-            # delete() also counts the cascaded events; count the registry rows.
-            result.deleted = per_model.get(model._meta.label, 0)
+            keep = {entry.item_id for entry in entries}
+            stale = [
+                pk
+                for pk, item_id in model.objects.values_list("pk", id_field)
+                if item_id not in keep
+            ]
+            for chunk in chunks(stale):
+                _, per_model = model.objects.filter(pk__in=chunk).delete()
+                # delete() also counts the cascaded events; count the registry rows.
+                result.deleted += per_model.get(model._meta.label, 0)
         if dry_run:
             transaction.set_rollback(True)
     logger.info(
