@@ -15,10 +15,9 @@ web and worker processes never send a change twice.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -95,12 +94,6 @@ def _lock_skip_locked(queryset):
     if connection.features.has_select_for_update_skip_locked:
         return queryset.select_for_update(skip_locked=True)
     return queryset
-
-
-def _key(prefix: str, ids: Iterable[int]) -> str:
-    """Build an outbox idempotency key from a set of row ids of any size."""
-    joined = ",".join(str(value) for value in sorted(ids))
-    return f"{prefix}:{hashlib.sha256(joined.encode()).hexdigest()[:40]}"
 
 
 def record_line_events(
@@ -300,8 +293,7 @@ def _send_changes(events: Sequence[LineEvent]) -> int:
                 "window_minutes": _window_text(),
             },
         )
-        key = _key("line-change", (event.window.pk for event in customer_events))
-        items.append((customer_id, subject, text, key))
+        items.append((customer_id, subject, text))
     return mail.send_to_customers(items, category="line_status")
 
 
@@ -433,8 +425,7 @@ def _send_summaries(
                 "window_minutes": _window_text(),
             },
         )
-        key = _key("line-summary", (window.pk for window in customer_windows))
-        items.append((customer_id, subject, text, key))
+        items.append((customer_id, subject, text))
     return mail.send_to_customers(items, category="line_status")
 
 
@@ -511,7 +502,6 @@ def record_order_event(
                     order.customer_id,
                     f"Order {order.order_id}: {stage}",
                     body,
-                    f"order-event:{event.pk}",
                 )
             ],
             category="order_progress",

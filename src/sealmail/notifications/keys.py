@@ -131,7 +131,7 @@ def refresh_key(
                 raise
             changed = _mark_unusable(contact, key, exc.reason, source, now, merged)
             if changed and notify:
-                _send_unusable_notice(contact, key, exc.reason)
+                _send_unusable_notice(contact, exc.reason, now)
             return RefreshResult(RefreshStatus.UNUSABLE, fingerprint, exc.message, key)
         if bytes(report.certificate) == bytes(key.certificate) and not key.problem:
             key.last_checked = now
@@ -237,8 +237,10 @@ def _mark_unusable(
     return changed
 
 
-def _portal_url() -> str:
-    return settings.SEALMAIL_BASE_URL + "/"
+def _portal_url(contact: Contact) -> str:
+    from sealmail.outbox.delivery import key_update_url
+
+    return key_update_url(contact)
 
 
 def _send_refreshed_notice(
@@ -260,7 +262,7 @@ def _send_refreshed_notice(
             if previous_until
             else "",
             "from_wkd": source == "wkd",
-            "portal_url": _portal_url(),
+            "portal_url": _portal_url(contact),
         },
     )
     mail.send(
@@ -272,26 +274,15 @@ def _send_refreshed_notice(
     )
 
 
-def _send_unusable_notice(contact: Contact, key: ContactKey, reason: str) -> None:
-    """Tell the contact, without any account content, that its key stopped working.
+def _send_unusable_notice(contact: Contact, reason: str, now: datetime) -> None:
+    """Queue the outbox's content-free notice that the key stopped working.
 
-    The outbox sends this category unencrypted because the key is unusable.
+    The outbox sends it unencrypted, because the key is unusable, and at
+    most once a day per contact.
     """
-    text = mail.render_text(
-        "key_unusable.txt",
-        {
-            "reason": reason,
-            "fingerprint": format_fingerprint(key.fingerprint),
-            "portal_url": _portal_url(),
-        },
-    )
-    mail.send(
-        [contact],
-        category="key_problem",
-        subject="Your OpenPGP key can no longer be used",
-        text=text,
-        idempotency_key=f"key-unusable:{key.pk}:{reason}",
-    )
+    from sealmail.outbox.delivery import notify_key_problem
+
+    notify_key_problem(contact, reason, now)
 
 
 def active_keys() -> Iterable[tuple[Contact, ContactKey]]:
@@ -332,7 +323,7 @@ def revalidate_keys(*, now: datetime | None = None) -> RevalidationResult:
             with transaction.atomic():
                 changed = _mark_unusable(contact, key, exc.reason, "daily check", now)
                 if changed:
-                    _send_unusable_notice(contact, key, exc.reason)
+                    _send_unusable_notice(contact, exc.reason, now)
             result.unusable += 1
             continue
         ContactKey.objects.filter(pk=key.pk).update(
@@ -409,7 +400,7 @@ def _send_expiry_warning(
             "fingerprint_plain": key.fingerprint.upper(),
             "usable_until": mail.format_time(key.usable_until),
             "days_left": days_left,
-            "portal_url": _portal_url(),
+            "portal_url": _portal_url(contact),
         },
     )
     plural = "s" if days_left != 1 else ""

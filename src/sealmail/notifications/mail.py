@@ -21,6 +21,9 @@ from sealmail.contacts.models import Contact, Customer
 logger = logging.getLogger(__name__)
 
 SOURCE = "notifications"
+# Outbox template (templates/outbox/notification*.txt in this app) that
+# outputs the subject and text prepared for each contact.
+PREPARED_TEMPLATE = "notification"
 # Ids per IN lookup, well below SQLite's limit of 32,766 parameters.
 IN_CHUNK = 5000
 
@@ -58,8 +61,10 @@ def recipients_by_customer(
     """Return the contacts that get ``category`` mail, for many customers at once."""
     contacts_by_customer: dict[int, list[Contact]] = defaultdict(list)
     for chunk in chunks(sorted(set(customer_ids))):
-        queryset = Contact.objects.filter(customer_id__in=chunk).order_by(
-            "customer_id", "id"
+        queryset = (
+            Contact.objects.filter(customer_id__in=chunk)
+            .select_related("customer")
+            .order_by("customer_id", "id")
         )
         for contact in queryset:
             contacts_by_customer[contact.customer_id].append(contact)
@@ -82,12 +87,15 @@ def send(
     category: str,
     subject: str,
     text: str,
-    idempotency_key: str,
+    idempotency_key: str | None = None,
 ) -> int:
     """Store one message per contact in the outbox and return how many were stored.
 
     Runs inside the caller's transaction when there is one, so the mail is
     stored together with the state change that caused it, or not at all.
+    Callers whose state change already prevents a second send (a window
+    marked closed, an event row) leave out ``idempotency_key``, because the
+    outbox spends a query per call on checking it.
     """
     from sealmail.outbox.service import enqueue_bulk
 
@@ -105,31 +113,37 @@ def send(
 
 
 def send_to_customers(
-    items: Iterable[tuple[Customer | int, str, str, str]],
+    items: Iterable[tuple[Customer | int, str, str]],
     *,
     category: str,
 ) -> int:
-    """Send ``(customer, subject, text, idempotency_key)`` items and return the count.
+    """Send ``(customer, subject, text)`` items and return how many messages were stored.
 
-    Customers without a contact are logged and skipped, because there is no
-    one to tell.
+    All items go to the outbox in one call, so a mass outage costs one
+    request row, batched inserts and batched delivery tasks rather than one
+    of each per customer. Customers without a contact are logged and
+    skipped, because there is no one to tell.
     """
+    from sealmail.outbox.service import enqueue_bulk
+
     items = list(items)
     customer_ids = [
         customer if isinstance(customer, int) else customer.pk
-        for customer, _, _, _ in items
+        for customer, _, _ in items
     ]
     recipients = recipients_by_customer(customer_ids, category)
-    stored = 0
+    contacts: list[Contact] = []
     without_contact = 0
-    for customer_id, (_, subject, text, key) in zip(customer_ids, items, strict=True):
-        contacts = recipients.get(customer_id, [])
-        if not contacts:
+    for customer_id, (_, subject, text) in zip(customer_ids, items, strict=True):
+        customer_contacts = recipients.get(customer_id, [])
+        if not customer_contacts:
             without_contact += 1
-            continue
-        stored += send(
-            contacts, category=category, subject=subject, text=text, idempotency_key=key
-        )
+        for contact in customer_contacts:
+            # The outbox renders the template once per contact with this
+            # contact object in the context, so each one carries its text.
+            contact.notification_subject = subject
+            contact.notification_text = text
+            contacts.append(contact)
     if without_contact:
         logger.warning(
             "%d customer(s) have no contact, so %d %s mail(s) were not sent",
@@ -137,4 +151,11 @@ def send_to_customers(
             without_contact,
             category,
         )
-    return stored
+    if not contacts:
+        return 0
+    # NOTE: this relies on enqueue_bulk rendering with the Contact objects
+    # passed in; the outage tests check that each message got its own text.
+    messages = enqueue_bulk(
+        contacts, category=category, template=PREPARED_TEMPLATE, source=SOURCE
+    )
+    return len(messages)

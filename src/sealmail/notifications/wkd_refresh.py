@@ -118,7 +118,7 @@ def _tell_other_fingerprints(
         {
             "fingerprints": [keys.format_fingerprint(fp) for fp in new],
             "active": keys.format_fingerprint(contact.active_key.fingerprint),
-            "portal_url": settings.SEALMAIL_BASE_URL + "/",
+            "portal_url": keys._portal_url(contact),
         },
     )
     mail.send(

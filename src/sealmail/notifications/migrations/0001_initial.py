@@ -8,7 +8,7 @@ class Migration(migrations.Migration):
     initial = True
 
     dependencies = [
-        ("contacts", "0002_contact_wkd_refresh"),
+        ("contacts", "0003_contact_wkd_refresh"),
     ]
 
     operations = [
