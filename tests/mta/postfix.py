@@ -150,6 +150,7 @@ class PostfixInstance:
             capture_output=True,
             text=True,
             timeout=60,
+            check=False,
         )
         if result.returncode != 0:
             raise PostfixError(
