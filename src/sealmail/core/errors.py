@@ -7,14 +7,17 @@ from pysequoia and the ``email`` package are wrapped at the boundary with
     SealmailError
      +-- KeyRejected            a customer key failed intake (has .reason)
      +-- KeyStoreError          provider key directory missing or unreadable
+     |    +-- KeyImportError    a key offered for import cannot be used
      +-- EncryptionError        encrypting to a recipient failed
      +-- SigningError           signing with a provider key failed
-     +-- DecryptionError        an inbound message could not be decrypted
+     +-- DecryptionError        an inbound message could not be decrypted (has .reason)
      +-- VerificationError      a signature could not be checked at all
      +-- CompositionError       a message could not be composed
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 
 class SealmailError(Exception):
@@ -40,6 +43,10 @@ class KeyStoreError(SealmailError):
     """The provider key directory is missing, unreadable or inconsistent."""
 
 
+class KeyImportError(KeyStoreError):
+    """A provider or role key offered for import cannot be used."""
+
+
 class EncryptionError(SealmailError):
     """Encrypting a message to a recipient certificate failed."""
 
@@ -49,7 +56,30 @@ class SigningError(SealmailError):
 
 
 class DecryptionError(SealmailError):
-    """An inbound message could not be decrypted."""
+    """An inbound message could not be decrypted.
+
+    ``reason`` is a stable code: ``no_key`` (no provider or role key fits),
+    ``no_integrity`` (no MDC or AEAD, so the plaintext was discarded),
+    ``tampered`` (the integrity check failed) or ``malformed``.
+    ``recipient_key_ids`` lists the hex key IDs the message was encrypted
+    to; it is empty when the recipients are hidden.
+    """
+
+    REASONS = ("no_key", "no_integrity", "tampered", "malformed")
+
+    def __init__(
+        self,
+        reason: str,
+        message: str = "",
+        recipient_key_ids: Sequence[str] = (),
+    ) -> None:
+        if reason not in self.REASONS and not message:
+            # Called with only a message, as before reason codes existed.
+            reason, message = "malformed", reason
+        super().__init__(message)
+        self.reason = reason
+        self.message = message
+        self.recipient_key_ids = list(recipient_key_ids)
 
 
 class VerificationError(SealmailError):

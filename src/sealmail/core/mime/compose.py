@@ -1,16 +1,70 @@
 """Compose a logical message into the exact bytes that go on the wire.
 
-NOTE: contract only; the composer replaces this stub.
+Formats (see :class:`Format`):
+
+* PGPMIME: RFC 3156 ``multipart/encrypted`` holding the whole inner MIME
+  entity, signed and encrypted in one pass. The inner entity carries the
+  real header fields (RFC 9788 header protection, ``hp="cipher"``) and the
+  outer Subject is ``...`` when ``hide_subject`` is set.
+* INLINE: an armored ``text/plain`` message; each attachment is encrypted
+  on its own as ``NAME.pgp``.
+* SIGNED: RFC 3156 ``multipart/signed`` over an entity serialized once and
+  spliced in unchanged, with ``micalg`` taken from the signature.
+* PLAIN: ordinary 7-bit MIME.
+
+Every message gets a Message-ID, a Date and, when a provider certificate is
+known, an Autocrypt header. No path falls back to plaintext: a failure to
+encrypt raises EncryptionError.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
+from dataclasses import dataclass
+from email.headerregistry import Address
+from email.message import MIMEPart
 
 import pysequoia
 
-from sealmail.core.mime.message import ComposedMessage, Format, OutgoingMessage
-from sealmail.core.pgp.ops import ProviderSigner
+from sealmail.core.errors import CompositionError, EncryptionError, SigningError
+from sealmail.core.mime import body as mime_body
+from sealmail.core.mime import headers as h
+from sealmail.core.mime import wire
+from sealmail.core.mime.autocrypt import autocrypt_header
+from sealmail.core.mime.message import (
+    Attachment,
+    ComposedMessage,
+    Format,
+    OutgoingMessage,
+)
+from sealmail.core.pgp.ops import ProviderSigner, encrypt_and_sign, sign_detached
+
+logger = logging.getLogger(__name__)
+
+# The outer Subject of a message whose real Subject travels encrypted.
+HIDDEN_SUBJECT = "..."
+
+# Fields the composer writes itself; extra headers may not set them.
+_RESERVED_HEADERS = frozenset(
+    name.lower()
+    for name in (
+        "From", "To", "Cc", "Bcc", "Subject", "Date", "Message-ID", "In-Reply-To",
+        "References", "MIME-Version", "Content-Type", "Content-Transfer-Encoding",
+        "Content-Disposition", "Autocrypt", "HP-Outer",
+    )
+)
+# Hashes RFC 3156 signers must not use any more.
+_WEAK_MICALGS = frozenset({"pgp-md5", "pgp-sha1", "pgp-ripemd160"})
+
+
+@dataclass(frozen=True)
+class _Field:
+    """One top-level header field: its name, decoded value and wire bytes."""
+
+    name: str
+    value: str
+    wire: bytes
 
 
 def compose(
@@ -22,5 +76,183 @@ def compose(
     autocrypt_certificate: pysequoia.Cert | None = None,
     hide_subject: bool = True,
 ) -> ComposedMessage:
-    """Return ``message`` as wire bytes in ``format``; never falls back to plaintext."""
-    raise NotImplementedError("the composer is not built yet")
+    """Return ``message`` as wire bytes in ``format``.
+
+    ``recipients`` are required for PGPMIME and INLINE, ``signer`` for
+    SIGNED. ``autocrypt_certificate`` defaults to the signer's certificate.
+    ``hide_subject`` replaces the outer Subject with ``...`` in the
+    encrypted formats. Raises CompositionError for invalid input,
+    EncryptionError and SigningError when OpenPGP fails; never falls back
+    to plaintext.
+    """
+    if not isinstance(format, Format):
+        raise CompositionError(
+            f"unknown format {format!r}; use one of "
+            + ", ".join(item.value for item in Format)
+        )
+    if format in (Format.PGPMIME, Format.INLINE) and not recipients:
+        raise EncryptionError(
+            f"format {format.value} needs at least one recipient certificate; "
+            "none was given, so the message was not composed"
+        )
+    if format is Format.SIGNED and signer is None:
+        raise SigningError("format signed needs the provider signing key; none was given")
+
+    sender = h.parse_mailbox(message.sender, "sender")
+    fields = _header_fields(message, sender)
+    message_id = next(f.value for f in fields if f.name == "Message-ID")
+    certificate = autocrypt_certificate or (signer.certificate if signer else None)
+    autocrypt = autocrypt_header(sender.addr_spec, certificate) if certificate else b""
+
+    if format is Format.PGPMIME:
+        data = _compose_pgpmime(message, fields, autocrypt, recipients, signer, hide_subject)
+    elif format is Format.INLINE:
+        data = _compose_inline(message, fields, autocrypt, recipients, signer, hide_subject)
+    elif format is Format.SIGNED:
+        assert signer is not None
+        data = _compose_signed(message, fields, autocrypt, signer)
+    else:
+        data = _compose_plain(message, fields, autocrypt)
+
+    encrypted = format in (Format.PGPMIME, Format.INLINE)
+    return ComposedMessage(
+        data=data,
+        message_id=message_id,
+        format=format,
+        encrypted_to=tuple(cert.fingerprint for cert in recipients) if encrypted else (),
+        signed_by=signer.fingerprint if signer and format is not Format.PLAIN else None,
+    )
+
+
+def _header_fields(message: OutgoingMessage, sender: Address) -> list[_Field]:
+    to = h.parse_mailbox(message.to, "to")
+    message_id = (
+        h.normalize_message_id(message.message_id)
+        if message.message_id
+        else h.make_message_id(sender.domain)
+    )
+    date = h.format_date(message.date)
+    fields = [
+        _Field("From", str(sender), h.format_mailboxes("From", [sender])),
+        _Field("To", str(to), h.format_mailboxes("To", [to])),
+        _Field("Subject", message.subject, h.format_unstructured("Subject", message.subject)),
+        _Field("Date", date, h.format_raw("Date", date)),
+        _Field("Message-ID", message_id, h.format_raw("Message-ID", message_id)),
+    ]
+    if message.in_reply_to:
+        value = h.normalize_message_id(message.in_reply_to, "In-Reply-To")
+        fields.append(_Field("In-Reply-To", value, h.format_raw("In-Reply-To", value)))
+    if message.references:
+        wire_bytes = h.format_message_ids("References", message.references)
+        value = " ".join(h.normalize_message_id(v, "References") for v in message.references)
+        fields.append(_Field("References", value, wire_bytes))
+    for name, value in message.headers:
+        if name.lower() in _RESERVED_HEADERS:
+            raise CompositionError(
+                f"extra header {name!r} is set by the composer; remove it from headers"
+            )
+        fields.append(_Field(name, value, h.format_header(name, value)))
+    return fields
+
+
+def _outer_fields(fields: list[_Field], hide_subject: bool) -> list[_Field]:
+    if not hide_subject:
+        return fields
+    hidden = _Field("Subject", HIDDEN_SUBJECT, h.format_raw("Subject", HIDDEN_SUBJECT))
+    return [hidden if f.name == "Subject" else f for f in fields]
+
+
+def _compose_pgpmime(
+    message: OutgoingMessage,
+    fields: list[_Field],
+    autocrypt: bytes,
+    recipients: Sequence[pysequoia.Cert],
+    signer: ProviderSigner | None,
+    hide_subject: bool,
+) -> bytes:
+    outer = _outer_fields(fields, hide_subject)
+    legacy_display = [
+        (inner.name, inner.value)
+        for inner, shown in zip(fields, outer, strict=True)
+        if inner.value != shown.value
+    ]
+    tree = mime_body.build_body(message, hp="cipher", legacy_display=legacy_display)
+    # RFC 9788: HP-Outer records what the outer header shows for each field.
+    hp_outer = b"".join(
+        h.format_unstructured("HP-Outer", f"{f.name}: {f.value}") for f in outer
+    )
+    inner = b"".join(f.wire for f in fields) + hp_outer + mime_body.serialize(tree)
+    armored = encrypt_and_sign(inner, recipients, signer, armor=True)
+    return wire.multipart_encrypted(b"".join(f.wire for f in outer) + autocrypt, armored)
+
+
+def _compose_signed(
+    message: OutgoingMessage,
+    fields: list[_Field],
+    autocrypt: bytes,
+    signer: ProviderSigner,
+) -> bytes:
+    tree = mime_body.build_body(message, hp="clear")
+    header_block = b"".join(f.wire for f in fields)
+    signed_entity = header_block + mime_body.serialize(tree)
+    signature = sign_detached(signed_entity, signer)
+    if signature.micalg in _WEAK_MICALGS:
+        raise SigningError(
+            f"signing key {signer.fingerprint} produced a {signature.hash_algorithm} "
+            "signature, which clients reject; use a key whose signatures use SHA-256 "
+            "or stronger"
+        )
+    return wire.multipart_signed(
+        header_block + autocrypt, signed_entity, signature.armored, signature.micalg
+    )
+
+
+def _compose_inline(
+    message: OutgoingMessage,
+    fields: list[_Field],
+    autocrypt: bytes,
+    recipients: Sequence[pysequoia.Cert],
+    signer: ProviderSigner | None,
+    hide_subject: bool,
+) -> bytes:
+    outer = _outer_fields(fields, hide_subject)
+    text, _html = mime_body.message_text(message)
+    if hide_subject:
+        # Nothing but the file names may leave in clear, so the real Subject
+        # opens the encrypted text the way a legacy display element does.
+        text = f"Subject: {message.subject}\n\n{text}"
+    plaintext = text.replace("\r\n", "\n").replace("\n", "\r\n").encode("utf-8")
+    armored = encrypt_and_sign(plaintext, recipients, signer, armor=True)
+    header_block = b"".join(f.wire for f in outer) + autocrypt
+    if not message.attachments:
+        return b"".join(
+            (
+                header_block,
+                b"MIME-Version: 1.0\r\n"
+                b'Content-Type: text/plain; charset="utf-8"\r\n'
+                b"Content-Transfer-Encoding: 7bit\r\n\r\n",
+                wire.crlf(armored),
+            )
+        )
+
+    root = MIMEPart(policy=h.WIRE_POLICY)
+    root.make_mixed()
+    text_part = MIMEPart(policy=h.WIRE_POLICY)
+    text_part.set_content(armored.decode("ascii"), charset="utf-8", cte="7bit")
+    root.attach(text_part)
+    for attachment in message.attachments:
+        mime_body.check_filename(attachment.filename)
+        encrypted = encrypt_and_sign(attachment.data, recipients, signer, armor=False)
+        sealed = Attachment(
+            attachment.filename + ".pgp", "application/octet-stream", encrypted
+        )
+        root.attach(mime_body.attachment_part(sealed))
+    return header_block + b"MIME-Version: 1.0\r\n" + mime_body.serialize(root)
+
+
+def _compose_plain(
+    message: OutgoingMessage, fields: list[_Field], autocrypt: bytes
+) -> bytes:
+    tree = mime_body.build_body(message)
+    header_block = b"".join(f.wire for f in fields) + autocrypt
+    return header_block + b"MIME-Version: 1.0\r\n" + mime_body.serialize(tree)

@@ -1,18 +1,54 @@
 """Encrypt, sign, decrypt and verify with pysequoia.
 
-These are the only functions the rest of sealmail calls to produce
-OpenPGP data; they wrap every pysequoia error in a :mod:`sealmail.core.errors`
-exception.
+These are the only functions the rest of sealmail calls to produce or read
+OpenPGP data; they wrap every pysequoia error in a
+:mod:`sealmail.core.errors` exception.
+
+Certificates for signature checks come from a ``certificates_for``
+callable: it receives a list of lowercase hex key IDs or fingerprints (the
+issuers named in the signatures) and returns the ``pysequoia.Cert`` objects
+it knows for them, or an empty list.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+import functools
+import logging
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Protocol
 
 import pysequoia
 
-from sealmail.core.errors import EncryptionError, SigningError
+from sealmail.core.errors import (
+    DecryptionError,
+    EncryptionError,
+    SigningError,
+    VerificationError,
+)
+from sealmail.core.pgp import packets as pk
+from sealmail.core.pgp.packets import PacketError, SignatureInfo
+
+logger = logging.getLogger(__name__)
+
+CertificateLookup = Callable[[list[str]], list[pysequoia.Cert]]
+MAX_INLINE_SIZE = 64 * 1024 * 1024
+
+# Signature statuses; "unchecked" means pysequoia 0.1.35 could not check the
+# signature at all (signed data inside a compressed encrypted message).
+GOOD = "good"
+BAD = "bad"
+UNKNOWN_KEY = "unknown_key"
+EXPIRED_KEY = "expired_key"
+REVOKED_KEY = "revoked_key"
+UNCHECKED = "unchecked"
+
+
+def _first_line(exc: BaseException) -> str:
+    """Return the message of a pysequoia error without its Rust backtrace."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 @dataclass(frozen=True)
@@ -25,14 +61,15 @@ class ProviderSigner:
 
     @classmethod
     def from_tsk(cls, tsk: pysequoia.Tsk, password: str | None = None) -> ProviderSigner:
+        certificate = tsk.extract_certificate()
         try:
             signer = tsk.signer(password)
         except Exception as exc:  # pysequoia raises plain Exception
             raise SigningError(
-                f"cannot unlock the signing key {tsk.extract_certificate().fingerprint}: "
-                f"{exc}; check the passphrase"
-            ) from exc
-        certificate = tsk.extract_certificate()
+                f"cannot unlock the signing key {certificate.fingerprint}: "
+                f"{_first_line(exc)}; check the passphrase and that the key has a "
+                "valid, unexpired signing key"
+            ) from None
         return cls(certificate.fingerprint, signer, certificate)
 
 
@@ -49,6 +86,110 @@ class DetachedSignature:
         return "pgp-" + self.hash_algorithm.lower()
 
 
+@dataclass(frozen=True)
+class SignatureResult:
+    """The outcome of checking one signature.
+
+    ``status`` is one of ``good``, ``bad``, ``unknown_key``, ``expired_key``,
+    ``revoked_key`` or ``unchecked`` (pysequoia could not check a signature
+    inside a compressed encrypted message; treat it as not verified).
+    """
+
+    status: str
+    signer_fingerprint: str | None  # primary key fingerprint, lowercase hex, when known
+    key_id: str | None  # issuer key ID or fingerprint named by the signature
+    hash_algorithm: str | None
+    created: datetime | None
+
+    @property
+    def good(self) -> bool:
+        return self.status == GOOD
+
+
+@dataclass(frozen=True)
+class DecryptResult:
+    """A decrypted message; only integrity-protected messages are ever returned."""
+
+    plaintext: bytes
+    integrity_protected: bool
+    signatures: list[SignatureResult]
+    decrypted_with: str  # primary fingerprint of the provider or role key that worked
+    recipient_key_ids: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class DecryptionKey:
+    """One secret encryption key that :func:`decrypt` may try."""
+
+    fingerprint: str  # primary key fingerprint
+    key_id: str | None  # the encryption subkey's key ID, to try matching keys first
+    decryptor: pysequoia.PyDecryptor
+
+
+class DecryptionKeySource(Protocol):
+    """Anything that lists decryption keys, such as :class:`~sealmail.core.pgp.keystore.KeyStore`."""
+
+    def decryption_keys(self) -> list[DecryptionKey]: ...
+
+
+DecryptionKeys = DecryptionKeySource | Iterable[
+    DecryptionKey | pysequoia.Tsk | tuple[str, pysequoia.PyDecryptor]
+]
+
+
+# --- encryption -----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _RecipientFacts:
+    fingerprint: str
+    version: int
+    live_key_ids: frozenset[str]
+    all_key_ids: frozenset[str]
+    seipd_v2: bool
+    problem: str | None
+
+
+@functools.lru_cache(maxsize=8192)
+def _recipient_facts(cert_bytes: bytes, minute: int) -> _RecipientFacts:
+    """Inspect a recipient certificate; cached per certificate and minute."""
+    from sealmail.core.errors import KeyRejected
+    from sealmail.core.pgp.inspect import inspect_key
+
+    now = datetime.fromtimestamp(minute * 60 + 59, timezone.utc)
+    packets = pk.read_packets(cert_bytes)
+    primary = pk.parse_key(packets[0])
+    all_ids = frozenset(
+        pk.parse_key(packet).key_id for packet in packets if packet.tag in pk.KEY_TAGS
+    )
+    features = [
+        pk.parse_signature(packet).features for packet in packets if packet.tag == pk.TAG_SIGNATURE
+    ]
+    seipd_v2 = primary.version == 6 or any(
+        value is not None and value & pk.FEATURE_SEIPD_V2 for value in features
+    )
+    try:
+        report = inspect_key(cert_bytes, now=now)
+    except KeyRejected as exc:
+        return _RecipientFacts(primary.fingerprint, primary.version, frozenset(), all_ids, seipd_v2, f"{exc.reason}: {exc.message}")
+    live = frozenset(sub.key_id for sub in report.encryption_subkeys if sub.usable)
+    return _RecipientFacts(primary.fingerprint, primary.version, live, all_ids, seipd_v2, None)
+
+
+@functools.lru_cache(maxsize=1)
+def _seipd_v1_anchor() -> pysequoia.Cert:
+    """A throwaway v4 certificate whose features list only SEIPDv1.
+
+    Sequoia picks SEIPDv2 when every recipient advertises it. Adding this
+    recipient makes it pick SEIPDv1. Its secret key is discarded at once, so
+    the extra session key packet opens nothing.
+    """
+    from sealmail.core.pgp.generate import generate_provider_key
+
+    tsk = pysequoia.Tsk.from_bytes(generate_provider_key(["sealmail SEIPDv1 compatibility"]))
+    return tsk.extract_certificate()
+
+
 def encrypt_and_sign(
     plaintext: bytes,
     recipients: Sequence[pysequoia.Cert],
@@ -56,30 +197,441 @@ def encrypt_and_sign(
     *,
     armor: bool = True,
 ) -> bytes:
-    """Encrypt ``plaintext`` to every recipient and sign it in one pass."""
+    """Encrypt ``plaintext`` to every recipient and sign it in one pass.
+
+    Raises :class:`EncryptionError` when a recipient has no live, valid
+    encryption subkey (pysequoia 0.1.35 would fall back to an expired one).
+    The message uses SEIPDv1 whenever a recipient is a v4 key, and SEIPDv2
+    only when all recipients are v6 keys or advertise SEIPDv2 and none is v4.
+    """
     if not recipients:
         raise EncryptionError("no recipient certificate given; refusing to encrypt")
+    minute = int(datetime.now(timezone.utc).timestamp()) // 60
+    facts = []
+    for cert in recipients:
+        try:
+            cert_bytes = bytes(cert)
+            fact = _recipient_facts(cert_bytes, minute)
+        except (PacketError, Exception) as exc:  # pysequoia raises plain Exception
+            raise EncryptionError(
+                f"cannot read the recipient certificate {getattr(cert, 'fingerprint', '?')}: "
+                f"{_first_line(exc)}"
+            ) from None
+        if fact.problem or not fact.live_key_ids:
+            raise EncryptionError(
+                f"the certificate {fact.fingerprint} has no live encryption subkey "
+                f"({fact.problem or 'none found'}); ask the customer for a new key"
+            )
+        facts.append(fact)
+
+    targets = list(recipients)
+    any_v4 = any(fact.version == 4 for fact in facts)
+    if any_v4 and all(fact.seipd_v2 for fact in facts):
+        targets.append(_seipd_v1_anchor())
     try:
-        return pysequoia.encrypt(
+        message = pysequoia.encrypt(
             plaintext,
-            list(recipients),
+            targets,
             signer=signer.signer if signer else None,
             armor=armor,
         )
     except Exception as exc:  # pysequoia raises plain Exception
-        fingerprints = ", ".join(cert.fingerprint for cert in recipients)
-        raise EncryptionError(f"encryption to {fingerprints} failed: {exc}") from exc
+        fingerprints = ", ".join(fact.fingerprint for fact in facts)
+        raise EncryptionError(f"encryption to {fingerprints} failed: {_first_line(exc)}") from None
+    _check_output(message, facts, any_v4)
+    return message
+
+
+def _check_output(message: bytes, facts: list[_RecipientFacts], any_v4: bool) -> None:
+    """Raise unless every recipient got a session key only for its live subkeys."""
+    try:
+        outline = pk.outline_message(message)
+    except PacketError as exc:
+        raise EncryptionError(f"pysequoia produced an unreadable message: {exc}") from None
+    used = {recipient.key_id for recipient in outline.recipients}
+    for fact in facts:
+        mine = used & fact.all_key_ids
+        if not mine or not mine <= fact.live_key_ids:
+            raise EncryptionError(
+                f"the message for {fact.fingerprint} would be encrypted to keys "
+                f"{sorted(mine)}, not only to its live encryption subkeys "
+                f"{sorted(fact.live_key_ids)}; not sending it"
+            )
+    if any_v4 and not (outline.encrypted_tag == pk.TAG_SEIPD and outline.encrypted_version == 1):
+        raise EncryptionError(
+            "pysequoia chose SEIPDv2 for a v4 recipient, which GnuPG 2.2 cannot read"
+        )
 
 
 def sign_detached(data: bytes, signer: ProviderSigner) -> DetachedSignature:
-    """Return an armored detached signature over exactly ``data``."""
+    """Return an armored detached signature over exactly ``data``.
+
+    Raises :class:`SigningError` when signing fails or the hash is weaker
+    than SHA-256.
+    """
     try:
-        armored = pysequoia.sign(
-            signer.signer, data, mode=pysequoia.SignatureMode.DETACHED
-        )
-        hash_name = str(pysequoia.Sig.from_bytes(armored).hash_algorithm).rpartition(".")[2]
-    except Exception as exc:  # pysequoia raises plain Exception
+        armored = pysequoia.sign(signer.signer, data, mode=pysequoia.SignatureMode.DETACHED)
+        packet = pk.read_packets(pk.dearmor(armored).data)[0]
+        info = pk.parse_signature(packet)
+    except (PacketError, Exception) as exc:  # pysequoia raises plain Exception
         raise SigningError(
-            f"detached signature with key {signer.fingerprint} failed: {exc}"
-        ) from exc
-    return DetachedSignature(armored, hash_name)
+            f"detached signature with key {signer.fingerprint} failed: {_first_line(exc)}"
+        ) from None
+    if info.weak_hash or info.hash_id == 11:
+        raise SigningError(
+            f"the signing key {signer.fingerprint} produced a {info.hash_algorithm} "
+            "signature; use an Ed25519 or RSA key of at least 2048 bits"
+        )
+    return DetachedSignature(armored, info.hash_algorithm)
+
+
+# --- decryption -----------------------------------------------------------
+
+
+def _keys_from(keys: DecryptionKeys) -> list[DecryptionKey]:
+    if hasattr(keys, "decryption_keys"):
+        return list(keys.decryption_keys())  # type: ignore[union-attr]
+    result = []
+    for item in keys:  # type: ignore[union-attr]
+        if isinstance(item, DecryptionKey):
+            result.append(item)
+        elif isinstance(item, pysequoia.Tsk):
+            result.extend(decryption_keys_of(item))
+        else:
+            fingerprint, decryptor = item
+            result.append(DecryptionKey(fingerprint, None, decryptor))
+    return result
+
+
+def decryption_keys_of(tsk: pysequoia.Tsk, password: str | None = None) -> list[DecryptionKey]:
+    """Return one :class:`DecryptionKey` per secret encryption subkey of ``tsk``.
+
+    pysequoia's ``Tsk.decryptor()`` uses only the first live encryption
+    subkey, so each subkey gets its own key built from the packets.
+    Raises :class:`DecryptionError` (reason ``no_key``) when a subkey
+    cannot be unlocked.
+    """
+    from sealmail.core.pgp.inspect import encryption_secret_variants
+
+    keys = []
+    fingerprint = tsk.extract_certificate().fingerprint
+    for key_id, variant in encryption_secret_variants(bytes(tsk)):
+        try:
+            decryptor = pysequoia.Tsk.from_bytes(variant).decryptor(password)
+        except Exception as exc:  # pysequoia raises plain Exception
+            logger.warning(
+                "decryption subkey %s of key %s is not usable: %s",
+                key_id,
+                fingerprint,
+                _first_line(exc),
+            )
+            continue
+        keys.append(DecryptionKey(fingerprint, key_id, decryptor))
+    return keys
+
+
+def decrypt(
+    data: bytes,
+    keys: DecryptionKeys,
+    *,
+    certificates_for: CertificateLookup,
+) -> DecryptResult:
+    """Decrypt an OpenPGP message with the first of ``keys`` that fits and check its signatures.
+
+    ``keys`` is a :class:`~sealmail.core.pgp.keystore.KeyStore` (every
+    provider and role key, rotated ones included), or an iterable of
+    :class:`DecryptionKey`, ``pysequoia.Tsk`` or ``(fingerprint, PyDecryptor)``.
+    Keys whose subkey ID matches a recipient are tried first, then all
+    others, which also covers hidden recipients.
+
+    Raises :class:`DecryptionError` with ``reason`` ``no_key``,
+    ``no_integrity`` (no MDC and no AEAD: the plaintext is never produced),
+    ``tampered`` or ``malformed``.
+    """
+    try:
+        outline = pk.outline_message(data)
+    except PacketError as exc:
+        raise DecryptionError(
+            "malformed", f"the message is not valid OpenPGP data: {exc}"
+        ) from None
+    recipient_ids = [recipient.key_id for recipient in outline.recipients if recipient.key_id]
+    if outline.encrypted_tag is None:
+        raise DecryptionError(
+            "malformed",
+            "the data contains no encrypted OpenPGP message; check that the whole "
+            "message was passed",
+            recipient_ids,
+        )
+    if not outline.integrity_protected:
+        raise DecryptionError(
+            "no_integrity",
+            "the message is encrypted without integrity protection (no MDC), so it could "
+            "have been modified; it was not decrypted. Ask the sender to use a current "
+            "OpenPGP program",
+            recipient_ids,
+        )
+    candidates = _keys_from(keys)
+    candidates.sort(key=lambda key: 0 if key.key_id in recipient_ids else 1)
+    hidden = any(recipient.key_id is None for recipient in outline.recipients)
+    for key in candidates:
+        if key.key_id is not None and recipient_ids and not hidden and key.key_id not in recipient_ids:
+            continue
+        try:
+            result = pysequoia.decrypt(data, key.decryptor)
+        except Exception as exc:  # pysequoia raises plain Exception
+            message = _first_line(exc)
+            if "No key to decrypt" in message:
+                continue
+            raise _decryption_failure(message, recipient_ids) from None
+        plaintext = result.bytes or b""
+        signatures = _signatures_in_message(data, key, certificates_for)
+        logger.info(
+            "decrypted a message with key %s (%d signatures)", key.fingerprint, len(signatures)
+        )
+        return DecryptResult(plaintext, True, signatures, key.fingerprint, recipient_ids)
+    raise DecryptionError(
+        "no_key",
+        "no provider or role key can decrypt this message; it is encrypted to key IDs "
+        f"{', '.join(id.upper() for id in recipient_ids) or '(hidden)'}",
+        recipient_ids,
+    )
+
+
+def _decryption_failure(message: str, recipient_ids: list[str]) -> DecryptionError:
+    lowered = message.lower()
+    if "manipulated" in lowered or "mdc" in lowered or "authentication" in lowered:
+        return DecryptionError(
+            "tampered",
+            f"the message was modified after encryption ({message}); it was discarded",
+            recipient_ids,
+        )
+    if "not considered secure" in lowered or "symmetrically encrypted data packet" in lowered:
+        return DecryptionError(
+            "no_integrity",
+            f"the message uses an encryption that is no longer accepted ({message})",
+            recipient_ids,
+        )
+    return DecryptionError(
+        "malformed", f"the message could not be decrypted: {message}", recipient_ids
+    )
+
+
+class _Lookup:
+    """Wraps ``certificates_for`` to record which issuers pysequoia asked for."""
+
+    def __init__(self, certificates_for: CertificateLookup) -> None:
+        self.certificates_for = certificates_for
+        self.requested: list[str] = []
+        self.returned: list[pysequoia.Cert] = []
+
+    def __call__(self, ids: list[str]) -> list[pysequoia.Cert]:
+        self.requested.extend(str(id).lower() for id in ids)
+        certs = list(self.certificates_for([str(id).lower() for id in ids]))
+        self.returned.extend(certs)
+        return certs
+
+
+def _signatures_in_message(
+    data: bytes, key: DecryptionKey, certificates_for: CertificateLookup
+) -> list[SignatureResult]:
+    lookup = _Lookup(certificates_for)
+    structure_error = False
+    try:
+        valid = pysequoia.decrypt(data, key.decryptor, store=lookup).valid_sigs
+    except Exception as exc:  # pysequoia raises plain Exception
+        structure_error = "Unexpected message structure" in _first_line(exc)
+        valid = []
+    if not lookup.requested:
+        return []
+    results = []
+    for issuer in dict.fromkeys(lookup.requested):
+        match = next((sig for sig in valid if _names(issuer, sig.signing_key, sig.certificate)), None)
+        if match is not None:
+            results.append(SignatureResult(GOOD, match.certificate, issuer, None, None))
+        elif structure_error:
+            results.append(
+                SignatureResult(UNCHECKED, _owner(issuer, lookup.returned), issuer, None, None)
+            )
+        else:
+            results.append(_classify_failure(issuer, lookup.returned, None))
+    return results
+
+
+def _names(issuer: str, signing_key: str, certificate: str) -> bool:
+    issuer = issuer.lower()
+    for value in (signing_key.lower(), certificate.lower()):
+        if issuer == value or value.endswith(issuer) or value.startswith(issuer):
+            return True
+    return False
+
+
+def _owner(issuer: str, certs: list[pysequoia.Cert]) -> str | None:
+    for cert in certs:
+        try:
+            for packet in pk.read_packets(bytes(cert)):
+                if packet.tag in pk.KEY_TAGS:
+                    info = pk.parse_key(packet)
+                    if issuer in (info.fingerprint, info.key_id):
+                        return cert.fingerprint
+        except PacketError:
+            continue
+    return None
+
+
+def _classify_failure(
+    issuer: str, certs: list[pysequoia.Cert], info: SignatureInfo | None
+) -> SignatureResult:
+    """Explain why pysequoia did not accept a signature by ``issuer``."""
+    from sealmail.core.pgp.inspect import signing_key_state
+
+    hash_algorithm = info.hash_algorithm if info else None
+    created = info.created if info else None
+    owner = _owner(issuer, certs)
+    if owner is None:
+        return SignatureResult(UNKNOWN_KEY, None, issuer, hash_algorithm, created)
+    cert = next(cert for cert in certs if cert.fingerprint == owner)
+    state = signing_key_state(bytes(cert), issuer, at=created)
+    status = {"revoked": REVOKED_KEY, "expired": EXPIRED_KEY}.get(state, BAD)
+    return SignatureResult(status, owner, issuer, hash_algorithm, created)
+
+
+# --- verification ---------------------------------------------------------
+
+
+def _signature_packets(signature: bytes) -> list[pk.RawPacket]:
+    try:
+        packets = pk.read_packets(pk.dearmor(signature).data)
+    except PacketError as exc:
+        raise VerificationError(f"the signature is not valid OpenPGP data: {exc}") from None
+    result = [packet for packet in packets if packet.tag == pk.TAG_SIGNATURE]
+    if not result:
+        raise VerificationError("the signature data contains no signature packet")
+    return result
+
+
+def _issuer(info: SignatureInfo) -> str | None:
+    return info.issuer_fingerprint or info.issuer_key_id
+
+
+def verify_detached(
+    data: bytes, signature: bytes, *, certificates_for: CertificateLookup
+) -> list[SignatureResult]:
+    """Check each signature in ``signature`` (armored or binary) over exactly ``data``.
+
+    Raises :class:`VerificationError` when ``signature`` is not a signature.
+    """
+    results = []
+    for packet in _signature_packets(signature):
+        try:
+            info = pk.parse_signature(packet)
+        except PacketError as exc:
+            raise VerificationError(f"a signature packet is damaged: {exc}") from None
+        issuer = _issuer(info)
+        lookup = _Lookup(certificates_for)
+        try:
+            sig = pysequoia.Sig.from_bytes(packet.serialize())
+            valid = pysequoia.verify(bytes=data, store=lookup, signature=sig).valid_sigs
+        except Exception:  # pysequoia raises plain Exception for every failed check
+            valid = []
+        if valid:
+            results.append(
+                SignatureResult(GOOD, valid[0].certificate, issuer, info.hash_algorithm, info.created)
+            )
+        elif issuer is None:
+            results.append(SignatureResult(UNKNOWN_KEY, None, None, info.hash_algorithm, info.created))
+        else:
+            if not lookup.requested:
+                lookup([issuer])
+            results.append(_classify_failure(issuer, lookup.returned, info))
+    return results
+
+
+def verify_inline(
+    data: bytes, *, certificates_for: CertificateLookup
+) -> tuple[bytes, list[SignatureResult]]:
+    """Return the content of a signed (not encrypted) OpenPGP message and its signatures.
+
+    Accepts a binary or armored signed message, compressed or not, and a
+    cleartext-signed text. Raises :class:`VerificationError` when ``data``
+    is neither.
+    """
+    if b"-----BEGIN PGP SIGNED MESSAGE-----" in data:
+        return _verify_cleartext(data, certificates_for)
+    try:
+        packets = pk.read_packets(pk.dearmor(data).data)
+        while packets and packets[0].tag in (pk.TAG_COMPRESSED, pk.TAG_MARKER):
+            if packets[0].tag == pk.TAG_MARKER:
+                packets = packets[1:]
+                continue
+            packets = pk.read_packets(pk.decompress(packets[0], max_size=MAX_INLINE_SIZE))
+    except PacketError as exc:
+        raise VerificationError(f"the signed message is not valid OpenPGP data: {exc}") from None
+    literal = next((packet for packet in packets if packet.tag == pk.TAG_LITERAL), None)
+    signatures = [packet for packet in packets if packet.tag == pk.TAG_SIGNATURE]
+    if literal is None:
+        raise VerificationError("the signed message contains no literal data packet")
+    content = _literal_content(literal)
+    if not signatures:
+        return content, []
+    results = []
+    for packet in signatures:
+        results.extend(
+            verify_detached(content, packet.serialize(), certificates_for=certificates_for)
+        )
+    return content, results
+
+
+def _literal_content(packet: pk.RawPacket) -> bytes:
+    body = packet.body
+    if len(body) < 6:
+        raise VerificationError("a literal data packet is truncated")
+    name_length = body[1]
+    return body[2 + name_length + 4 :]
+
+
+def _verify_cleartext(
+    data: bytes, certificates_for: CertificateLookup
+) -> tuple[bytes, list[SignatureResult]]:
+    text, signature = _split_cleartext(data)
+    results = []
+    lookup = _Lookup(certificates_for)
+    try:
+        checked = pysequoia.verify(bytes=data, store=lookup)
+        content = checked.bytes or text
+        valid = checked.valid_sigs
+    except Exception:  # pysequoia raises plain Exception for every failed check
+        content, valid = text, []
+    for packet in _signature_packets(signature):
+        info = pk.parse_signature(packet)
+        issuer = _issuer(info)
+        match = next(
+            (sig for sig in valid if issuer and _names(issuer, sig.signing_key, sig.certificate)),
+            None,
+        )
+        if match is not None:
+            results.append(
+                SignatureResult(GOOD, match.certificate, issuer, info.hash_algorithm, info.created)
+            )
+        elif issuer is None:
+            results.append(SignatureResult(UNKNOWN_KEY, None, None, info.hash_algorithm, info.created))
+        else:
+            certs = list(certificates_for([issuer]))
+            results.append(_classify_failure(issuer, certs, info))
+    return content, results
+
+
+def _split_cleartext(data: bytes) -> tuple[bytes, bytes]:
+    """Split a cleartext-signed text into its dash-unescaped text and signature block."""
+    start = data.index(b"-----BEGIN PGP SIGNED MESSAGE-----")
+    rest = data[start:].split(b"\n", 1)[1] if b"\n" in data[start:] else b""
+    header, _, rest = rest.partition(b"\n\n") if b"\n\n" in rest else rest.partition(b"\r\n\r\n")
+    del header
+    marker = rest.find(b"-----BEGIN PGP SIGNATURE-----")
+    if marker < 0:
+        raise VerificationError("the cleartext-signed text has no signature block")
+    lines = rest[:marker].split(b"\n")
+    unescaped = [line[2:] if line.startswith(b"- ") else line for line in lines]
+    text = b"\n".join(unescaped)
+    if text.endswith(b"\n"):
+        text = text[:-1]
+    return text, rest[marker:]

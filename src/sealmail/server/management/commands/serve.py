@@ -34,7 +34,7 @@ class Command(BaseCommand):
         signal.signal(signal.SIGTERM, stop)
         for name in PROCESSES:
             # A session of its own keeps a terminal's Ctrl-C away from the
-            # children, so they stop in order when this process tells them.
+            # children, so they stop in order when this process signals them.
             children[name] = subprocess.Popen(
                 [sys.executable, "-m", "sealmail", name], start_new_session=True
             )

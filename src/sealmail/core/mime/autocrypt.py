@@ -1,0 +1,84 @@
+"""The Autocrypt header that carries the provider's certificate.
+
+Autocrypt Level 1 asks for a minimal ``keydata``: the primary key, the
+user ID for the sender address with its self-signatures, and the subkeys
+with their binding signatures. Third-party certifications and other user
+IDs are dropped, which keeps the header small.
+"""
+
+from __future__ import annotations
+
+import base64
+import functools
+
+import pysequoia
+from pysequoia.packet import Tag
+
+from sealmail.core.errors import CompositionError
+
+_KEYDATA_LINE_LENGTH = 76
+_SUBKEY_TAGS = (Tag.PublicSubkey, Tag.SecretSubkey)
+
+
+def autocrypt_header(addr: str, certificate: pysequoia.Cert) -> bytes:
+    """Return the folded ``Autocrypt:`` header line for ``addr``."""
+    return _autocrypt_header(addr.lower(), certificate.fingerprint, bytes(certificate))
+
+
+def minimal_certificate(certificate: pysequoia.Cert, addr: str) -> bytes:
+    """Return the binary minimal certificate for ``addr`` (see the module text)."""
+    primary_fingerprint = certificate.fingerprint.lower()
+    addr = addr.lower()
+    packets = list(pysequoia.packet.PacketPile.from_bytes(bytes(certificate)))
+    kept: list[pysequoia.packet.Packet] = []
+    # The user ID for addr, else the first one, decides which user ID survives.
+    user_ids = [p.user_id for p in packets if p.tag == Tag.UserID]
+    chosen = next(
+        (uid for uid in user_ids if uid and (user_id_address(uid) or "").lower() == addr),
+        user_ids[0] if user_ids else None,
+    )
+    # Signatures follow the key, user ID or subkey they belong to.
+    keep_section = True
+    for packet in packets:
+        tag = packet.tag
+        if tag in (Tag.PublicKey, Tag.SecretKey) or tag in _SUBKEY_TAGS:
+            keep_section = True
+        elif tag == Tag.UserID:
+            keep_section = packet.user_id == chosen
+        elif tag == Tag.UserAttribute:
+            keep_section = False
+        elif tag == Tag.Signature:
+            issuer = (packet.issuer_fingerprint or "").lower()
+            # Certifications by other keys are not self-signatures: drop them.
+            if keep_section and issuer and issuer != primary_fingerprint:
+                continue
+        else:
+            continue
+        if keep_section:
+            kept.append(packet)
+    try:
+        return bytes(pysequoia.Cert.from_packets(kept))
+    except Exception as exc:  # pysequoia raises plain Exception
+        raise CompositionError(
+            f"cannot build the Autocrypt key data of {certificate.fingerprint}: {exc}"
+        ) from exc
+
+
+def user_id_address(user_id: str) -> str | None:
+    """Return the address in a ``Name <addr>`` user ID, or the bare address."""
+    start, end = user_id.rfind("<"), user_id.rfind(">")
+    if start != -1 and end > start:
+        return user_id[start + 1 : end]
+    return user_id if "@" in user_id else None
+
+
+@functools.lru_cache(maxsize=64)
+def _autocrypt_header(addr: str, fingerprint: str, certificate_bytes: bytes) -> bytes:
+    certificate = pysequoia.Cert.from_bytes(certificate_bytes)
+    keydata = base64.b64encode(minimal_certificate(certificate, addr)).decode("ascii")
+    lines = [f"Autocrypt: addr={addr}; keydata="]
+    lines += [
+        " " + keydata[i : i + _KEYDATA_LINE_LENGTH]
+        for i in range(0, len(keydata), _KEYDATA_LINE_LENGTH)
+    ]
+    return ("\r\n".join(lines) + "\r\n").encode("ascii")
