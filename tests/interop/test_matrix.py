@@ -383,14 +383,8 @@ def test_notmuch_verifies_signed(
     )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "notmuch 0.37 shows the inner Subject only when the decrypted root part "
-        'carries protected-headers="v1" (the draft that preceded RFC 9788); '
-        'the composer sets only hp="cipher", so notmuch shows "..."'
-    ),
-)
+# notmuch 0.37 shows the inner Subject only when the decrypted root part
+# carries protected-headers="v1", the marker of the draft before RFC 9788.
 def test_notmuch_shows_protected_subject(
     recipient_keys: dict[str, RecipientKey], provider: Provider, tmp_path: Path
 ) -> None:
