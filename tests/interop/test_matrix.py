@@ -33,6 +33,7 @@ Cells left out of the matrix, and why:
 from __future__ import annotations
 
 import hashlib
+from datetime import datetime, timezone
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -41,6 +42,7 @@ import pytest
 
 from sealmail.core.mime.compose import compose
 from sealmail.core.mime.message import ComposedMessage, Format, OutgoingMessage
+from sealmail.core.pgp.inspect import inspect_key
 from sealmail.core.pgp.ops import encrypt_and_sign
 from tests.interop import rfc3156
 from tests.interop.conftest import Provider
@@ -397,3 +399,22 @@ def test_notmuch_shows_protected_subject(
     shown = notmuch.show(composed.message_id)
 
     assert shown["headers"]["Subject"] == message.subject
+
+
+# --- intake ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_intake_accepts_key_kind(
+    kind: str, recipient_keys: dict[str, RecipientKey]
+) -> None:
+    """Every kind the matrix encrypts to is one the portal lets a customer register."""
+    key = recipient_keys[kind]
+
+    report = inspect_key(key.armored_certificate)
+
+    assert report.fingerprint.lower() == key.certificate.fingerprint.lower()
+    assert report.version == (6 if kind == "v6" else 4)
+    assert report.usable_until is None or report.usable_until > datetime.now(
+        timezone.utc
+    )
