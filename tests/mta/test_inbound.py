@@ -1,4 +1,4 @@
-"""Inbound mail through a real Postfix: LMTP handover, a ticket, an encrypted answer.
+"""Inbound mail through a real Postfix: LMTP handover, a ticket, an encrypted reply.
 
 A customer's GnuPG writes signed and encrypted PGP/MIME to support@. The
 private Postfix takes it over SMTP with STARTTLS and hands it to sealmail's

@@ -1,9 +1,9 @@
 """Outbound mail through a real Postfix: relay, Maildir delivery, a client decrypts it.
 
-sealmail stores the message, the worker (Huey in immediate mode) composes it
-and relays it to the private Postfix over STARTTLS with the test CA, Postfix
-delivers it into the customer's Maildir, and notmuch decrypts and verifies it
-there, as the customer's mail client would.
+sealmail stores the message, and the worker (Huey in immediate mode) composes
+it and relays it to the private Postfix over STARTTLS with the test CA.
+Postfix delivers it into the customer's Maildir, where notmuch decrypts and
+verifies it as the customer's mail client would.
 """
 
 from __future__ import annotations
