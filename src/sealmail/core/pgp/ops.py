@@ -124,6 +124,8 @@ class DecryptionKey:
     fingerprint: str  # primary key fingerprint
     key_id: str | None  # the encryption subkey's key ID, to try matching keys first
     decryptor: pysequoia.PyDecryptor
+    # The binary secret key, to read signatures inside compressed messages.
+    secret: bytes | None = field(default=None, repr=False)
 
 
 class DecryptionKeySource(Protocol):
@@ -233,12 +235,14 @@ def encrypt_and_sign(
             plaintext,
             targets,
             signer=signer.signer if signer else None,
-            armor=armor,
+            armor=False,
         )
     except Exception as exc:  # pysequoia raises plain Exception
         fingerprints = ", ".join(fact.fingerprint for fact in facts)
         raise EncryptionError(f"encryption to {fingerprints} failed: {_first_line(exc)}") from None
     _check_output(message, facts, any_v4)
+    if armor:
+        return pysequoia.armor(message, pysequoia.ArmorKind.Message).encode("ascii")
     return message
 
 
@@ -326,7 +330,7 @@ def decryption_keys_of(tsk: pysequoia.Tsk, password: str | None = None) -> list[
                 _first_line(exc),
             )
             continue
-        keys.append(DecryptionKey(fingerprint, key_id, decryptor))
+        keys.append(DecryptionKey(fingerprint, key_id, decryptor, variant))
     return keys
 
 
@@ -382,9 +386,14 @@ def decrypt(
             message = _first_line(exc)
             if "No key to decrypt" in message:
                 continue
+            fallback = _decrypt_unsupported_compression(data, message, key, certificates_for)
+            if fallback is not None:
+                return DecryptResult(
+                    fallback[0], True, fallback[1], key.fingerprint, recipient_ids
+                )
             raise _decryption_failure(message, recipient_ids) from None
         plaintext = result.bytes or b""
-        signatures = _signatures_in_message(data, key, certificates_for)
+        signatures = _signatures_in_message(data, plaintext, key, certificates_for)
         logger.info(
             "decrypted a message with key %s (%d signatures)", key.fingerprint, len(signatures)
         )
@@ -395,6 +404,30 @@ def decrypt(
         f"{', '.join(id.upper() for id in recipient_ids) or '(hidden)'}",
         recipient_ids,
     )
+
+
+def _decrypt_unsupported_compression(
+    data: bytes, message: str, key: DecryptionKey, certificates_for: CertificateLookup
+) -> tuple[bytes, list[SignatureResult]] | None:
+    """Open a BZip2-compressed message, which the pysequoia 0.1.35 wheel cannot decompress.
+
+    Only for unprotected Cv25519 keys and SEIPDv1, whose MDC
+    :mod:`sealmail.core.pgp.inner` checks before anything is returned.
+    """
+    from sealmail.core.pgp.inner import inner_message
+
+    if "Malformed Message" not in message or key.secret is None:
+        return None
+    inner = inner_message(data, key.secret)
+    if inner is None:
+        return None
+    signatures = []
+    for packet in inner.signatures:
+        signatures.extend(
+            verify_detached(inner.literal, packet.serialize(), certificates_for=certificates_for)
+        )
+    logger.info("decrypted a message pysequoia could not decompress, with key %s", key.fingerprint)
+    return inner.literal, signatures
 
 
 def _decryption_failure(message: str, recipient_ids: list[str]) -> DecryptionError:
@@ -432,7 +465,7 @@ class _Lookup:
 
 
 def _signatures_in_message(
-    data: bytes, key: DecryptionKey, certificates_for: CertificateLookup
+    data: bytes, plaintext: bytes, key: DecryptionKey, certificates_for: CertificateLookup
 ) -> list[SignatureResult]:
     lookup = _Lookup(certificates_for)
     structure_error = False
@@ -443,6 +476,10 @@ def _signatures_in_message(
         valid = []
     if not lookup.requested:
         return []
+    if structure_error and key.secret is not None:
+        checked = _signatures_in_compressed(data, plaintext, key.secret, certificates_for)
+        if checked is not None:
+            return checked
     results = []
     for issuer in dict.fromkeys(lookup.requested):
         match = next((sig for sig in valid if _names(issuer, sig.signing_key, sig.certificate)), None)
@@ -454,6 +491,23 @@ def _signatures_in_message(
             )
         else:
             results.append(_classify_failure(issuer, lookup.returned, None))
+    return results
+
+
+def _signatures_in_compressed(
+    data: bytes, plaintext: bytes, secret: bytes, certificates_for: CertificateLookup
+) -> list[SignatureResult] | None:
+    """Check the signatures of a compressed message; None when it cannot be opened."""
+    from sealmail.core.pgp.inner import inner_message
+
+    inner = inner_message(data, secret)
+    if inner is None or inner.literal != plaintext or not inner.signatures:
+        return None
+    results = []
+    for packet in inner.signatures:
+        results.extend(
+            verify_detached(plaintext, packet.serialize(), certificates_for=certificates_for)
+        )
     return results
 
 

@@ -15,6 +15,7 @@ import bz2
 import hashlib
 import re
 import zlib
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 
@@ -170,15 +171,28 @@ def encode_length(length: int) -> bytes:
     return b"\xff" + length.to_bytes(4, "big")
 
 
-def crc24(data: bytes) -> int:
-    crc = 0xB704CE
-    for byte in data:
-        crc ^= byte << 16
+def _crc24_table() -> list[int]:
+    table = []
+    for byte in range(256):
+        crc = byte << 16
         for _ in range(8):
             crc <<= 1
             if crc & 0x1000000:
                 crc ^= 0x1864CFB
-    return crc & 0xFFFFFF
+        table.append(crc & 0xFFFFFF)
+    return table
+
+
+_CRC24_TABLE = _crc24_table()
+
+
+def crc24(data: bytes) -> int:
+    """Return the CRC-24 of the armor checksum (RFC 9580 section 6.1)."""
+    crc = 0xB704CE
+    table = _CRC24_TABLE
+    for byte in data:
+        crc = ((crc << 8) & 0xFFFFFF) ^ table[(crc >> 16) ^ byte]
+    return crc
 
 
 @dataclass(frozen=True)
@@ -252,12 +266,19 @@ def read_packets(data: bytes, *, max_packets: int | None = None) -> list[RawPack
     Raises :class:`PacketError` on a truncated packet, a reserved tag or
     more than ``max_packets`` packets.
     """
-    packets: list[RawPacket] = []
+    packets = []
+    for packet in iter_packets(data):
+        if max_packets is not None and len(packets) >= max_packets:
+            raise PacketError(f"more than {max_packets} packets")
+        packets.append(packet)
+    return packets
+
+
+def iter_packets(data: bytes) -> Iterator[RawPacket]:
+    """Yield the packets of binary OpenPGP data one by one; see :func:`read_packets`."""
     offset = 0
     size = len(data)
     while offset < size:
-        if max_packets is not None and len(packets) >= max_packets:
-            raise PacketError(f"more than {max_packets} packets")
         header = data[offset]
         if not header & 0x80:
             raise PacketError(f"byte {offset} is not a packet header (0x{header:02x})")
@@ -282,8 +303,7 @@ def read_packets(data: bytes, *, max_packets: int | None = None) -> list[RawPack
                 offset += length
         if tag == 0:
             raise PacketError("a packet has the reserved tag 0")
-        packets.append(RawPacket(tag, bytes(body)))
-    return packets
+        yield RawPacket(tag, bytes(body))
 
 
 def _read_new_format_body(data: bytes, offset: int) -> tuple[bytes, int]:
@@ -658,7 +678,7 @@ class MessageOutline:
 def outline_message(data: bytes) -> MessageOutline:
     """Read the session key packets and the kind of encrypted data packet."""
     outline = MessageOutline()
-    for packet in read_packets(dearmor(data).data):
+    for packet in iter_packets(dearmor(data).data):
         if packet.tag == TAG_PKESK:
             outline.recipients.append(parse_pkesk(packet))
         elif packet.tag == TAG_SKESK:

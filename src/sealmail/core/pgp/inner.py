@@ -1,0 +1,185 @@
+"""Read the signature packets inside an encrypted message with our own Cv25519 key.
+
+pysequoia 0.1.35 checks signatures during decryption only when the signed
+data is not wrapped in a compressed data packet; GnuPG compresses unless the
+recipient's preferences forbid it, and sq 0.27 always adds a compressed
+packet for padding. For those messages this module opens the message a
+second time, only to find the signature packets and the signed literal data:
+
+1. decrypt the session key of a version 3 PKESK for an unprotected ECDH
+   Curve25519 secret subkey (RFC 9580 section 5.1.6, RFC 6637);
+2. decrypt a SEIPDv1 packet (AES-CFB with zero IV, section 5.13.1) and
+   check its MDC;
+3. decompress and split the inner packets.
+
+The signatures themselves are still verified by pysequoia, over the
+literal data. Anything else (RSA, passphrase-protected keys, SEIPDv2,
+v6 session key packets) returns None and the caller reports the
+signatures as unchecked.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from dataclasses import dataclass
+
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms
+from cryptography.hazmat.primitives.keywrap import InvalidUnwrap, aes_key_unwrap
+
+from sealmail.core.pgp import packets as pk
+
+try:  # cryptography 47 moved CFB, which OpenPGP still needs, to "decrepit".
+    from cryptography.hazmat.decrepit.ciphers.modes import CFB
+except ImportError:  # pragma: no cover - older cryptography
+    from cryptography.hazmat.primitives.ciphers.modes import CFB
+
+CV25519_OID = bytes.fromhex("2B060104019755010501")
+AES_KEY_SIZES = {7: 16, 8: 24, 9: 32}
+KDF_HASHES = {8: hashlib.sha256, 9: hashlib.sha384, 10: hashlib.sha512}
+MAX_INNER_SIZE = 64 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class InnerMessage:
+    """The signed content of a decrypted message and its signature packets."""
+
+    literal: bytes
+    signatures: list[pk.RawPacket]
+
+
+@dataclass(frozen=True)
+class _EcdhSecret:
+    key_id: str
+    fingerprint: bytes
+    public_body: bytes
+    scalar: bytes  # little-endian X25519 private key
+    kdf_hash: int
+    kek_algorithm: int
+
+
+def _mpi_bytes(data: bytes, offset: int) -> tuple[bytes, int]:
+    bits = int.from_bytes(data[offset : offset + 2], "big")
+    end = offset + 2 + (bits + 7) // 8
+    if end > len(data):
+        raise pk.PacketError("an MPI is truncated")
+    return data[offset + 2 : end], end
+
+
+def _ecdh_secrets(tsk_bytes: bytes) -> list[_EcdhSecret]:
+    secrets = []
+    for packet in pk.iter_packets(pk.dearmor(tsk_bytes).data):
+        if packet.tag != pk.TAG_SECRET_SUBKEY:
+            continue
+        info = pk.parse_key(packet)
+        if info.version != 4 or info.algorithm_id != 18 or info.curve != "cv25519":
+            continue
+        rest = packet.body[len(info.public_body) :]
+        if not rest or rest[0] != 0:
+            continue  # passphrase-protected: not handled here
+        scalar, _ = _mpi_bytes(rest, 1)
+        kdf = info.public_body[-4:]  # length 3, reserved 1, hash, symmetric algorithm
+        secrets.append(
+            _EcdhSecret(
+                info.key_id,
+                bytes.fromhex(info.fingerprint),
+                info.public_body,
+                bytes(reversed(scalar.rjust(32, b"\x00"))),
+                kdf[2],
+                kdf[3],
+            )
+        )
+    return secrets
+
+
+def _session_key(pkesk: bytes, secret: _EcdhSecret) -> tuple[int, bytes] | None:
+    if len(pkesk) < 10 or pkesk[0] != 3 or pkesk[9] != 18:
+        return None
+    point, offset = _mpi_bytes(pkesk, 10)
+    if len(point) != 33 or point[0] != 0x40 or offset >= len(pkesk):
+        return None
+    wrapped = pkesk[offset + 1 : offset + 1 + pkesk[offset]]
+    private = X25519PrivateKey.from_private_bytes(secret.scalar)
+    shared = private.exchange(X25519PublicKey.from_public_bytes(point[1:]))
+    parameters = (
+        bytes([len(CV25519_OID)]) + CV25519_OID + bytes([18])
+        + bytes([3, 1, secret.kdf_hash, secret.kek_algorithm])
+        + b"Anonymous Sender    " + secret.fingerprint
+    )
+    hash_function = KDF_HASHES.get(secret.kdf_hash)
+    kek_size = AES_KEY_SIZES.get(secret.kek_algorithm)
+    if hash_function is None or kek_size is None:
+        return None
+    kek = hash_function(b"\x00\x00\x00\x01" + shared + parameters).digest()[:kek_size]
+    try:
+        padded = aes_key_unwrap(kek, wrapped)
+    except (InvalidUnwrap, ValueError):
+        return None
+    padding = padded[-1]
+    if padding == 0 or padding > 8 or padded[-padding:] != bytes([padding]) * padding:
+        return None
+    message = padded[:-padding]
+    algorithm, key, checksum = message[0], message[1:-2], message[-2:]
+    if AES_KEY_SIZES.get(algorithm) != len(key):
+        return None
+    if sum(key) & 0xFFFF != int.from_bytes(checksum, "big"):
+        return None
+    return algorithm, key
+
+
+def _decrypt_seipd_v1(body: bytes, key: bytes) -> bytes | None:
+    if not body or body[0] != 1:
+        return None
+    decryptor = Cipher(algorithms.AES(key), CFB(b"\x00" * 16)).decryptor()
+    plain = decryptor.update(body[1:]) + decryptor.finalize()
+    if len(plain) < 16 + 2 + 22 or plain[14:16] != plain[16:18]:
+        return None
+    content, mdc = plain[:-20], plain[-20:]
+    if content[-2:] != b"\xd3\x14":
+        return None
+    if not hmac.compare_digest(hashlib.sha1(content).digest(), mdc):
+        return None
+    return content[18:-2]
+
+
+def inner_message(data: bytes, tsk_bytes: bytes) -> InnerMessage | None:
+    """Return the literal data and signature packets of ``data``, or None when not possible."""
+    try:
+        secrets = _ecdh_secrets(tsk_bytes)
+        if not secrets:
+            return None
+        pkesks = []
+        encrypted = None
+        for packet in pk.iter_packets(pk.dearmor(data).data):
+            if packet.tag == pk.TAG_PKESK:
+                pkesks.append(packet.body)
+            elif packet.tag == pk.TAG_SEIPD:
+                encrypted = packet.body
+                break
+        if encrypted is None:
+            return None
+        session = None
+        for body in pkesks:
+            for secret in secrets:
+                session = _session_key(body, secret)
+                if session is not None:
+                    break
+            if session is not None:
+                break
+        if session is None:
+            return None
+        plain = _decrypt_seipd_v1(encrypted, session[1])
+        if plain is None:
+            return None
+        packets = pk.read_packets(plain)
+        while packets and packets[0].tag == pk.TAG_COMPRESSED:
+            packets = pk.read_packets(pk.decompress(packets[0], max_size=MAX_INNER_SIZE))
+        literal = next((p for p in packets if p.tag == pk.TAG_LITERAL), None)
+        if literal is None or len(literal.body) < 6:
+            return None
+        content = literal.body[2 + literal.body[1] + 4 :]
+        signatures = [p for p in packets if p.tag == pk.TAG_SIGNATURE]
+        return InnerMessage(content, signatures)
+    except (pk.PacketError, ValueError):
+        return None
