@@ -33,8 +33,8 @@ Cells left out of the matrix, and why:
 from __future__ import annotations
 
 import hashlib
-from datetime import datetime, timezone
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -415,6 +415,4 @@ def test_intake_accepts_key_kind(
 
     assert report.fingerprint.lower() == key.certificate.fingerprint.lower()
     assert report.version == (6 if kind == "v6" else 4)
-    assert report.usable_until is None or report.usable_until > datetime.now(
-        timezone.utc
-    )
+    assert report.usable_until is None or report.usable_until > datetime.now(UTC)

@@ -150,6 +150,7 @@ class Shell:
             capture_output=True,
             text=True,
             timeout=timeout,
+            check=False,
         )
         self.history.append((command, result))
         assert result.returncode == 0, (
@@ -327,6 +328,7 @@ def instance(tmp_path: Path) -> Iterator[Instance]:
             ["gpgconf", "--homedir", str(gnupg_home), "--kill", "gpg-agent"],
             capture_output=True,
             timeout=30,
+            check=False,
         )
 
 
@@ -339,6 +341,7 @@ def make_run(instance: Instance, readme: Readme) -> None:
         capture_output=True,
         text=True,
         timeout=60,
+        check=False,
     )
     assert recipe.returncode == 0, recipe.stderr
     steps = [
