@@ -9,6 +9,7 @@ from ninja import NinjaAPI, Schema
 from sealmail import __version__
 from sealmail.api.auth import TokenAuth
 from sealmail.contacts.api import router as contacts_router
+from sealmail.inbound.api import router as tickets_router
 
 api = NinjaAPI(
     title="sealmail API",
@@ -56,3 +57,4 @@ def _register_outbox_routers() -> None:
 
 _register_outbox_routers()
 api.add_router("/v1/contacts", contacts_router)
+api.add_router("/v1/tickets", tickets_router)
