@@ -17,7 +17,7 @@ from tests.support import require_tool
 # command -> Debian package; each takes the same SOP subcommands.
 IMPLEMENTATIONS = {"sqop": "sqop", "gosop": "gosop", "pgpainless-cli": "pgpainless-cli"}
 
-# gosop 0.0.0 only knows the older spelling of --verifications-out.
+# gosop 0.0.0 accepts only the older spelling of --verifications-out.
 _VERIFICATIONS_OPTION = {"gosop": "--verify-out"}
 
 
@@ -62,12 +62,16 @@ class Sop:
         proc = self._run(args, ciphertext)
         stderr = proc.stderr.decode("utf-8", "replace")
         if proc.returncode != 0:
-            raise AssertionError(f"{self.command} decrypt failed ({proc.returncode}):\n{stderr}")
+            raise AssertionError(
+                f"{self.command} decrypt failed ({proc.returncode}):\n{stderr}"
+            )
         # Each line of the verifications file is one signature that verified.
         lines = verifications.read_text().splitlines() if verifications.exists() else []
         signatures = [Verification(True, line) for line in lines if line.strip()]
         if not signatures:
-            signatures = [Verification(False, f"no verified signature; stderr:\n{stderr}")]
+            signatures = [
+                Verification(False, f"no verified signature; stderr:\n{stderr}")
+            ]
         return Decryption(proc.stdout, signatures)
 
     def verify_detached(self, data: bytes, signature: bytes) -> Verification:

@@ -40,6 +40,25 @@ SEALMAIL_BASE_URL = os.environ.get(
     "SEALMAIL_BASE_URL", f"http://{SEALMAIL_WEB_ADDR[0]}:{SEALMAIL_WEB_ADDR[1]}"
 ).rstrip("/")
 SEALMAIL_SMTPD_MAX_BYTES = env_int("SEALMAIL_SMTPD_MAX_BYTES", 25 * 1024 * 1024)
+SEALMAIL_INBOUND_MAX_PLAINTEXT_BYTES = env_int(
+    "SEALMAIL_INBOUND_MAX_PLAINTEXT_BYTES", 64 * 1024 * 1024
+)
+SEALMAIL_INBOUND_ACKNOWLEDGE = env_bool("SEALMAIL_INBOUND_ACKNOWLEDGE", True)
+# Outgoing mail: sign mail to contacts without a key; retry temporary delivery
+# failures after SEALMAIL_SEND_RETRY_SECONDS, doubling each time, up to
+# SEALMAIL_SEND_MAX_ATTEMPTS attempts.
+SEALMAIL_SIGN_PLAIN = env_bool("SEALMAIL_SIGN_PLAIN", False)
+SEALMAIL_SEND_RETRY_SECONDS = env_int("SEALMAIL_SEND_RETRY_SECONDS", 60)
+SEALMAIL_SEND_MAX_ATTEMPTS = env_int("SEALMAIL_SEND_MAX_ATTEMPTS", 10)
+# Room for a message with 15 MiB of base64 attachments in one API call.
+DATA_UPLOAD_MAX_MEMORY_SIZE = 32 * 1024 * 1024
+# Portal: how long a confirmation link stays valid, and the rate limits on
+# change requests (per contact and per client address, each per hour) and on
+# failed logins (per user name and client address, per 15 minutes).
+SEALMAIL_CONFIRM_HOURS = env_int("SEALMAIL_CONFIRM_HOURS", 24)
+SEALMAIL_CHANGE_LIMIT_CONTACT = env_int("SEALMAIL_CHANGE_LIMIT_CONTACT", 5)
+SEALMAIL_CHANGE_LIMIT_CLIENT = env_int("SEALMAIL_CHANGE_LIMIT_CLIENT", 20)
+SEALMAIL_LOGIN_MAX_FAILURES = env_int("SEALMAIL_LOGIN_MAX_FAILURES", 5)
 
 ALLOWED_HOSTS = [
     host.strip()
@@ -153,12 +172,25 @@ LOGGING = {
     "formatters": {
         "plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"},
     },
+    # Confirmation and password reset links carry tokens in their paths.
+    "filters": {"redact_tokens": {"()": "sealmail.contacts.logfilters.RedactTokens"}},
     "handlers": {
-        "console": {"class": "logging.StreamHandler", "formatter": "plain"},
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": "plain",
+            "filters": ["redact_tokens"],
+        },
     },
     "root": {"handlers": ["console"], "level": os.environ.get("SEALMAIL_LOG_LEVEL", "INFO")},
     "loggers": {
         "django.db.backends": {"level": "WARNING"},
+        "django.request": {"filters": ["redact_tokens"]},
+        "django.server": {
+            "handlers": ["console"],
+            "filters": ["redact_tokens"],
+            "level": "INFO",
+            "propagate": False,
+        },
         # A handler of its own stops run_huey from adding a second one.
         "huey": {"handlers": ["console"], "level": "INFO", "propagate": False},
     },

@@ -1,0 +1,543 @@
+"""Compose and deliver batches of stored messages; the worker's tasks call this.
+
+A batch runs in three steps, each committed before the next:
+
+1. Claim: an atomic UPDATE sets a lease on the rows that are due, so two
+   workers never send the same row at the same time.
+2. Compose: the policy decides per row; the composed bytes are stored with
+   the format and the key fingerprint. Held and failed rows are final here.
+3. Send: one transport session sends the stored bytes of every composed row;
+   the relay's replies are written back in one update per batch.
+
+A worker that dies between steps 2 and 3 leaves rows with a lease that
+expires; the sweep queues them again and they go out with the stored bytes
+and the same Message-ID. A worker that dies during step 3 may have handed
+some messages to the relay already, so a recipient can get a second copy,
+but with the same Message-ID and bytes.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+import pysequoia
+from django.conf import settings
+from django.db import connection, transaction
+from django.db.models import Q
+from django.urls import NoReverseMatch, reverse
+from django.utils import timezone
+
+from sealmail.contacts.models import Contact, ContactKey
+from sealmail.core.errors import KeyStoreError, SealmailError
+from sealmail.core.mime import compose as compose_module
+from sealmail.core.mime.message import Attachment, Format, OutgoingMessage
+from sealmail.core.pgp.ops import ProviderSigner
+from sealmail.keys.store import get_keystore
+from sealmail.outbox.models import Blob, Category, NoticeState, OutboxMessage
+from sealmail.outbox.policy import (
+    ENCRYPTED_FORMATS,
+    Action,
+    KeyChecker,
+    decide,
+    requires_encryption,
+)
+from sealmail.outbox.transport import (
+    DeliveryFailure,
+    PermanentFailure,
+    TemporaryFailure,
+    Transport,
+    TransportConfigError,
+    transport_from_url,
+)
+
+logger = logging.getLogger(__name__)
+
+LEASE = timedelta(minutes=10)
+SWEEP_GRACE = timedelta(minutes=5)
+NOTICE_INTERVAL = timedelta(days=1)
+MAX_RETRY_DELAY = timedelta(hours=4)
+SWEEP_LIMIT = 5000
+
+Status = OutboxMessage.Status
+
+RESULT_FIELDS = [
+    "status",
+    "attempts",
+    "last_attempt",
+    "next_attempt",
+    "sent_at",
+    "relay_reply",
+    "tls_protocol",
+    "tls_cipher",
+    "error",
+    "hold_reason",
+    "lease_until",
+    "lease_token",
+    "updated",
+]
+COMPOSED_FIELDS = ["composed", "format", "encrypted_to", "signed_by", "to_address"]
+
+
+def sign_plain() -> bool:
+    return bool(getattr(settings, "SEALMAIL_SIGN_PLAIN", False))
+
+
+def max_attempts() -> int:
+    return int(getattr(settings, "SEALMAIL_SEND_MAX_ATTEMPTS", 10))
+
+
+def retry_delay(attempts: int) -> timedelta:
+    """Exponential backoff: the base delay doubled for every earlier attempt."""
+    base = float(getattr(settings, "SEALMAIL_SEND_RETRY_SECONDS", 60))
+    seconds = base * 2 ** max(0, attempts - 1)
+    return min(timedelta(seconds=seconds), MAX_RETRY_DELAY)
+
+
+def get_transport() -> Transport:
+    helo = settings.SEALMAIL_FROM.rpartition("@")[2] or "localhost"
+    return transport_from_url(settings.SEALMAIL_SMTP_URL, settings.MAILDIR, helo)
+
+
+def looks_encrypted(data: bytes, format: Format) -> bool:
+    """Whether composed bytes carry an OpenPGP message where the format needs one.
+
+    A last check against a composer bug: bytes that fail it are never sent.
+    """
+    if format == Format.PGPMIME:
+        head = data[:8192].lower()
+        return b"multipart/encrypted" in head and b"-----begin pgp message-----" in data.lower()
+    if format == Format.INLINE:
+        return b"-----BEGIN PGP MESSAGE-----" in data
+    return False
+
+
+@dataclass
+class BatchContext:
+    """Per-batch caches: provider keys, key checks and attachment blobs."""
+
+    now: datetime
+    keys: KeyChecker
+    _signer: ProviderSigner | None = None
+    _autocrypt: pysequoia.Cert | None = None
+    _blobs: dict[str, bytes] = field(default_factory=dict)
+    changed: set[int] = field(default_factory=set)  # rows composed or decided now
+
+    def signer(self) -> ProviderSigner:
+        if self._signer is None:
+            self._signer = get_keystore().signer()
+        return self._signer
+
+    def autocrypt(self) -> pysequoia.Cert | None:
+        if self._autocrypt is None:
+            certificates = get_keystore().certificates()
+            self._autocrypt = certificates[0] if certificates else None
+        return self._autocrypt
+
+    def attachments(self, message: OutboxMessage) -> tuple[Attachment, ...]:
+        missing = [a["sha256"] for a in message.attachments if a["sha256"] not in self._blobs]
+        if missing:
+            for sha256, data in Blob.objects.filter(sha256__in=missing).values_list(
+                "sha256", "data"
+            ):
+                self._blobs[sha256] = bytes(data)
+        return tuple(
+            Attachment(a["filename"], a["content_type"], self._blobs[a["sha256"]])
+            for a in message.attachments
+        )
+
+
+@dataclass
+class BatchResult:
+    claimed: int = 0
+    sent: int = 0
+    held: int = 0
+    failed: int = 0
+    retry: int = 0
+
+
+def write_fields(messages: Sequence[OutboxMessage], fields: Sequence[str]) -> None:
+    """Write ``fields`` of every message with one UPDATE statement run per row.
+
+    ``executemany`` of one parameterized UPDATE is much faster here than
+    ``bulk_update``, which builds a CASE expression per field and row.
+    """
+    if not messages:
+        return
+    quote = connection.ops.quote_name
+    columns = [OutboxMessage._meta.get_field(name) for name in fields]
+    assignments = ", ".join(f"{quote(column.column)} = %s" for column in columns)
+    sql = (
+        f"UPDATE {quote(OutboxMessage._meta.db_table)} SET {assignments} "
+        f"WHERE {quote(OutboxMessage._meta.pk.column)} = %s"
+    )
+    rows = [
+        [column.get_db_prep_save(getattr(message, column.attname), connection) for column in columns]
+        + [message.pk]
+        for message in messages
+    ]
+    with connection.cursor() as cursor:
+        cursor.executemany(sql, rows)
+
+
+def claim(ids: Sequence[int], now: datetime) -> list[OutboxMessage]:
+    """Lease the due, queued rows among ``ids`` and return them with their contacts."""
+    token = uuid.uuid4().hex
+    claimed = (
+        OutboxMessage.objects.filter(
+            id__in=ids, status=Status.QUEUED, next_attempt__lte=now
+        )
+        .filter(Q(lease_until__isnull=True) | Q(lease_until__lt=now))
+        .update(lease_until=now + LEASE, lease_token=token)
+    )
+    if not claimed:
+        return []
+    return list(
+        OutboxMessage.objects.filter(id__in=ids, lease_token=token)
+        .select_related(
+            "contact", "contact__active_key", "contact__customer", "recipient_key"
+        )
+        .order_by("id")
+    )
+
+
+def is_stale(message: OutboxMessage, contact: Contact | None) -> bool:
+    """Whether stored composed bytes no longer fit the contact and must be redone."""
+    if message.composed is None:
+        return True
+    composed_format = Format(message.format)
+    if composed_format not in ENCRYPTED_FORMATS and requires_encryption(message, contact):
+        return True
+    if contact is None:
+        return False
+    if not message.explicit_address and contact.address != message.to_address:
+        return True
+    active = contact.active_key
+    return (
+        message.recipient_key_id is None
+        and composed_format in ENCRYPTED_FORMATS
+        and active is not None
+        and contact.encryption == Contact.Encryption.ACTIVE
+        and active.fingerprint.lower() != message.encrypted_to.lower()
+    )
+
+
+def _retry(message: OutboxMessage, now: datetime, error: str) -> str:
+    message.attempts += 1
+    message.last_attempt = now
+    message.error = error
+    message.lease_until = None
+    message.lease_token = ""
+    if message.attempts >= max_attempts():
+        message.status = Status.FAILED
+        logger.error(
+            "message %d failed after %d attempts: %s", message.pk, message.attempts, error
+        )
+        return "failed"
+    message.next_attempt = now + retry_delay(message.attempts)
+    logger.warning(
+        "message %d attempt %d failed, retrying at %s: %s",
+        message.pk,
+        message.attempts,
+        message.next_attempt.isoformat(timespec="seconds"),
+        error,
+    )
+    return "retry"
+
+
+def _fail(message: OutboxMessage, now: datetime, error: str) -> str:
+    message.status = Status.FAILED
+    message.error = error
+    message.last_attempt = now
+    message.lease_until = None
+    message.lease_token = ""
+    logger.error("message %d failed: %s", message.pk, error)
+    return "failed"
+
+
+def prepare(message: OutboxMessage, ctx: BatchContext) -> str:
+    """Compose ``message`` if needed; return ready, held, failed or retry."""
+    contact = message.contact
+    if not is_stale(message, contact):
+        return "ready"
+    ctx.changed.add(message.pk)
+    message.composed = None
+    decision = decide(message, contact, ctx.keys, sign_plain=sign_plain())
+    if decision.action == Action.HOLD:
+        message.status = Status.HELD
+        message.hold_reason = decision.reason
+        message.lease_until = None
+        message.lease_token = ""
+        logger.info(
+            "message %d held: contact %s key unusable (%s)",
+            message.pk,
+            message.contact_id,
+            decision.reason,
+        )
+        return "held"
+    if decision.action == Action.FAIL:
+        return _fail(message, ctx.now, f"not sent: {decision.reason}")
+    assert decision.format is not None
+    if contact is not None and not message.explicit_address:
+        message.to_address = contact.address
+    try:
+        encrypted = decision.format in ENCRYPTED_FORMATS
+        signer = ctx.signer() if decision.format != Format.PLAIN else None
+        try:
+            autocrypt = ctx.autocrypt()
+        except KeyStoreError:
+            if encrypted or signer is not None:
+                raise
+            autocrypt = None
+        outgoing = OutgoingMessage(
+            sender=settings.SEALMAIL_FROM,
+            to=message.to_address,
+            subject=message.subject,
+            text=message.text,
+            html=message.html,
+            attachments=ctx.attachments(message),
+            message_id=message.message_id,
+            date=ctx.now,
+            in_reply_to=message.in_reply_to or None,
+            references=tuple(message.references),
+        )
+        composed = compose_module.compose(
+            outgoing,
+            decision.format,
+            recipients=[decision.certificate] if encrypted and decision.certificate else [],
+            signer=signer,
+            autocrypt_certificate=autocrypt,
+        )
+    except SealmailError as exc:
+        return _retry(message, ctx.now, f"composing failed: {exc}")
+    except Exception as exc:  # a composer bug must not stop the batch
+        logger.exception("composing message %d raised", message.pk)
+        return _retry(message, ctx.now, f"composing failed: {type(exc).__name__}: {exc}")
+    data = bytes(composed.data)
+    if encrypted:
+        expected = decision.certificate.fingerprint.lower() if decision.certificate else ""
+        encrypted_to = [fpr.lower() for fpr in composed.encrypted_to]
+        if (
+            composed.format != decision.format
+            or not looks_encrypted(data, decision.format)
+            or expected not in encrypted_to
+        ):
+            # Never send: the composer returned something other than what was asked.
+            return _retry(
+                message,
+                ctx.now,
+                f"composer returned {composed.format.value} output not encrypted to "
+                f"{expected}; nothing was sent",
+            )
+    if composed.message_id != message.message_id:
+        return _retry(
+            message,
+            ctx.now,
+            f"composer changed the Message-ID to {composed.message_id}; nothing was sent",
+        )
+    message.composed = data
+    message.format = decision.format.value
+    message.encrypted_to = decision.certificate.fingerprint.lower() if encrypted else ""
+    message.signed_by = composed.signed_by or ""
+    return "ready"
+
+
+def _mark_key_problem(contact: Contact, key: ContactKey | None, reason: str, now: datetime) -> None:
+    """Record that the contact's active key failed the send-time check."""
+    if key is not None:
+        ContactKey.objects.filter(pk=key.pk).update(problem=reason[:32], last_checked=now)
+    Contact.objects.filter(pk=contact.pk, encryption=Contact.Encryption.ACTIVE).update(
+        encryption=Contact.Encryption.KEY_PROBLEM
+    )
+
+
+def key_update_url(contact: Contact) -> str:
+    try:
+        path = reverse("contacts:update", args=[contact.pk])
+    except NoReverseMatch:
+        path = "/"
+    return settings.SEALMAIL_BASE_URL + path
+
+
+def notify_key_problem(contact: Contact, reason: str, now: datetime) -> bool:
+    """Queue the content-free notice for ``contact`` unless one went out in the last day.
+
+    The check and the claim are one conditional UPDATE, so concurrent workers
+    queue at most one notice. Returns whether a notice was queued.
+    """
+    from sealmail.outbox.service import enqueue
+
+    with transaction.atomic():
+        state, _ = NoticeState.objects.get_or_create(contact=contact)
+        claimed = (
+            NoticeState.objects.filter(pk=state.pk)
+            .filter(Q(last_notice__isnull=True) | Q(last_notice__lte=now - NOTICE_INTERVAL))
+            .update(last_notice=now)
+        )
+        if not claimed:
+            return False
+        enqueue(
+            contact,
+            category=Category.KEY_PROBLEM,
+            template="key_problem",
+            context={"reason": reason, "update_url": key_update_url(contact)},
+            source="sealmail",
+        )
+    logger.info("queued a key problem notice for contact %d (%s)", contact.pk, reason)
+    return True
+
+
+def deliver_batch(ids: Sequence[int], *, transport: Transport | None = None) -> BatchResult:
+    """Compose and send the due, queued messages among ``ids``."""
+    now = timezone.now()
+    messages = claim(ids, now)
+    result = BatchResult(claimed=len(messages))
+    if not messages:
+        return result
+    ctx = BatchContext(now=now, keys=KeyChecker(now))
+    outcomes: dict[str, list[OutboxMessage]] = defaultdict(list)
+    for message in messages:
+        outcomes[prepare(message, ctx)].append(message)
+
+    held_contacts: dict[int, tuple[Contact, str, ContactKey | None]] = {}
+    for message in outcomes["held"]:
+        contact = message.contact
+        assert contact is not None
+        held_contacts[contact.pk] = (contact, message.hold_reason, contact.active_key)
+    changed = [message for message in messages if message.pk in ctx.changed]
+    with transaction.atomic():
+        for message in changed:
+            message.updated = now
+        write_fields(changed, COMPOSED_FIELDS + RESULT_FIELDS)
+        for contact, reason, key in held_contacts.values():
+            _mark_key_problem(contact, key, reason, now)
+    for contact, reason, _key in held_contacts.values():
+        notify_key_problem(contact, reason, now)
+
+    ready = outcomes["ready"]
+    send_outcomes = _send(ready, transport) if ready else {}
+    for name, group in send_outcomes.items():
+        outcomes[name].extend(group)
+    with transaction.atomic():
+        write_fields(ready, RESULT_FIELDS)
+    _schedule_retries(outcomes["retry"])
+    result.sent = len(outcomes["sent"])
+    result.held = len(outcomes["held"])
+    result.failed = len(outcomes["failed"])
+    result.retry = len(outcomes["retry"])
+    logger.info(
+        "batch of %d: %d sent, %d held, %d failed, %d to retry",
+        result.claimed,
+        result.sent,
+        result.held,
+        result.failed,
+        result.retry,
+    )
+    return result
+
+
+def _send(
+    ready: list[OutboxMessage], transport: Transport | None
+) -> dict[str, list[OutboxMessage]]:
+    outcomes: dict[str, list[OutboxMessage]] = defaultdict(list)
+    now = timezone.now()
+    try:
+        transport = transport or get_transport()
+        session = transport.open()
+    except (DeliveryFailure, TransportConfigError) as exc:
+        error = getattr(exc, "reply", str(exc))
+        for message in ready:
+            outcomes[_retry(message, now, error)].append(message)
+        return outcomes
+    with session:
+        for index, message in enumerate(ready):
+            now = timezone.now()
+            message.updated = now
+            assert message.composed is not None
+            if requires_encryption(message, message.contact) and (
+                Format(message.format) not in ENCRYPTED_FORMATS
+            ):
+                # prepare() recomposes such rows; this guards against a bug there.
+                outcomes[_fail(message, now, "refused to send plaintext")].append(message)
+                continue
+            try:
+                delivered = session.send(
+                    settings.SEALMAIL_FROM, message.to_address, bytes(message.composed)
+                )
+            except PermanentFailure as exc:
+                message.attempts += 1
+                message.relay_reply = exc.reply
+                outcomes[_fail(message, now, f"rejected by the relay: {exc.reply}")].append(
+                    message
+                )
+                continue
+            except TemporaryFailure as exc:
+                message.relay_reply = exc.reply
+                outcomes[_retry(message, now, exc.reply)].append(message)
+                if exc.connection_lost:
+                    for rest in ready[index + 1 :]:
+                        rest.updated = now
+                        outcomes[_retry(rest, now, exc.reply)].append(rest)
+                    break
+                continue
+            message.status = Status.SENT
+            message.attempts += 1
+            message.last_attempt = now
+            message.sent_at = now
+            message.relay_reply = delivered.reply
+            message.tls_protocol = delivered.tls_protocol
+            message.tls_cipher = delivered.tls_cipher
+            message.error = ""
+            message.lease_until = None
+            message.lease_token = ""
+            outcomes["sent"].append(message)
+    return outcomes
+
+
+def _schedule_retries(messages: list[OutboxMessage]) -> None:
+    if not messages:
+        return
+    from sealmail.outbox.tasks import schedule_batches
+
+    by_time: dict[datetime, list[int]] = defaultdict(list)
+    for message in messages:
+        by_time[message.next_attempt.replace(microsecond=0)].append(message.pk)
+    for eta, ids in by_time.items():
+        try:
+            schedule_batches(ids, eta=eta + timedelta(seconds=1))
+        except Exception:
+            logger.exception("scheduling the retry of %d message(s) failed", len(ids))
+
+
+def sweep(now: datetime | None = None) -> tuple[int, int]:
+    """Queue rows whose task was lost and release held mail of re-enabled contacts.
+
+    Returns (rows queued again, rows released).
+    """
+    from sealmail.outbox.service import release_held
+    from sealmail.outbox.tasks import schedule_batches
+
+    now = now or timezone.now()
+    ids = list(
+        OutboxMessage.objects.filter(
+            status=Status.QUEUED, next_attempt__lte=now - SWEEP_GRACE
+        )
+        .filter(Q(lease_until__isnull=True) | Q(lease_until__lt=now))
+        .order_by("next_attempt")
+        .values_list("id", flat=True)[:SWEEP_LIMIT]
+    )
+    if ids:
+        logger.info("sweep queues %d message(s) again", len(ids))
+        schedule_batches(ids)
+    released = 0
+    contacts = Contact.objects.filter(
+        encryption=Contact.Encryption.ACTIVE,
+        outbox_messages__status=Status.HELD,
+    ).distinct()
+    for contact in contacts:
+        released += release_held(contact)
+    return len(ids), released

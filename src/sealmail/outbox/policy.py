@@ -1,0 +1,135 @@
+"""The send policy: how one message leaves, decided when the worker composes it.
+
+- A contact with an active, usable key gets mail encrypted to that key and
+  signed, in the contact's mode (PGP/MIME or inline).
+- A contact who turned encryption on but whose key is no longer usable
+  (expired, revoked, removed) gets nothing: the message is held until a new
+  key is confirmed. Only content-free categories (the notice asking for a
+  new key) go out unencrypted to such a contact.
+- A contact without a key gets plain mail, or signed-only mail when
+  ``SEALMAIL_SIGN_PLAIN`` is on.
+- A message with an explicit ``recipient_key`` is always encrypted to that key
+  and fails if the key is unusable.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+from dataclasses import dataclass
+from datetime import datetime
+
+import pysequoia
+
+from sealmail.contacts.models import Contact, ContactKey
+from sealmail.core.errors import KeyRejected
+from sealmail.core.mime.message import Format
+from sealmail.outbox.models import CONTENT_FREE_CATEGORIES, OutboxMessage
+
+try:
+    from sealmail.core.pgp.inspect import check_certificate as _check
+except ImportError:  # older core without the send-time check
+    from sealmail.core.pgp.inspect import inspect_key as _check
+
+logger = logging.getLogger(__name__)
+
+ENCRYPTED_FORMATS = frozenset({Format.PGPMIME, Format.INLINE})
+
+
+class Action(enum.Enum):
+    SEND = "send"
+    HOLD = "hold"
+    FAIL = "fail"
+
+
+@dataclass(frozen=True)
+class Decision:
+    action: Action
+    format: Format | None = None
+    certificate: pysequoia.Cert | None = None
+    key: ContactKey | None = None
+    reason: str = ""
+
+
+class KeyChecker:
+    """Check contact keys at send time, once per key for the lifetime of a batch."""
+
+    def __init__(self, now: datetime) -> None:
+        self.now = now
+        self._results: dict[int, tuple[str, pysequoia.Cert | None]] = {}
+
+    def check(self, key: ContactKey) -> tuple[str, pysequoia.Cert | None]:
+        """Return ``("", cert)`` for a usable key, else ``(reason, None)``."""
+        cached = self._results.get(key.pk)
+        if cached is not None:
+            return cached
+        result = self._check(key)
+        self._results[key.pk] = result
+        return result
+
+    def _check(self, key: ContactKey) -> tuple[str, pysequoia.Cert | None]:
+        if key.usable_until is not None and key.usable_until <= self.now:
+            return "expired", None
+        data = bytes(key.certificate)
+        try:
+            _check(data, now=self.now)
+        except KeyRejected as exc:
+            return exc.reason, None
+        try:
+            certificate = pysequoia.Cert.from_bytes(data)
+        except Exception as exc:  # pysequoia raises plain Exception
+            logger.warning("stored key %d cannot be parsed: %s", key.pk, exc)
+            return "malformed", None
+        return "", certificate
+
+
+def encrypted_format(contact: Contact | None) -> Format:
+    if contact is not None and contact.mode == Contact.Mode.INLINE:
+        return Format.INLINE
+    return Format.PGPMIME
+
+
+def requires_encryption(message: OutboxMessage, contact: Contact | None) -> bool:
+    """Whether ``message`` must never leave unencrypted."""
+    if message.recipient_key_id is not None:
+        return True
+    if message.category in CONTENT_FREE_CATEGORIES:
+        return False
+    return contact is not None and contact.encryption_on
+
+
+def decide(
+    message: OutboxMessage,
+    contact: Contact | None,
+    keys: KeyChecker,
+    *,
+    sign_plain: bool,
+) -> Decision:
+    """Decide how ``message`` leaves for ``contact`` as the database says now."""
+    if message.recipient_key_id is not None:
+        key = message.recipient_key
+        assert key is not None
+        reason, certificate = keys.check(key)
+        if reason:
+            return Decision(Action.FAIL, reason=f"key_{reason}", key=key)
+        return Decision(
+            Action.SEND, encrypted_format(contact), certificate=certificate, key=key
+        )
+    if contact is None:
+        return Decision(Action.FAIL, reason="contact_deleted")
+    plain_format = Format.SIGNED if sign_plain else Format.PLAIN
+    if message.category in CONTENT_FREE_CATEGORIES:
+        return Decision(Action.SEND, plain_format)
+    if not contact.encryption_on:
+        return Decision(Action.SEND, plain_format)
+    key = contact.active_key
+    if key is None:
+        return Decision(Action.HOLD, reason="no_active_key")
+    reason, certificate = keys.check(key)
+    if reason:
+        return Decision(Action.HOLD, reason=reason, key=key)
+    if contact.encryption == Contact.Encryption.KEY_PROBLEM:
+        # The key checks out again (for example, its expiry was extended), but
+        # only the portal turns encryption back on after the customer confirms.
+        return Decision(Action.HOLD, reason=key.problem or "key_problem", key=key)
+    return Decision(Action.SEND, encrypted_format(contact), certificate=certificate, key=key)

@@ -1,0 +1,638 @@
+"""The one entry point every part of sealmail and every caller sends mail through.
+
+:func:`enqueue` and :func:`enqueue_bulk` validate and render the content,
+commit one :class:`OutboxMessage` per recipient, and only after the commit
+hand the ids to the worker. A crash at any point therefore loses nothing:
+rows whose task never ran are picked up by the periodic sweep.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import re
+import uuid
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.core.validators import validate_email
+from django.db import IntegrityError, connection, transaction
+from django.utils import timezone
+
+from sealmail.contacts.models import Contact, ContactKey, Customer
+from sealmail.core.mime.message import Attachment
+from sealmail.outbox.models import (
+    Blob,
+    Category,
+    PUBLIC_CATEGORIES,
+    NoticeState,
+    OutboxMessage,
+    SendRequest,
+)
+from sealmail.outbox.rendering import TemplateError, render
+
+logger = logging.getLogger(__name__)
+
+MAX_ATTACHMENT_BYTES = 10 * 1024 * 1024
+# Base64 and the OpenPGP armor grow a message by about 40 %, so 15 MiB of
+# attachments stays under the 25 MB limit that many relays apply.
+MAX_TOTAL_ATTACHMENT_BYTES = 15 * 1024 * 1024
+MAX_ATTACHMENTS = 20
+MAX_SUBJECT_CHARS = 400
+MAX_BODY_CHARS = 2 * 1024 * 1024
+INSERT_BATCH = 500
+
+CONTENT_TYPE = re.compile(
+    r"^[a-z0-9][a-z0-9!#$&^_.+-]{0,126}/[a-z0-9][a-z0-9!#$&^_.+-]{0,126}$"
+)
+FILENAME_FORBIDDEN = re.compile(r"[\x00-\x1f\x7f/\\]")
+
+
+class EnqueueError(ValueError):
+    """The request to send cannot be accepted; ``field`` names the culprit.
+
+    ``status`` is the HTTP status the API answers with.
+    """
+
+    status = 400
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+        self.message = message
+
+
+class IdempotencyConflict(EnqueueError):
+    """The idempotency key was already used for a different request."""
+
+    status = 409
+
+
+def _category(value: str, *, internal: bool) -> str:
+    allowed = list(Category.values if internal else PUBLIC_CATEGORIES)
+    if value not in allowed:
+        raise EnqueueError(
+            "category",
+            f"category {value!r} is unknown; use one of {', '.join(allowed)}",
+        )
+    return value
+
+
+def _check_no_nul(value: str | None, field: str) -> None:
+    # PostgreSQL text columns cannot store NUL, and no mail client shows it.
+    if value is not None and "\x00" in value:
+        raise EnqueueError(field, f"{field} contains a NUL character; remove it")
+
+
+def _check_subject(subject: str) -> str:
+    _check_no_nul(subject, "subject")
+    if "\r" in subject or "\n" in subject:
+        raise EnqueueError("subject", "subject contains a line break; give one line")
+    subject = subject.strip()
+    if len(subject) > MAX_SUBJECT_CHARS:
+        raise EnqueueError(
+            "subject",
+            f"subject has {len(subject)} characters; the maximum is "
+            f"{MAX_SUBJECT_CHARS}",
+        )
+    return subject
+
+
+def _check_address(value: str, field: str) -> str:
+    try:
+        validate_email(value)
+    except ValidationError:
+        raise EnqueueError(
+            field, f"{value!r} is not an email address; give one like name@example.net"
+        ) from None
+    return value
+
+
+def _check_message_id(value: str, field: str) -> str:
+    value = value.strip()
+    if not re.fullmatch(r"<[!-;=?-~]{1,240}@[!-;=?-~]{1,240}>", value):
+        raise EnqueueError(
+            field,
+            f"{value!r} is not a Message-ID; give one like <id@example.net>, "
+            "with the angle brackets",
+        )
+    return value
+
+
+def check_attachments(attachments: Sequence[Attachment]) -> list[Attachment]:
+    """Validate attachment names, content types and sizes, raising EnqueueError."""
+    if len(attachments) > MAX_ATTACHMENTS:
+        raise EnqueueError(
+            "attachments",
+            f"{len(attachments)} attachments given; the maximum is {MAX_ATTACHMENTS}",
+        )
+    total = 0
+    for index, attachment in enumerate(attachments):
+        field = f"attachments[{index}]"
+        name = attachment.filename
+        if not name.strip() or len(name) > 200 or FILENAME_FORBIDDEN.search(name):
+            raise EnqueueError(
+                f"{field}.filename",
+                f"file name {name!r} is invalid; give a name of 1 to 200 characters "
+                "without slashes or control characters, like invoice-2026-11.pdf",
+            )
+        content_type = attachment.content_type.strip().lower()
+        if not CONTENT_TYPE.match(content_type) or content_type.startswith(
+            "multipart/"
+        ):
+            raise EnqueueError(
+                f"{field}.content_type",
+                f"content type {attachment.content_type!r} is invalid; give a "
+                "MIME type like application/pdf or text/csv",
+            )
+        size = len(attachment.data)
+        if size == 0:
+            raise EnqueueError(f"{field}.content", f"attachment {name!r} is empty")
+        if size > MAX_ATTACHMENT_BYTES:
+            raise EnqueueError(
+                f"{field}.content",
+                f"attachment {name!r} has {size} bytes; the maximum is "
+                f"{MAX_ATTACHMENT_BYTES} bytes per attachment",
+            )
+        total += size
+    if total > MAX_TOTAL_ATTACHMENT_BYTES:
+        raise EnqueueError(
+            "attachments",
+            f"the attachments add up to {total} bytes; the maximum is "
+            f"{MAX_TOTAL_ATTACHMENT_BYTES} bytes per message",
+        )
+    return [
+        Attachment(a.filename, a.content_type.strip().lower(), bytes(a.data))
+        for a in attachments
+    ]
+
+
+def contacts_of(customers: Iterable[Customer], role: str | None = None) -> list[Contact]:
+    """Return the contacts of ``customers``, only those in ``role`` when given."""
+    customers = list(customers)
+    if role is not None and role not in Contact.Role.values:
+        raise EnqueueError(
+            "role",
+            f"role {role!r} is unknown; use one of {', '.join(Contact.Role.values)}",
+        )
+    queryset = Contact.objects.filter(customer__in=customers).select_related(
+        "customer", "active_key"
+    )
+    if role is not None:
+        queryset = queryset.filter(role=role)
+    contacts = list(queryset.order_by("customer_id", "id"))
+    found = {contact.customer_id for contact in contacts}
+    empty = [c.account_number for c in customers if c.pk not in found]
+    if empty:
+        suffix = f" with role {role!r}" if role else ""
+        shown = ", ".join(empty[:10]) + (" ..." if len(empty) > 10 else "")
+        raise EnqueueError(
+            "customer",
+            f"customer {shown} has no contact{suffix}; add one with "
+            "POST /api/v1/customers",
+        )
+    return contacts
+
+
+def _request_hash(
+    contacts: Sequence[Contact], content: dict[str, Any], attachments: Sequence[Attachment]
+) -> str:
+    digest = hashlib.sha256()
+    digest.update(json.dumps(content, sort_keys=True, default=str).encode())
+    digest.update(",".join(str(contact.pk) for contact in contacts).encode())
+    for attachment in attachments:
+        digest.update(attachment.filename.encode() + b"\0")
+        digest.update(attachment.content_type.encode() + b"\0")
+        digest.update(hashlib.sha256(attachment.data).digest())
+    return digest.hexdigest()
+
+
+def _message_id() -> str:
+    domain = settings.SEALMAIL_FROM.rpartition("@")[2] or "sealmail.invalid"
+    return f"<{uuid.uuid4().hex}@{domain}>"
+
+
+def _template_context(
+    contact: Contact, context: dict[str, Any] | None, category: str
+) -> dict[str, Any]:
+    base = {
+        "customer": contact.customer,
+        "contact": contact,
+        "category": category,
+        "base_url": settings.SEALMAIL_BASE_URL,
+        "sender": settings.SEALMAIL_FROM,
+    }
+    return {**base, **(context or {})}
+
+
+def _store_blobs(attachments: Sequence[Attachment]) -> list[dict[str, Any]]:
+    stored = []
+    for attachment in attachments:
+        sha256 = hashlib.sha256(attachment.data).hexdigest()
+        Blob.objects.get_or_create(
+            sha256=sha256, defaults={"data": attachment.data, "size": len(attachment.data)}
+        )
+        stored.append(
+            {
+                "filename": attachment.filename,
+                "content_type": attachment.content_type,
+                "sha256": sha256,
+                "size": len(attachment.data),
+            }
+        )
+    return stored
+
+
+def enqueue(
+    contact: Contact | None = None,
+    *,
+    customer: Customer | None = None,
+    category: str,
+    subject: str = "",
+    text: str | None = None,
+    html: str | None = None,
+    template: str | None = None,
+    context: dict[str, Any] | None = None,
+    attachments: Sequence[Attachment] = (),
+    idempotency_key: str | None = None,
+    to_address: str | None = None,
+    recipient_key: ContactKey | None = None,
+    in_reply_to: str | None = None,
+    references: Sequence[str] = (),
+    role: str | None = None,
+    source: str = "python",
+) -> list[OutboxMessage]:
+    """Store a message for ``contact``, or for every contact of ``customer``.
+
+    With ``customer`` the message fans out to all of its contacts, or to those
+    in ``role``. ``to_address`` sends to another address than the contact's
+    (a confirmation to a new address, a notice to a previous one);
+    ``recipient_key`` encrypts to that key of the contact instead of its
+    active key and never falls back to plaintext. Returns one committed row
+    per recipient; with an ``idempotency_key`` already used by ``source`` it
+    returns the rows of the first call instead. Raises :class:`EnqueueError`
+    for invalid input and :class:`IdempotencyConflict` when the key was used
+    for different content.
+    """
+    if contact is None and customer is None:
+        raise EnqueueError("contact", "give a contact or a customer to send to")
+    if contact is not None:
+        if customer is not None and contact.customer_id != customer.pk:
+            raise EnqueueError(
+                "contact",
+                f"contact {contact.pk} does not belong to customer "
+                f"{customer.account_number}",
+            )
+        if role is not None and contact.role != role:
+            raise EnqueueError(
+                "role", f"contact {contact.pk} has role {contact.role!r}, not {role!r}"
+            )
+        contacts = [contact]
+    else:
+        contacts = contacts_of([customer], role)  # type: ignore[list-item]
+    return enqueue_bulk(
+        contacts,
+        category=category,
+        subject=subject,
+        text=text,
+        html=html,
+        template=template,
+        context=context,
+        attachments=attachments,
+        idempotency_key=idempotency_key,
+        to_address=to_address,
+        recipient_key=recipient_key,
+        in_reply_to=in_reply_to,
+        references=references,
+        source=source,
+        internal=True,
+    )
+
+
+def enqueue_bulk(
+    contacts: Iterable[Contact],
+    *,
+    category: str,
+    subject: str = "",
+    text: str | None = None,
+    html: str | None = None,
+    template: str | None = None,
+    context: dict[str, Any] | None = None,
+    attachments: Sequence[Attachment] = (),
+    idempotency_key: str | None = None,
+    to_address: str | None = None,
+    recipient_key: ContactKey | None = None,
+    in_reply_to: str | None = None,
+    references: Sequence[str] = (),
+    source: str = "python",
+    internal: bool = True,
+) -> list[OutboxMessage]:
+    """Store one message per contact with batched inserts and batched tasks.
+
+    Takes the same content arguments as :func:`enqueue`. ``internal=False``
+    limits ``category`` to the public categories, as the API and the
+    ``send`` command do.
+    """
+    messages, _repeated = enqueue_bulk_checked(
+        contacts,
+        category=category,
+        subject=subject,
+        text=text,
+        html=html,
+        template=template,
+        context=context,
+        attachments=attachments,
+        idempotency_key=idempotency_key,
+        to_address=to_address,
+        recipient_key=recipient_key,
+        in_reply_to=in_reply_to,
+        references=references,
+        source=source,
+        internal=internal,
+    )
+    return messages
+
+
+def enqueue_bulk_checked(
+    contacts: Iterable[Contact],
+    *,
+    category: str,
+    subject: str = "",
+    text: str | None = None,
+    html: str | None = None,
+    template: str | None = None,
+    context: dict[str, Any] | None = None,
+    attachments: Sequence[Attachment] = (),
+    idempotency_key: str | None = None,
+    to_address: str | None = None,
+    recipient_key: ContactKey | None = None,
+    in_reply_to: str | None = None,
+    references: Sequence[str] = (),
+    source: str = "python",
+    internal: bool = True,
+) -> tuple[list[OutboxMessage], bool]:
+    """Do what :func:`enqueue_bulk` does; also return whether the call was a repeat.
+
+    The flag is True when ``idempotency_key`` matched an earlier call and
+    the earlier call's rows were returned.
+    """
+    contacts = list(contacts)
+    if not contacts:
+        raise EnqueueError("contacts", "no recipient given; give at least one contact")
+    seen: set[int] = set()
+    for contact in contacts:
+        if contact.pk in seen:
+            raise EnqueueError(
+                "contacts", f"contact {contact.pk} is listed twice; list each once"
+            )
+        seen.add(contact.pk)
+    category = _category(category, internal=internal)
+    subject = _check_subject(subject or "")
+    if to_address is not None:
+        to_address = _check_address(to_address.strip(), "to_address")
+    if (to_address or recipient_key) and len(contacts) != 1:
+        raise EnqueueError(
+            "to_address" if to_address else "recipient_key",
+            "to_address and recipient_key apply to a single contact; "
+            f"this request has {len(contacts)} recipients",
+        )
+    if recipient_key is not None and recipient_key.contact_id != contacts[0].pk:
+        raise EnqueueError(
+            "recipient_key",
+            f"key {recipient_key.fingerprint} belongs to another contact "
+            f"than contact {contacts[0].pk}",
+        )
+    if in_reply_to:
+        in_reply_to = _check_message_id(in_reply_to, "in_reply_to")
+    references = [
+        _check_message_id(value, f"references[{i}]") for i, value in enumerate(references)
+    ]
+    for name, body in (("text", text), ("html", html)):
+        _check_no_nul(body, name)
+        if body is not None and len(body) > MAX_BODY_CHARS:
+            raise EnqueueError(
+                name, f"{name} has {len(body)} characters; the maximum is {MAX_BODY_CHARS}"
+            )
+    if text is None and html is None and template is None:
+        template = category if category != Category.CUSTOM else None
+        if template is None:
+            raise EnqueueError(
+                "text", "give text, html or a template name for a custom message"
+            )
+    if template is not None and (text is not None or html is not None):
+        raise EnqueueError(
+            "template", "give either a template or text/html, not both"
+        )
+    if context is not None and not isinstance(context, dict):
+        raise EnqueueError("context", "context must be an object of template variables")
+    attachments = check_attachments(attachments)
+
+    rendered_rows = []
+    for contact in contacts:
+        if template is not None:
+            try:
+                rendered = render(
+                    template,
+                    _template_context(contact, context, category),
+                    subject=subject,
+                )
+            except TemplateError as exc:
+                raise EnqueueError("template", str(exc)) from exc
+            row_subject, row_text, row_html = rendered.subject, rendered.text, rendered.html
+        else:
+            row_subject, row_text, row_html = subject, text, html
+        _check_no_nul(row_subject, "subject")
+        _check_no_nul(row_text, "text")
+        _check_no_nul(row_html, "html")
+        if not row_subject:
+            raise EnqueueError(
+                "subject",
+                "subject is empty; give a subject or a template with a subject",
+            )
+        rendered_rows.append((contact, row_subject, row_text, row_html))
+
+    content = {
+        "category": category,
+        "subject": subject,
+        "text": text,
+        "html": html,
+        "template": template,
+        "context": context,
+        "to_address": to_address,
+        "recipient_key": recipient_key.pk if recipient_key else None,
+        "in_reply_to": in_reply_to,
+        "references": references,
+    }
+    request_hash = _request_hash(contacts, content, attachments)
+
+    if idempotency_key is not None:
+        _check_no_nul(idempotency_key, "idempotency_key")
+        idempotency_key = idempotency_key.strip()
+        if not 1 <= len(idempotency_key) <= 200:
+            raise EnqueueError(
+                "idempotency_key", "idempotency_key must have 1 to 200 characters"
+            )
+        existing = _existing_request(source, idempotency_key, request_hash)
+        if existing is not None:
+            return existing, True
+
+    now = timezone.now()
+    try:
+        with transaction.atomic():
+            request = SendRequest.objects.create(
+                source=source,
+                idempotency_key=idempotency_key,
+                request_hash=request_hash,
+            )
+            stored_attachments = _store_blobs(attachments)
+            rows = [
+                OutboxMessage(
+                    request=request,
+                    contact=contact,
+                    customer_id=contact.customer_id,
+                    category=category,
+                    to_address=to_address or contact.address,
+                    explicit_address=to_address is not None,
+                    recipient_key=recipient_key,
+                    subject=row_subject,
+                    text=row_text,
+                    html=row_html,
+                    attachments=stored_attachments,
+                    message_id=_message_id(),
+                    in_reply_to=in_reply_to or "",
+                    references=references,
+                    next_attempt=now,
+                )
+                for contact, row_subject, row_text, row_html in rendered_rows
+            ]
+            messages = insert_messages(request, rows)
+            ids = [message.pk for message in messages]
+            transaction.on_commit(lambda: schedule_delivery(ids))
+    except IntegrityError:
+        if idempotency_key is None:
+            raise
+        # Another call with the same key committed first.
+        existing = _existing_request(source, idempotency_key, request_hash)
+        if existing is None:
+            raise
+        return existing, True
+    logger.info(
+        "enqueued request %d: %d message(s), category %s, source %s",
+        request.pk,
+        len(messages),
+        category,
+        source,
+    )
+    return messages, False
+
+
+def insert_messages(
+    request: SendRequest, rows: list[OutboxMessage]
+) -> list[OutboxMessage]:
+    """Insert ``rows`` of ``request`` with ``executemany`` and set their ids.
+
+    ``bulk_create`` compiles every value of every row in Python, and SQLite's
+    999-parameter limit cuts that into statements of a few dozen rows; one
+    parameterized INSERT run per row is several times faster. The ids come
+    back from one SELECT by the request, matched on the unique Message-ID.
+    """
+    meta = OutboxMessage._meta
+    quote = connection.ops.quote_name
+    now = timezone.now()
+    fields = [field for field in meta.concrete_fields if not field.primary_key]
+    sql = (
+        f"INSERT INTO {quote(meta.db_table)} "
+        f"({', '.join(quote(field.column) for field in fields)}) "
+        f"VALUES ({', '.join(['%s'] * len(fields))})"
+    )
+    for row in rows:
+        row.created = row.updated = now
+    # Most values are the same object in every row (the category, the
+    # timestamps, the attachment list), so each is converted once.
+    prepared: dict[tuple[int, int], Any] = {}
+    params = []
+    for row in rows:
+        values = []
+        for index, field in enumerate(fields):
+            value = getattr(row, field.attname)
+            key = (index, id(value))
+            if key not in prepared:
+                prepared[key] = field.get_db_prep_save(value, connection)
+            values.append(prepared[key])
+        params.append(values)
+    with connection.cursor() as cursor:
+        for start in range(0, len(params), INSERT_BATCH):
+            cursor.executemany(sql, params[start : start + INSERT_BATCH])
+    ids = dict(
+        OutboxMessage.objects.filter(request=request).values_list("message_id", "id")
+    )
+    for row in rows:
+        row.pk = ids[row.message_id]
+        row._state.adding = False
+        row._state.db = connection.alias
+    return rows
+
+
+def _existing_request(
+    source: str, idempotency_key: str, request_hash: str
+) -> list[OutboxMessage] | None:
+    request = SendRequest.objects.filter(
+        source=source, idempotency_key=idempotency_key
+    ).first()
+    if request is None:
+        return None
+    if request.request_hash != request_hash:
+        raise IdempotencyConflict(
+            "idempotency_key",
+            f"idempotency_key {idempotency_key!r} was already used for a different "
+            "message; use a new key for new content",
+        )
+    logger.info("request %d repeated with its idempotency key", request.pk)
+    return list(request.messages.order_by("id"))
+
+
+def schedule_delivery(ids: Sequence[int]) -> None:
+    """Hand message ids to the worker in batches; a failure is left to the sweep."""
+    from sealmail.outbox import tasks
+
+    try:
+        tasks.schedule_batches(list(ids))
+    except Exception:
+        # The rows are committed; the periodic sweep queues them later.
+        logger.exception(
+            "queueing %d message(s) for delivery failed; the sweep retries", len(ids)
+        )
+
+
+def release_held(contact: Contact) -> int:
+    """Queue every message held for ``contact`` again and return how many.
+
+    The portal calls this once the contact confirmed a new key; the worker
+    then encrypts the released messages to that key. The periodic sweep also
+    releases held messages of contacts whose encryption is active again.
+    """
+    now = timezone.now()
+    with transaction.atomic():
+        ids = list(
+            OutboxMessage.objects.filter(
+                contact=contact, status=OutboxMessage.Status.HELD
+            ).values_list("id", flat=True)
+        )
+        if ids:
+            OutboxMessage.objects.filter(
+                id__in=ids, status=OutboxMessage.Status.HELD
+            ).update(
+                status=OutboxMessage.Status.QUEUED,
+                hold_reason="",
+                next_attempt=now,
+                lease_until=None,
+                updated=now,
+            )
+            transaction.on_commit(lambda: schedule_delivery(ids))
+        NoticeState.objects.filter(contact=contact).update(last_notice=None)
+    if ids:
+        logger.info("released %d held message(s) of contact %d", len(ids), contact.pk)
+    return len(ids)
