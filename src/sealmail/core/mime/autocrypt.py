@@ -17,12 +17,24 @@ from pysequoia.packet import Tag
 from sealmail.core.errors import CompositionError
 
 _KEYDATA_LINE_LENGTH = 76
+_CACHE_SIZE = 64
+_by_object: dict[str, tuple[pysequoia.Cert, bytes]] = {}
 _SUBKEY_TAGS = (Tag.PublicSubkey, Tag.SecretSubkey)
 
 
 def autocrypt_header(addr: str, certificate: pysequoia.Cert) -> bytes:
     """Return the folded ``Autocrypt:`` header line for ``addr``."""
-    return _autocrypt_header(addr.lower(), certificate.fingerprint, bytes(certificate))
+    addr = addr.lower()
+    # The caller passes the same Cert object for every message, so the entry
+    # keeps a reference to it and is reused while that object is passed.
+    cached = _by_object.get(addr)
+    if cached is not None and cached[0] is certificate:
+        return cached[1]
+    header = _autocrypt_header(addr, certificate.fingerprint, bytes(certificate))
+    if len(_by_object) >= _CACHE_SIZE:
+        _by_object.clear()
+    _by_object[addr] = (certificate, header)
+    return header
 
 
 def minimal_certificate(certificate: pysequoia.Cert, addr: str) -> bytes:
@@ -76,7 +88,7 @@ def user_id_address(user_id: str) -> str | None:
     return user_id if "@" in user_id else None
 
 
-@functools.lru_cache(maxsize=64)
+@functools.lru_cache(maxsize=_CACHE_SIZE)
 def _autocrypt_header(addr: str, fingerprint: str, certificate_bytes: bytes) -> bytes:
     certificate = pysequoia.Cert.from_bytes(certificate_bytes)
     keydata = base64.b64encode(minimal_certificate(certificate, addr)).decode("ascii")

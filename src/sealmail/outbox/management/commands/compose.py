@@ -86,6 +86,7 @@ class Command(BaseCommand):
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
+        # Keys
         parser.add_argument(
             "--recipient-key",
             action="append",
@@ -104,6 +105,8 @@ class Command(BaseCommand):
             metavar="FILE",
             help="file whose first line is the signing key's passphrase",
         )
+
+        # Message
         parser.add_argument(
             "--from",
             dest="sender",
@@ -129,6 +132,8 @@ class Command(BaseCommand):
             metavar="FILE",
             help="file to attach, its type guessed from the name; repeatable",
         )
+
+        # Output
         parser.add_argument(
             "--format",
             required=True,
@@ -153,6 +158,7 @@ class Command(BaseCommand):
     def handle(self, *args: Any, **options: Any) -> None:
         if not options["text"] and not options["html"]:
             raise CommandError("give --text FILE, --html FILE or both")
+
         attachments = []
         for path in options["attach"]:
             content_type = mimetypes.guess_type(path)[0] or "application/octet-stream"
@@ -166,6 +172,7 @@ class Command(BaseCommand):
             html=_read_text(options["html"], "HTML body") if options["html"] else None,
             attachments=tuple(attachments),
         )
+
         recipients = [_load_certificate(p) for p in options["recipient_key"]]
         signer = None
         if options["signing_key"]:
@@ -173,6 +180,7 @@ class Command(BaseCommand):
                 options["signing_key"],
                 options["signing_key_passphrase_file"],
             )
+
         try:
             composed = compose(
                 message,
@@ -183,6 +191,7 @@ class Command(BaseCommand):
             )
         except SealmailError as exc:
             raise CommandError(str(exc)) from exc
+
         logger.info(
             "composed %s message %s", composed.format.value, composed.message_id
         )
