@@ -280,3 +280,49 @@ def test_composed_message_reports_keys(provider, customer_keys):
     assert signed.signed_by == provider.signer.fingerprint
     plain = compose(message, Format.PLAIN, signer=provider.signer)
     assert plain.signed_by is None
+
+
+def test_autocrypt_header_follows_certificate(provider):
+    other = pysequoia.Tsk.generate(
+        user_ids=["Example Provider Billing <billing@provider.test>"],
+        profile=pysequoia.Profile.RFC4880,
+        cipher_suite=pysequoia.CipherSuite.Cv25519,
+    ).extract_certificate()
+    message = mailcheck.notification_message()
+    fingerprints = []
+    for certificate in (provider.certificate, other, provider.certificate):
+        composed = compose(
+            message,
+            Format.PLAIN,
+            signer=provider.signer,
+            autocrypt_certificate=certificate,
+        )
+        header = str(mailcheck.parse(composed.data)["Autocrypt"])
+        keydata = "".join(header.split("keydata=", 1)[1].split())
+        fingerprints.append(
+            pysequoia.Cert.from_bytes(base64.b64decode(keydata)).fingerprint
+        )
+    assert fingerprints == [
+        provider.certificate.fingerprint,
+        other.fingerprint,
+        provider.certificate.fingerprint,
+    ]
+
+
+def test_legacy_display_escapes_html(provider, customer_keys, tmp_path):
+    key = customer_keys["cv25519"]
+    message = OutgoingMessage(
+        sender=mailcheck.SENDER,
+        to="customer@customer.test",
+        subject="Offer <b>50%</b> & more",
+        text="Text\n",
+        html="<p>HTML</p>",
+    )
+    composed = compose(
+        message, Format.PGPMIME, recipients=[key.certificate], signer=provider.signer
+    )
+    peer = make_peer("gpg", key, provider, tmp_path)
+    inner = mailcheck.check_pgpmime(composed.data, message, peer, "gpg")
+    html = inner.get_body(preferencelist=("html",)).get_content()
+    assert "Subject: Offer &lt;b&gt;50%&lt;/b&gt; &amp; more" in html
+    assert "<b>50%</b>" not in html
