@@ -28,7 +28,9 @@ def make_boundary() -> str:
 
 def crlf(data: bytes) -> bytes:
     """Return ``data`` with LF line endings turned into CRLF, ending in CRLF."""
-    data = data.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
+    if b"\r" in data:
+        data = data.replace(b"\r\n", b"\n")
+    data = data.replace(b"\n", b"\r\n")
     if not data.endswith(b"\r\n"):
         data += b"\r\n"
     return data
