@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import email.utils
 import re
+import warnings
 from datetime import datetime, timezone
 
 import pysequoia
@@ -326,3 +327,22 @@ def test_legacy_display_escapes_html(provider, customer_keys, tmp_path):
     html = inner.get_body(preferencelist=("html",)).get_content()
     assert "Subject: Offer &lt;b&gt;50%&lt;/b&gt; &amp; more" in html
     assert "<b>50%</b>" not in html
+
+
+def test_autocrypt_never_carries_secret_keys(provider):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        with_secrets = pysequoia.Cert.from_bytes(bytes(provider.tsk))
+    assert with_secrets.has_secret_keys
+    composed = compose(
+        mailcheck.notification_message(),
+        Format.PLAIN,
+        signer=provider.signer,
+        autocrypt_certificate=with_secrets,
+    )
+    header = str(mailcheck.parse(composed.data)["Autocrypt"])
+    keydata = base64.b64decode("".join(header.split("keydata=", 1)[1].split()))
+    tags = {packet.tag for packet in pysequoia.packet.PacketPile.from_bytes(keydata)}
+    assert pysequoia.packet.Tag.SecretKey not in tags
+    assert pysequoia.packet.Tag.SecretSubkey not in tags
+    assert pysequoia.packet.Tag.PublicKey in tags

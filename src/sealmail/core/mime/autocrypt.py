@@ -1,9 +1,10 @@
 """The Autocrypt header that carries the provider's certificate.
 
-Autocrypt Level 1 asks for a minimal ``keydata``: the primary key, the
-user ID for the sender address with its self-signatures, and the subkeys
-with their binding signatures. Third-party certifications and other user
-IDs are dropped, which keeps the header small.
+Autocrypt Level 1 recommends a small ``keydata``. This one contains the
+primary key, the user ID for the sender address with its self-signatures,
+and every subkey with its binding signatures. The signing subkey stays
+because receivers need it to check the provider's signatures. Third-party
+certifications, other user IDs and user attributes are dropped.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from sealmail.core.errors import CompositionError
 _KEYDATA_LINE_LENGTH = 76
 _CACHE_SIZE = 64
 _by_object: dict[str, tuple[pysequoia.Cert, bytes]] = {}
-_SUBKEY_TAGS = (Tag.PublicSubkey, Tag.SecretSubkey)
+_SECRET_TAGS = (Tag.SecretKey, Tag.SecretSubkey)
 
 
 def autocrypt_header(addr: str, certificate: pysequoia.Cert) -> bytes:
@@ -42,7 +43,12 @@ def minimal_certificate(certificate: pysequoia.Cert, addr: str) -> bytes:
     primary_fingerprint = certificate.fingerprint.lower()
     addr = addr.lower()
     packets = list(pysequoia.packet.PacketPile.from_bytes(bytes(certificate)))
-    kept: list[pysequoia.packet.Packet] = []
+    if any(packet.tag in _SECRET_TAGS for packet in packets):
+        raise CompositionError(
+            f"the Autocrypt certificate {certificate.fingerprint} contains secret key "
+            "material; pass the public certificate (Tsk.extract_certificate())"
+        )
+
     # The user ID for addr, else the first one, decides which user ID survives.
     user_ids = [p.user_id for p in packets if p.tag == Tag.UserID]
     chosen = next(
@@ -53,11 +59,13 @@ def minimal_certificate(certificate: pysequoia.Cert, addr: str) -> bytes:
         ),
         user_ids[0] if user_ids else None,
     )
+
     # Signatures follow the key, user ID or subkey they belong to.
+    kept: list[pysequoia.packet.Packet] = []
     keep_section = True
     for packet in packets:
         tag = packet.tag
-        if tag in (Tag.PublicKey, Tag.SecretKey) or tag in _SUBKEY_TAGS:
+        if tag in (Tag.PublicKey, Tag.PublicSubkey):
             keep_section = True
         elif tag == Tag.UserID:
             keep_section = packet.user_id == chosen
@@ -72,6 +80,7 @@ def minimal_certificate(certificate: pysequoia.Cert, addr: str) -> bytes:
             continue
         if keep_section:
             kept.append(packet)
+
     try:
         return bytes(pysequoia.Cert.from_packets(kept))
     except Exception as exc:  # pysequoia raises plain Exception

@@ -39,7 +39,7 @@ def crlf(data: bytes) -> bytes:
 def multipart_encrypted(header_block: bytes, armored: bytes) -> bytes:
     """Return a complete ``multipart/encrypted`` message (RFC 3156 section 4).
 
-    ``header_block`` holds the outer header fields, each ending in CRLF,
+    ``header_block`` contains the outer header fields, each ending in CRLF,
     without Content-Type; ``armored`` is the ASCII-armored OpenPGP message.
     """
     boundary = make_boundary().encode("ascii")
