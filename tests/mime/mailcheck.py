@@ -30,7 +30,7 @@ HARD_TEXT = (
     ".\n"
     "Tab at the end\t\n"
 )
-LONG_NAME = ("Rechnung-2026-12-" + "x" * 120)[:116] + ".pdf"  # 120 characters
+LONG_NAME = ("Rechnung-März-2026-" + "x" * 120)[:116] + ".pdf"  # 120 characters
 
 
 def hard_message() -> OutgoingMessage:
