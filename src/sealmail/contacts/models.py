@@ -58,6 +58,11 @@ class Contact(models.Model):
     active_key = models.ForeignKey(
         "ContactKey", null=True, blank=True, on_delete=models.PROTECT, related_name="+"
     )
+    wkd_refresh = models.BooleanField(
+        default=False,
+        help_text="look for a refreshed copy of the active key in the address's "
+        "Web Key Directory",
+    )
     created = models.DateTimeField(auto_now_add=True)
     updated = models.DateTimeField(auto_now=True)
 
@@ -108,3 +113,120 @@ class ContactKey(models.Model):
 
     def __str__(self) -> str:
         return self.fingerprint.upper()
+
+
+class PendingChange(models.Model):
+    """A contact change that waits for the customer to follow the link we mailed.
+
+    The contact keeps its current settings until the change is confirmed.
+    Only the HMAC-SHA256 of the link's token is stored, so a database dump
+    cannot confirm anything.
+    """
+
+    class State(models.TextChoices):
+        PENDING = "pending", "Waiting for confirmation"
+        CONFIRMED = "confirmed", "Confirmed"
+        CANCELLED = "cancelled", "Cancelled"
+        EXPIRED = "expired", "Expired"
+        SUPERSEDED = "superseded", "Replaced by a newer request"
+
+    contact = models.ForeignKey(
+        Contact, on_delete=models.CASCADE, related_name="changes"
+    )
+    state = models.CharField(
+        max_length=12, choices=State.choices, default=State.PENDING
+    )
+    new_address = models.EmailField(max_length=254)
+    new_mode = models.CharField(max_length=10, choices=Contact.Mode.choices)
+    new_key = models.ForeignKey(
+        ContactKey, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    remove_key = models.BooleanField(default=False)
+    # Where the confirmation mail went and the key it was encrypted to.
+    sent_to = models.EmailField(max_length=254)
+    sent_encrypted_to = models.CharField(max_length=64, blank=True)
+    # The contact as it was when the change was requested, for the notice.
+    previous_address = models.EmailField(max_length=254)
+    previous_key = models.ForeignKey(
+        ContactKey, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    token_hash = models.CharField(max_length=64, editable=False)
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+    )
+    requested_via = models.CharField(max_length=100, blank=True)
+    client_address = models.GenericIPAddressField(null=True, blank=True)
+    created = models.DateTimeField(auto_now_add=True)
+    expires = models.DateTimeField()
+    resolved = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["contact"],
+                condition=models.Q(state="pending"),
+                name="pendingchange_one_pending_per_contact",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"change {self.pk} of contact {self.contact_id} ({self.state})"
+
+
+class AuditEvent(models.Model):
+    """One contact or key event: who did it, when and from which client address."""
+
+    class Kind(models.TextChoices):
+        REQUESTED = "requested", "Change requested"
+        CONFIRMED = "confirmed", "Change confirmed"
+        CANCELLED = "cancelled", "Change cancelled"
+        EXPIRED = "expired", "Change expired"
+        NOTICE_SENT = "notice_sent", "Change notice sent"
+        MODE_CHANGED = "mode_changed", "Mode changed"
+        KEY_REJECTED = "key_rejected", "Key rejected"
+
+    customer = models.ForeignKey(
+        Customer, null=True, on_delete=models.SET_NULL, related_name="audit_events"
+    )
+    contact = models.ForeignKey(
+        Contact, null=True, on_delete=models.SET_NULL, related_name="audit_events"
+    )
+    change = models.ForeignKey(
+        PendingChange,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+    )
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    actor = models.CharField(
+        max_length=200, help_text="user name, API token name or 'system'"
+    )
+    client_address = models.GenericIPAddressField(null=True, blank=True)
+    time = models.DateTimeField(auto_now_add=True, db_index=True)
+    detail = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        ordering = ["-time", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.time:%Y-%m-%d %H:%M} {self.kind} contact {self.contact_id}"
+
+
+class RateLimitHit(models.Model):
+    """One counted attempt (change request, failed login) for a rate-limit bucket.
+
+    Counters live in the database so that every web process on every host
+    reads the same count.
+    """
+
+    bucket = models.CharField(max_length=200)
+    time = models.DateTimeField(db_index=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["bucket", "time"])]
