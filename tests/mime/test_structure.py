@@ -346,3 +346,21 @@ def test_autocrypt_never_carries_secret_keys(provider):
     assert pysequoia.packet.Tag.SecretKey not in tags
     assert pysequoia.packet.Tag.SecretSubkey not in tags
     assert pysequoia.packet.Tag.PublicKey in tags
+
+
+@pytest.mark.parametrize("fmt", FORMATS, ids=lambda f: f.value)
+def test_empty_subject_has_no_trailing_space(fmt, provider, customer_keys):
+    key = customer_keys["cv25519"]
+    message = OutgoingMessage(
+        sender=mailcheck.SENDER, to="customer@customer.test", subject="", text="x\n"
+    )
+    composed = compose(
+        message, fmt, recipients=[key.certificate], signer=provider.signer
+    )
+    header = composed.data.partition(b"\r\n\r\n")[0]
+    expected = (
+        b"Subject: ..." if fmt in (Format.PGPMIME, Format.INLINE) else b"Subject:"
+    )
+    assert expected in header.split(b"\r\n")
+    for line in composed.data.split(b"\r\n"):
+        assert not line.endswith((b" ", b"\t")), f"trailing whitespace: {line!r}"
