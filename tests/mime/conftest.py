@@ -7,7 +7,6 @@ The provider key is a pysequoia Cv25519 key like the ones sealmail makes.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -112,13 +111,3 @@ def customer_keys(
         None,
     )
     return keys
-
-
-@pytest.fixture
-def peer_home(tmp_path: Path) -> Callable[[str], Path]:
-    def make(name: str) -> Path:
-        path = tmp_path / name
-        path.mkdir(parents=True, exist_ok=True)
-        return path
-
-    return make

@@ -56,9 +56,6 @@ def _signatures(status: list[str], stderr: str) -> list[Verification]:
     return results
 
 
-PEERS = ["gpg", "sq", "rnp", "openpgpjs", "sqop", "gosop", "pgpainless-cli"]
-
-
 def make_peer(name: str, key: CustomerKey, provider: Provider, home: Path) -> Peer:
     """Return peer ``name`` holding ``key``'s secret and the provider certificate."""
     if name == "gpg":

@@ -31,7 +31,9 @@ def _check(fmt: Format, raw: bytes, message, peer, peer_name: str) -> None:
 # gosop 0.0.0 (GopenPGP 2.5.2) writes decrypted binary data as text: it turns
 # CRLF into LF and invalid UTF-8 into U+FFFD, so binary attachments differ.
 GOSOP_BINARY = pytest.mark.xfail(
-    strict=True, reason="gosop 0.0.0 rewrites decrypted binary data as text"
+    raises=AssertionError,
+    strict=True,
+    reason="gosop 0.0.0 rewrites decrypted binary data as text",
 )
 
 
