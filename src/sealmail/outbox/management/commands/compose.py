@@ -97,8 +97,10 @@ class Command(BaseCommand):
         )
         parser.add_argument(
             "--signing-key",
+            required=True,
             metavar="FILE",
-            help="provider's OpenPGP secret key used to sign; required for signed",
+            help="provider's OpenPGP secret key: signs the message (all formats but "
+            "plain) and goes into the Autocrypt header",
         )
         parser.add_argument(
             "--signing-key-passphrase-file",
@@ -174,12 +176,9 @@ class Command(BaseCommand):
         )
 
         recipients = [_load_certificate(p) for p in options["recipient_key"]]
-        signer = None
-        if options["signing_key"]:
-            signer = _load_signer(
-                options["signing_key"],
-                options["signing_key_passphrase_file"],
-            )
+        signer = _load_signer(
+            options["signing_key"], options["signing_key_passphrase_file"]
+        )
 
         try:
             composed = compose(
