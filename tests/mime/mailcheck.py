@@ -157,7 +157,8 @@ def check_entity(
         html = html_part.get_content().replace("\r\n", "\n")
         if legacy_subject is not None:
             element = re.search(
-                r'<div class="header-protection-legacy-display">(.*?)</div>\n', html
+                r'<div class="header-protection-legacy-display"><pre>(.*?)</pre></div>\n',
+                html,
             )
             assert element, f"no legacy display element in {html!r}"
             assert element.group(1) == "Subject: " + htmllib.escape(legacy_subject)
