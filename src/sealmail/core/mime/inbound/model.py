@@ -134,7 +134,9 @@ class ParsedMessage:
 
     @property
     def encryption(self) -> MessageEncryption:
-        relevant = [part for part in self.parts if part.content.strip() or part.encrypted]
+        relevant = [
+            part for part in self.parts if part.content.strip() or part.encrypted
+        ]
         encrypted = [part for part in relevant if part.encrypted]
         if not encrypted:
             return MessageEncryption.NONE

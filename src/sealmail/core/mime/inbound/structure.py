@@ -83,7 +83,9 @@ def parse_entity(raw: bytes) -> Entity:
     return Entity(raw, headers, body, defects)
 
 
-def split_multipart(body: bytes, boundary: str, max_parts: int) -> tuple[list[bytes], list[str]]:
+def split_multipart(
+    body: bytes, boundary: str, max_parts: int
+) -> tuple[list[bytes], list[str]]:
     """Return the raw bytes of each child between the ``boundary`` delimiters.
 
     The line break before a delimiter belongs to the delimiter (RFC 2046,
@@ -91,7 +93,9 @@ def split_multipart(body: bytes, boundary: str, max_parts: int) -> tuple[list[by
     """
     defects: list[str] = []
     delimiter = re.compile(
-        rb"(?m)^--" + re.escape(boundary.encode("ascii", "replace")) + rb"(--)?[ \t]*\r?$"
+        rb"(?m)^--"
+        + re.escape(boundary.encode("ascii", "replace"))
+        + rb"(--)?[ \t]*\r?$"
     )
     children: list[bytes] = []
     start: int | None = None
