@@ -15,9 +15,10 @@
 from __future__ import annotations
 
 import enum
+import functools
 import logging
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timezone
 
 import pysequoia
 
@@ -51,6 +52,22 @@ class Decision:
     reason: str = ""
 
 
+@functools.lru_cache(maxsize=4096)
+def certificate_problem(data: bytes, minute: int) -> str:
+    """Return why the certificate ``data`` is unusable, or "" if it is usable.
+
+    The check runs as of the end of ``minute`` (minutes since the epoch), so
+    a key that expires within that minute already counts as expired, and the
+    result is cached per certificate and minute.
+    """
+    now = datetime.fromtimestamp(minute * 60 + 59, timezone.utc)
+    try:
+        _check(data, now=now)
+    except KeyRejected as exc:
+        return exc.reason
+    return ""
+
+
 class KeyChecker:
     """Check contact keys at send time, once per key for the lifetime of a batch."""
 
@@ -71,10 +88,9 @@ class KeyChecker:
         if key.usable_until is not None and key.usable_until <= self.now:
             return "expired", None
         data = bytes(key.certificate)
-        try:
-            _check(data, now=self.now)
-        except KeyRejected as exc:
-            return exc.reason, None
+        reason = certificate_problem(data, int(self.now.timestamp()) // 60)
+        if reason:
+            return reason, None
         try:
             certificate = pysequoia.Cert.from_bytes(data)
         except Exception as exc:  # pysequoia raises plain Exception
