@@ -1,10 +1,10 @@
 """Measure bulk sending: one API call for N recipients until a relay accepted all.
 
-Each configuration runs a fresh sealmail instance in subprocesses:
-``sealmail web`` (gunicorn) takes one ``POST /api/v1/messages`` naming N
-customers, one or more ``sealmail worker`` processes compose (encrypted and
-signed, PGP/MIME) and deliver, and an aiosmtpd relay with STARTTLS on
-127.0.0.1 counts what it accepted. The clock runs from just before the POST
+Each configuration runs a fresh sealmail instance in subprocesses.
+``sealmail web`` (gunicorn) receives one ``POST /api/v1/messages`` naming N
+customers. One or more ``sealmail worker`` processes compose the messages
+(encrypted and signed, PGP/MIME) and deliver them to an aiosmtpd relay with
+STARTTLS on 127.0.0.1, which counts what it accepted. The clock runs from just before the POST
 until the relay accepted the N-th message. Every contact has an active
 Cv25519 key of its own, so no per-certificate cache helps. The message is
 the same short text for everyone, except in the ``default-template``
@@ -42,6 +42,7 @@ import time
 import urllib.request
 import uuid
 from dataclasses import dataclass
+from datetime import UTC
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
@@ -74,7 +75,7 @@ def run_relay(
     context.load_cert_chain(certfile, keyfile)
 
     class Handler:
-        async def handle_DATA(self, server, session, envelope):  # noqa: N802
+        async def handle_DATA(self, server, session, envelope):
             head = envelope.original_content[:4096]
             with accepted.get_lock():
                 accepted.value += 1
@@ -85,7 +86,9 @@ def run_relay(
                     done.set()
             return "250 2.0.0 Ok"
 
-    controller = Controller(Handler(), hostname="127.0.0.1", port=port, tls_context=context)
+    controller = Controller(
+        Handler(), hostname="127.0.0.1", port=port, tls_context=context
+    )
     controller.start()
     while True:  # until the benchmark terminates this process
         time.sleep(3600)
@@ -113,7 +116,7 @@ def setup_instance(count: int, certificates: str) -> None:
     import django
 
     django.setup()
-    from datetime import datetime, timezone
+    from datetime import datetime
 
     import pysequoia
 
@@ -122,7 +125,10 @@ def setup_instance(count: int, certificates: str) -> None:
     pool = pysequoia.Cert.split_bytes(Path(certificates).read_bytes())
     assert len(pool) >= count, "fewer certificates than customers"
     customers = Customer.objects.bulk_create(
-        (Customer(account_number=f"K-{n:06d}", name=f"Customer {n}") for n in range(count)),
+        (
+            Customer(account_number=f"K-{n:06d}", name=f"Customer {n}")
+            for n in range(count)
+        ),
         batch_size=1000,
     )
     contacts = Contact.objects.bulk_create(
@@ -132,7 +138,7 @@ def setup_instance(count: int, certificates: str) -> None:
         ),
         batch_size=1000,
     )
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     keys = ContactKey.objects.bulk_create(
         (
             ContactKey(
@@ -189,7 +195,8 @@ def composer_baseline(count: int, certificates: Path) -> float:
 
     signer = ProviderSigner.from_tsk(
         pysequoia.Tsk.generate(
-            user_ids=["<billing@provider.test>"], cipher_suite=pysequoia.CipherSuite.Cv25519
+            user_ids=["<billing@provider.test>"],
+            cipher_suite=pysequoia.CipherSuite.Cv25519,
         )
     )
     pool = pysequoia.Cert.split_bytes(certificates.read_bytes())
@@ -238,6 +245,7 @@ def peak_rss_mb(pid: int) -> float:
 def run(env: dict[str, str], *args: str, timeout: float = 600) -> str:
     proc = subprocess.run(
         [sys.executable, *args],
+        check=False,
         env=env,
         cwd=ROOT,
         capture_output=True,
@@ -282,7 +290,11 @@ def run_config(
     instance = tmp / name
     ca = trustme.CA()
     cert = ca.issue_cert("127.0.0.1")
-    certfile, keyfile, cafile = instance / "relay.pem", instance / "relay.key", instance / "ca.pem"
+    certfile, keyfile, cafile = (
+        instance / "relay.pem",
+        instance / "relay.key",
+        instance / "ca.pem",
+    )
     instance.mkdir(parents=True)
     cert.cert_chain_pems[0].write_to_path(str(certfile))
     cert.private_key_pem.write_to_path(str(keyfile))
@@ -315,7 +327,16 @@ def run_config(
     done, done_at = context.Event(), context.Value("d", 0.0)
     relay = context.Process(
         target=run_relay,
-        args=(relay_port, str(certfile), str(keyfile), count, accepted, encrypted, done, done_at),
+        args=(
+            relay_port,
+            str(certfile),
+            str(keyfile),
+            count,
+            accepted,
+            encrypted,
+            done,
+            done_at,
+        ),
     )
     relay.start()
     processes: list[subprocess.Popen[bytes]] = []
@@ -355,7 +376,11 @@ def run_config(
                 },
             }
             if template
-            else {"category": "custom", "subject": "Line FTTH-4711 is down", "text": TEXT}
+            else {
+                "category": "custom",
+                "subject": "Line FTTH-4711 is down",
+                "text": TEXT,
+            }
         )
         body = json.dumps(
             {"customers": [f"K-{n:06d}" for n in range(count)], **content}
@@ -363,7 +388,10 @@ def run_config(
         request = urllib.request.Request(
             f"http://127.0.0.1:{web_port}/api/v1/messages",
             data=body,
-            headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+            headers={
+                "Authorization": f"Bearer {token}",
+                "Content-Type": "application/json",
+            },
         )
         started = time.monotonic()
         with urllib.request.urlopen(request, timeout=120) as response:
@@ -371,7 +399,9 @@ def run_config(
         api_seconds = time.monotonic() - started
         assert len(created["messages"]) == count
         if not done.wait(timeout=600):
-            raise SystemExit(f"{name}: only {accepted.value} of {count} accepted in 600 s")
+            raise SystemExit(
+                f"{name}: only {accepted.value} of {count} accepted in 600 s"
+            )
         total_seconds = done_at.value - started
         peaks = [peak_rss_mb(p.pid) for p in worker_processes]
     finally:
@@ -386,7 +416,14 @@ def run_config(
         relay.join(timeout=10)
     status = json.loads(run(env, str(Path(__file__).resolve()), "_report"))
     return Result(
-        name, workers, api_seconds, total_seconds, accepted.value, encrypted.value, peaks, status
+        name,
+        workers,
+        api_seconds,
+        total_seconds,
+        accepted.value,
+        encrypted.value,
+        peaks,
+        status,
     )
 
 
@@ -409,7 +446,9 @@ def check_loopback(url: str, option: str) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--count", type=int, default=10_000, help="recipients (default 10000)")
+    parser.add_argument(
+        "--count", type=int, default=10_000, help="recipients (default 10000)"
+    )
     parser.add_argument(
         "--configs",
         default="default,default-template,pg-redis-1,pg-redis-2",
@@ -421,7 +460,9 @@ def main() -> None:
         help="PostgreSQL server to create the benchmark database on",
     )
     parser.add_argument(
-        "--redis", default="redis://127.0.0.1:6379/14", help="Redis database to use and flush"
+        "--redis",
+        default="redis://127.0.0.1:6379/14",
+        help="Redis database to use and flush",
     )
     args = parser.parse_args()
     check_loopback(args.postgres, "--postgres")
@@ -477,9 +518,13 @@ def main() -> None:
             )
 
     print()
-    print("| configuration | workers | API call (s) | until all accepted (s) | messages/s | worker peak RSS (MiB) |")
+    print(
+        "| configuration | workers | API call (s) | until all accepted (s) | messages/s | worker peak RSS (MiB) |"
+    )
     print("|---|---|---|---|---|---|")
-    print(f"| baseline: composer alone, one thread | - | - | {baseline:.2f} | {args.count / baseline:.0f} | - |")
+    print(
+        f"| baseline: composer alone, one thread | - | - | {baseline:.2f} | {args.count / baseline:.0f} | - |"
+    )
     for result in results:
         print(
             f"| {result.name} | {result.workers} | {result.api_seconds:.2f} | "

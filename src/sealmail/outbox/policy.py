@@ -18,7 +18,7 @@ import enum
 import functools
 import logging
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pysequoia
 
@@ -60,7 +60,7 @@ def certificate_problem(data: bytes, minute: int) -> str:
     a key that expires within that minute already counts as expired, and the
     result is cached per certificate and minute.
     """
-    now = datetime.fromtimestamp(minute * 60 + 59, timezone.utc)
+    now = datetime.fromtimestamp(minute * 60 + 59, UTC)
     try:
         _check(data, now=now)
     except KeyRejected as exc:
@@ -93,7 +93,7 @@ class KeyChecker:
             return reason, None
         try:
             certificate = pysequoia.Cert.from_bytes(data)
-        except Exception as exc:  # pysequoia raises plain Exception
+        except Exception as exc:  # noqa: BLE001 - pysequoia raises plain Exception
             logger.warning("stored key %d cannot be parsed: %s", key.pk, exc)
             return "malformed", None
         return "", certificate
@@ -121,7 +121,7 @@ def decide(
     *,
     sign_plain: bool,
 ) -> Decision:
-    """Decide how ``message`` leaves for ``contact`` as the database says now."""
+    """Decide how ``message`` leaves, from the contact's current database state."""
     if message.recipient_key_id is not None:
         key = message.recipient_key
         assert key is not None
@@ -148,4 +148,6 @@ def decide(
         # The key checks out again (for example, its expiry was extended), but
         # only the portal turns encryption back on after the customer confirms.
         return Decision(Action.HOLD, reason=key.problem or "key_problem", key=key)
-    return Decision(Action.SEND, encrypted_format(contact), certificate=certificate, key=key)
+    return Decision(
+        Action.SEND, encrypted_format(contact), certificate=certificate, key=key
+    )

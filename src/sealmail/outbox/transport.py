@@ -28,6 +28,7 @@ import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Self
 from urllib.parse import parse_qs, unquote, urlsplit
 
 TLS_MODES = ("opportunistic", "required", "none")
@@ -72,7 +73,7 @@ class Session:
     def close(self) -> None:
         pass
 
-    def __enter__(self) -> Session:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc_info: object) -> None:
@@ -250,7 +251,8 @@ class SmtpTransport(Transport):
             raise _failure_from_reply(exc.smtp_code, exc.smtp_error, True) from exc
         except ssl.SSLError as exc:
             raise TemporaryFailure(
-                f"TLS with {config.host}:{config.port} failed: {exc}", connection_lost=True
+                f"TLS with {config.host}:{config.port} failed: {exc}",
+                connection_lost=True,
             ) from exc
         except (OSError, smtplib.SMTPException) as exc:
             raise TemporaryFailure(
