@@ -276,14 +276,18 @@ def test_temporary_reply_backs_off_exponentially(make_contact, relay, settings):
     assert [r.message_id for r in relay.received] == [message.message_id]
 
 
-def test_permanent_reply_is_not_retried(make_contact, relay):
-    [message] = enqueue(make_contact(), category="custom", subject="x", text="x")
-    relay.reply_next_rcpt("550 5.1.1 Mailbox unavailable")
+def test_permanent_reply_is_not_retried(make_contact, relay, caplog):
+    contact = make_contact("gone@customer.test")
+    [message] = enqueue(contact, category="custom", subject="x", text="x")
+    relay.reply_next_rcpt("550 5.1.1 <gone@customer.test>: Mailbox unavailable")
     run_worker()
     message.refresh_from_db()
     assert message.status == Status.FAILED
     assert message.attempts == 1
-    assert message.relay_reply == "550 5.1.1 Mailbox unavailable"
+    assert message.relay_reply == "550 5.1.1 <gone@customer.test>: Mailbox unavailable"
+    ours = [r.getMessage() for r in caplog.records if r.name.startswith("sealmail")]
+    assert any("Mailbox unavailable" in line for line in ours)
+    assert not any("gone@customer.test" in line for line in ours)
     make_due()
     run_worker()
     assert relay.received == []

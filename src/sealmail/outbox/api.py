@@ -19,6 +19,7 @@ from sealmail.outbox.service import (
     EnqueueError,
     contacts_of,
     enqueue_bulk_checked,
+    redact_addresses,
 )
 
 logger = logging.getLogger(__name__)
@@ -276,7 +277,11 @@ def create_messages(request: HttpRequest, payload: MessageIn):
             internal=False,
         )
     except EnqueueError as exc:
-        logger.info("message request rejected: field %s: %s", exc.field, exc.message)
+        logger.info(
+            "message request rejected: field %s: %s",
+            exc.field,
+            redact_addresses(exc.message),
+        )
         return Status(exc.status, {"detail": exc.message, "field": exc.field})
     status = 200 if repeated else 201
     return Status(status, {"messages": [_ref(message) for message in messages]})

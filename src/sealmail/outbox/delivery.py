@@ -44,6 +44,7 @@ from sealmail.core.mime.message import (
 from sealmail.core.pgp.ops import ProviderSigner
 from sealmail.keys.store import get_keystore
 from sealmail.outbox.models import Blob, Category, NoticeState, OutboxMessage
+from sealmail.outbox.service import redact_addresses
 from sealmail.outbox.policy import (
     ENCRYPTED_FORMATS,
     Action,
@@ -243,7 +244,14 @@ def is_stale(message: OutboxMessage, contact: Contact | None) -> bool:
     )
 
 
-def _retry(message: OutboxMessage, now: datetime, error: str) -> str:
+def _retry(
+    message: OutboxMessage, now: datetime, error: str, *, log: bool = True
+) -> str:
+    """Count a failed attempt and schedule the next one, or fail after the last.
+
+    ``log=False`` leaves logging to the caller, which logs one line for a
+    whole batch that failed for one reason.
+    """
     message.attempts += 1
     message.last_attempt = now
     message.error = error
@@ -255,17 +263,18 @@ def _retry(message: OutboxMessage, now: datetime, error: str) -> str:
             "message %d failed after %d attempts: %s",
             message.pk,
             message.attempts,
-            error,
+            redact_addresses(error),
         )
         return "failed"
     message.next_attempt = now + retry_delay(message.attempts)
-    logger.warning(
-        "message %d attempt %d failed, retrying at %s: %s",
-        message.pk,
-        message.attempts,
-        message.next_attempt.isoformat(timespec="seconds"),
-        error,
-    )
+    if log:
+        logger.warning(
+            "message %d attempt %d failed, retrying at %s: %s",
+            message.pk,
+            message.attempts,
+            message.next_attempt.isoformat(timespec="seconds"),
+            redact_addresses(error),
+        )
     return "retry"
 
 
@@ -275,7 +284,7 @@ def _fail(message: OutboxMessage, now: datetime, error: str) -> str:
     message.last_attempt = now
     message.lease_until = None
     message.lease_token = ""
-    logger.error("message %d failed: %s", message.pk, error)
+    logger.error("message %d failed: %s", message.pk, redact_addresses(error))
     return "failed"
 
 
@@ -496,8 +505,14 @@ def _send(
         session = transport.open()
     except (DeliveryFailure, TransportConfigError) as exc:
         error = getattr(exc, "reply", str(exc))
+        logger.warning(
+            "relay unavailable for %d message(s) (first id %d): %s",
+            len(ready),
+            ready[0].pk,
+            redact_addresses(error),
+        )
         for message in ready:
-            outcomes[_retry(message, now, error)].append(message)
+            outcomes[_retry(message, now, error, log=False)].append(message)
         return outcomes
     with session:
         for index, message in enumerate(ready):
@@ -508,9 +523,8 @@ def _send(
                 Format(message.format) not in ENCRYPTED_FORMATS
             ):
                 # prepare() recomposes such rows; this guards against a bug there.
-                outcomes[_fail(message, now, "refused to send plaintext")].append(
-                    message
-                )
+                error = "not sent: plaintext for a contact with encryption on"
+                outcomes[_fail(message, now, error)].append(message)
                 continue
             try:
                 delivered = session.send(
@@ -527,9 +541,15 @@ def _send(
                 message.relay_reply = exc.reply
                 outcomes[_retry(message, now, exc.reply)].append(message)
                 if exc.connection_lost:
-                    for rest in ready[index + 1 :]:
-                        rest.updated = now
-                        outcomes[_retry(rest, now, exc.reply)].append(rest)
+                    rest = ready[index + 1 :]
+                    if rest:
+                        logger.warning(
+                            "connection lost; %d more message(s) wait for a retry",
+                            len(rest),
+                        )
+                    for other in rest:
+                        other.updated = now
+                        outcomes[_retry(other, now, exc.reply, log=False)].append(other)
                     break
                 continue
             message.status = Status.SENT

@@ -51,6 +51,14 @@ CONTENT_TYPE = re.compile(
 FILENAME_FORBIDDEN = re.compile(r"[\x00-\x1f\x7f/\\]")
 
 
+ADDRESS = re.compile(r"[^\s<>()\[\]'\",;:]+@[^\s<>()\[\]'\",;:]+")
+
+
+def redact_addresses(text: str) -> str:
+    """Replace email addresses in ``text`` with ``<address>`` before it is logged."""
+    return ADDRESS.sub("<address>", text)
+
+
 class EnqueueError(ValueError):
     """A request to send is invalid, and ``field`` names the invalid input.
 
