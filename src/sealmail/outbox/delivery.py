@@ -33,7 +33,7 @@ from django.urls import NoReverseMatch, reverse
 from django.utils import timezone
 
 from sealmail.contacts.models import Contact, ContactKey
-from sealmail.core.errors import KeyStoreError, SealmailError
+from sealmail.core.errors import EncryptionError, KeyStoreError, SealmailError
 from sealmail.core.mime import compose as compose_module
 from sealmail.core.mime.message import (
     Attachment,
@@ -305,6 +305,13 @@ def prepare(message: OutboxMessage, ctx: BatchContext) -> str:
         message.to_address = contact.address
     try:
         composed = _compose(message, decision, ctx)
+    except EncryptionError as exc:
+        reason = ctx.keys.problem(decision.key) if decision.key is not None else ""
+        if not reason:
+            return _retry(message, ctx.now, f"composing failed: {exc}")
+        if message.recipient_key_id is not None:
+            return _fail(message, ctx.now, f"not sent: key_{reason}")
+        return _hold(message, reason)
     except SealmailError as exc:
         return _retry(message, ctx.now, f"composing failed: {exc}")
     except Exception as exc:  # a composer bug must not stop the batch

@@ -69,7 +69,14 @@ def certificate_problem(data: bytes, minute: int) -> str:
 
 
 class KeyChecker:
-    """Check contact keys at send time, once per key for the lifetime of a batch."""
+    """Check contact keys at send time, once per key for the lifetime of a batch.
+
+    :meth:`check` tests the stored expiry and parses the certificate. The
+    full check (revocation, a live encryption subkey, algorithm policy) runs
+    in the encryption layer for every message, which raises EncryptionError
+    for an unusable key. :meth:`problem` then repeats that check to learn
+    the reason, so a usable key is inspected once per message, not twice.
+    """
 
     def __init__(self, now: datetime) -> None:
         self.now = now
@@ -84,13 +91,15 @@ class KeyChecker:
         self._results[key.pk] = result
         return result
 
+    def problem(self, key: ContactKey) -> str:
+        """Return why ``key`` is unusable by the full certificate check, or ""."""
+        minute = int(self.now.timestamp()) // 60
+        return certificate_problem(bytes(key.certificate), minute)
+
     def _check(self, key: ContactKey) -> tuple[str, pysequoia.Cert | None]:
         if key.usable_until is not None and key.usable_until <= self.now:
             return "expired", None
         data = bytes(key.certificate)
-        reason = certificate_problem(data, int(self.now.timestamp()) // 60)
-        if reason:
-            return reason, None
         try:
             certificate = pysequoia.Cert.from_bytes(data)
         except Exception as exc:  # noqa: BLE001 - pysequoia raises plain Exception
