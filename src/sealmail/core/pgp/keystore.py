@@ -1,9 +1,9 @@
 """Provider keys on disk: the signing key, rotated keys and role-address keys.
 
-One directory (mode 0700) holds one armored secret key per file
-(``FINGERPRINT.key``, mode 0600) and ``keys.json``, the index that says
-which key signs now, which keys are retired and which role address has its
-own decryption key. Passphrases are never stored: a protected key names the
+One directory (mode 0700) contains one armored secret key per file
+(``FINGERPRINT.key``, mode 0600) and ``keys.json``. The index records which
+key signs now, which keys are retired and which role address has its own
+decryption key. Passphrases are never stored: a protected key names the
 environment variable or file that holds its passphrase.
 
 Secret material never appears in log lines or error messages; errors name
@@ -169,7 +169,7 @@ class KeyStore:
             self._decryption_keys = None
 
     def _stamp(self) -> tuple[int, ...]:
-        """A cheap fingerprint of the directory state: the index's and directory's mtimes."""
+        """Return a cheap fingerprint of the directory state from the index's and directory's stat."""
         stamps = []
         for path in (self.index_path, self.directory):
             try:
