@@ -1,7 +1,7 @@
 """Contact changes that need the customer's confirmation by mail.
 
 A change (new address, new key, key removal) is stored as a
-:class:`PendingChange`; the contact keeps its current settings until someone
+:class:`PendingChange`, and the contact keeps its current settings until someone
 follows the mailed link and presses the confirm button. The mail goes to the
 new address, encrypted to the new key when one is given. Removing encryption
 is a downgrade, so that confirmation goes to the current address, encrypted
