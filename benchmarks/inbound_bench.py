@@ -29,6 +29,7 @@ import statistics
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 
@@ -104,19 +105,19 @@ def _prepare(count: int) -> tuple[list[bytes], list[bytes]]:
     return plain, encrypted
 
 
-def _run_batch(messages: list[bytes]) -> float:
-    """Store and process ``messages`` one by one; return the elapsed seconds."""
+def _run_batch(messages: list[bytes]) -> tuple[float, float]:
+    """Store and process ``messages`` one by one; return wall and CPU seconds."""
     from django.db import connections
 
     from sealmail.inbound import processing
     from sealmail.inbound.smtp import store_raw
 
     connections.close_all()
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), time.process_time()
     for raw in messages:
         message_id = store_raw("smtp", "bench", "customer@customer.test", ["support@provider.test"], raw)
         processing.process(message_id)
-    return time.perf_counter() - start
+    return time.perf_counter() - start, time.process_time() - cpu_start
 
 
 def _worker(data_dir: str, urls: tuple[str, str], messages: list[bytes], queue: multiprocessing.Queue) -> None:
@@ -124,10 +125,25 @@ def _worker(data_dir: str, urls: tuple[str, str], messages: list[bytes], queue: 
     queue.put(_run_batch(messages))
 
 
-def _measure(data_dir: Path, urls: tuple[str, str], messages: list[bytes], workers: int) -> float:
-    """Return messages per second for ``messages`` split across ``workers`` processes."""
+@dataclass
+class Round:
+    wall: float  # seconds from the first message stored to the last one filed
+    cpu: float  # CPU seconds of the benchmark processes (database server excluded)
+    count: int
+
+    @property
+    def rate(self) -> float:
+        return self.count / self.wall
+
+    @property
+    def cpu_ms(self) -> float:
+        return self.cpu / self.count * 1000
+
+
+def _measure(data_dir: Path, urls: tuple[str, str], messages: list[bytes], workers: int) -> Round:
+    """Process ``messages`` split across ``workers`` processes and time it."""
     if workers == 1:
-        return len(messages) / _run_batch(messages)
+        return Round(*_run_batch(messages), len(messages))
     context = multiprocessing.get_context("spawn")
     queue: multiprocessing.Queue = context.Queue()
     chunks = [messages[index::workers] for index in range(workers)]
@@ -135,15 +151,17 @@ def _measure(data_dir: Path, urls: tuple[str, str], messages: list[bytes], worke
         context.Process(target=_worker, args=(str(data_dir), urls, chunk, queue))
         for chunk in chunks
     ]
-    start = time.perf_counter()
     for process in processes:
         process.start()
+    # Each worker times its own batch after start-up; the slowest sets the pace.
+    timings = [queue.get() for _ in processes]
     for process in processes:
         process.join()
-    elapsed = time.perf_counter() - start
     if any(process.exitcode != 0 for process in processes):
         raise RuntimeError("a benchmark worker process failed; see its output above")
-    return len(messages) / elapsed
+    return Round(
+        max(wall for wall, _ in timings), sum(cpu for _, cpu in timings), len(messages)
+    )
 
 
 def _throwaway_database(url: str) -> str:
@@ -195,7 +213,8 @@ def _benchmark(args: argparse.Namespace, data_dir: Path, urls: tuple[str, str]) 
 
     from sealmail.inbound.models import InboundMessage
 
-    results: dict[str, list[float]] = {"baseline (plain)": [], "pgp-mime (decrypt+verify)": []}
+    results: dict[str, list[Round]] = {"baseline (plain)": [], "pgp-mime (decrypt+verify)": []}
+    load_before = os.getloadavg()[0]
     for _ in range(args.rounds):
         results["baseline (plain)"].append(_measure(data_dir, urls, plain, args.workers))
         results["pgp-mime (decrypt+verify)"].append(
@@ -212,9 +231,14 @@ def _benchmark(args: argparse.Namespace, data_dir: Path, urls: tuple[str, str]) 
         f"queue {type(settings.HUEY).__name__}, workers={args.workers}, "
         f"messages={args.messages}, rounds={args.rounds}"
     )
-    for name, rates in results.items():
-        print(f"{name:28s} median {statistics.median(rates):7.0f} msg/s  "
-              f"(min {min(rates):.0f}, max {max(rates):.0f})")
+    print(f"load average (1 min) before {load_before:.1f}, after {os.getloadavg()[0]:.1f}")
+    for name, rounds in results.items():
+        rates = [measured.rate for measured in rounds]
+        cpu = statistics.median(measured.cpu_ms for measured in rounds)
+        print(
+            f"{name:28s} median {statistics.median(rates):6.0f} msg/s "
+            f"(min {min(rates):.0f}, max {max(rates):.0f}), {cpu:.2f} ms CPU per message"
+        )
     print(f"encrypted messages verified as signed by the customer: {signed}/{expected}")
     return 0 if signed == expected else 1
 

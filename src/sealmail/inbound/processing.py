@@ -15,13 +15,13 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from sealmail.contacts.models import Contact
 from sealmail.core.mime.inbound import (
     ParsedMessage,
     SignatureStatus,
     parse_message,
 )
 from sealmail.inbound.models import InboundMessage, MessagePart, Ticket, TicketReply
+from sealmail.inbound.lookups import contact_by_address
 from sealmail.inbound.openpgp import CertificateLookup, openpgp_for
 
 logger = logging.getLogger(__name__)
@@ -144,8 +144,8 @@ def _clean(value: str) -> str:
     return value.replace("\x00", "\ufffd")
 
 
-def _match(parsed: ParsedMessage, lookup: CertificateLookup) -> tuple[Contact | None, str | None]:
-    """Return the sender's contact and the fingerprint that makes it "signed by the customer".
+def _match(parsed: ParsedMessage, lookup: CertificateLookup) -> tuple[tuple[int, int] | None, str | None]:
+    """Return the sender's (contact id, customer id) and the "signed by the customer" key.
 
     A good signature over the whole (decrypted) message by a confirmed key
     identifies the contact that key belongs to, and counts as signed by the
@@ -158,22 +158,17 @@ def _match(parsed: ParsedMessage, lookup: CertificateLookup) -> tuple[Contact | 
             continue
         fingerprint = signature.signer_fingerprint.lower()
         if fingerprint in lookup.offered:
-            contact_id, _ = lookup.offered[fingerprint]
-            return Contact.objects.select_related("customer").get(pk=contact_id), fingerprint
+            return lookup.offered[fingerprint], fingerprint
     address = _address(parsed.sender)
     if not address:
         return None, None
-    contact = (
-        Contact.objects.filter(address__iexact=address)
-        .select_related("customer")
-        .order_by("-encryption", "pk")
-        .first()
-    )
-    return contact, None
+    return contact_by_address(address), None
 
 
-def _thread(message: InboundMessage, parsed: ParsedMessage, contact: Contact | None) -> tuple[Ticket, bool]:
-    customer_id = contact.customer_id if contact else None
+def _thread(
+    message: InboundMessage, parsed: ParsedMessage, contact: tuple[int, int] | None
+) -> tuple[Ticket, bool]:
+    contact_id, customer_id = contact if contact else (None, None)
     ticket = _referenced_ticket(parsed)
     if ticket is not None and ticket.customer_id not in (None, customer_id):
         logger.warning(
@@ -192,7 +187,7 @@ def _thread(message: InboundMessage, parsed: ParsedMessage, contact: Contact | N
         queue=queue,
         subject=_clean(TICKET_REFERENCE.sub("", parsed.subject).strip())[:998],
         customer_id=customer_id,
-        contact=contact,
+        contact_id=contact_id,
     )
     return ticket, True
 
