@@ -66,7 +66,9 @@ def _prepare(count: int) -> tuple[list[bytes], list[bytes]]:
     )
     certificate = customer_key.extract_certificate()
     customer = Customer.objects.create(account_number="BENCH-1", name="Bench customer")
-    contact = Contact.objects.create(customer=customer, address="customer@customer.test")
+    contact = Contact.objects.create(
+        customer=customer, address="customer@customer.test"
+    )
     key = ContactKey.objects.create(
         contact=contact,
         fingerprint=certificate.fingerprint,
@@ -90,7 +92,8 @@ def _prepare(count: int) -> tuple[list[bytes], list[bytes]]:
         ).encode()
         body = (
             b"Content-Type: text/plain; charset=utf-8\r\n\r\n"
-            + f"Line {number} has been down since 9:00. Gr\u00fc\u00dfe\r\n".encode() * 20
+            + f"Line {number} has been down since 9:00. Gr\u00fc\u00dfe\r\n".encode()
+            * 20
         )
         plain.append(head + body)
         ciphertext = pysequoia.encrypt(body, [provider], signer=signer)
@@ -115,12 +118,19 @@ def _run_batch(messages: list[bytes]) -> tuple[float, float]:
     connections.close_all()
     start, cpu_start = time.perf_counter(), time.process_time()
     for raw in messages:
-        message_id = store_raw("smtp", "bench", "customer@customer.test", ["support@provider.test"], raw)
+        message_id = store_raw(
+            "smtp", "bench", "customer@customer.test", ["support@provider.test"], raw
+        )
         processing.process(message_id)
     return time.perf_counter() - start, time.process_time() - cpu_start
 
 
-def _worker(data_dir: str, urls: tuple[str, str], messages: list[bytes], queue: multiprocessing.Queue) -> None:
+def _worker(
+    data_dir: str,
+    urls: tuple[str, str],
+    messages: list[bytes],
+    queue: multiprocessing.Queue,
+) -> None:
     _setup(Path(data_dir), *urls)
     queue.put(_run_batch(messages))
 
@@ -140,7 +150,9 @@ class Round:
         return self.cpu / self.count * 1000
 
 
-def _measure(data_dir: Path, urls: tuple[str, str], messages: list[bytes], workers: int) -> Round:
+def _measure(
+    data_dir: Path, urls: tuple[str, str], messages: list[bytes], workers: int
+) -> Round:
     """Process ``messages`` split across ``workers`` processes and time it."""
     if workers == 1:
         return Round(*_run_batch(messages), len(messages))
@@ -186,13 +198,23 @@ def _drop_database(admin_url: str, url: str) -> None:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--messages", type=int, default=2000, help="messages per kind (default 2000)")
-    parser.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
-    parser.add_argument("--rounds", type=int, default=3, help="rounds per kind (default 3)")
     parser.add_argument(
-        "--database-url", default="", help="PostgreSQL URL to create a throwaway database beside"
+        "--messages", type=int, default=2000, help="messages per kind (default 2000)"
     )
-    parser.add_argument("--queue-url", default="", help="Huey queue URL, e.g. redis://127.0.0.1:6379/14")
+    parser.add_argument(
+        "--workers", type=int, default=1, help="worker processes (default 1)"
+    )
+    parser.add_argument(
+        "--rounds", type=int, default=3, help="rounds per kind (default 3)"
+    )
+    parser.add_argument(
+        "--database-url",
+        default="",
+        help="PostgreSQL URL to create a throwaway database beside",
+    )
+    parser.add_argument(
+        "--queue-url", default="", help="Huey queue URL, e.g. redis://127.0.0.1:6379/14"
+    )
     args = parser.parse_args()
 
     data_dir = Path(tempfile.mkdtemp(prefix="sealmail-bench-"))
@@ -213,15 +235,22 @@ def _benchmark(args: argparse.Namespace, data_dir: Path, urls: tuple[str, str]) 
 
     from sealmail.inbound.models import InboundMessage
 
-    results: dict[str, list[Round]] = {"baseline (plain)": [], "pgp-mime (decrypt+verify)": []}
+    results: dict[str, list[Round]] = {
+        "baseline (plain)": [],
+        "pgp-mime (decrypt+verify)": [],
+    }
     load_before = os.getloadavg()[0]
     for _ in range(args.rounds):
-        results["baseline (plain)"].append(_measure(data_dir, urls, plain, args.workers))
+        results["baseline (plain)"].append(
+            _measure(data_dir, urls, plain, args.workers)
+        )
         results["pgp-mime (decrypt+verify)"].append(
             _measure(data_dir, urls, encrypted, args.workers)
         )
 
-    signed = InboundMessage.objects.filter(signed_by_customer=True, encryption="full").count()
+    signed = InboundMessage.objects.filter(
+        signed_by_customer=True, encryption="full"
+    ).count()
     expected = args.rounds * args.messages
     from django.conf import settings
 
@@ -231,7 +260,9 @@ def _benchmark(args: argparse.Namespace, data_dir: Path, urls: tuple[str, str]) 
         f"queue {type(settings.HUEY).__name__}, workers={args.workers}, "
         f"messages={args.messages}, rounds={args.rounds}"
     )
-    print(f"load average (1 min) before {load_before:.1f}, after {os.getloadavg()[0]:.1f}")
+    print(
+        f"load average (1 min) before {load_before:.1f}, after {os.getloadavg()[0]:.1f}"
+    )
     for name, rounds in results.items():
         rates = [measured.rate for measured in rounds]
         cpu = statistics.median(measured.cpu_ms for measured in rounds)

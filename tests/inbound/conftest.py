@@ -43,13 +43,15 @@ def provider_keys() -> ProviderKeys:
     rotated = older.extract_certificate()
     role = store.generate(["<support@provider.test>"], role="support@provider.test")
     return ProviderKeys(
-        current=str(current).encode(), rotated=str(rotated).encode(), role=str(role).encode()
+        current=str(current).encode(),
+        rotated=str(rotated).encode(),
+        role=str(role).encode(),
     )
 
 
 @pytest.fixture(scope="session")
 def peers(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Peer]:
-    made = {
+    by_name = {
         peer_class.name: peer_class(
             tmp_path_factory.mktemp(peer_class.name), f"{peer_class.name}@customer.test"
         )
@@ -57,7 +59,7 @@ def peers(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Peer]:
     }
     # Sequoia rejects a signature made in the same second its key was created.
     time.sleep(1.1)
-    return made
+    return by_name
 
 
 @pytest.fixture(scope="session")
@@ -117,7 +119,11 @@ def _server(protocol: str, max_bytes: int = 1024 * 1024) -> Controller:
     handler = RoleAddressHandler(settings.SEALMAIL_ROLE_ADDRESSES, store_raw, max_bytes)
     controller_class = LMTPController if protocol == "lmtp" else Controller
     return controller_class(
-        handler, hostname="127.0.0.1", port=free_port(), data_size_limit=max_bytes, decode_data=False
+        handler,
+        hostname="127.0.0.1",
+        port=free_port(),
+        data_size_limit=max_bytes,
+        decode_data=False,
     )
 
 

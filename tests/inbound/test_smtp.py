@@ -26,7 +26,9 @@ def test_role_address_stored_raw(transactional_db, mail_server, no_acknowledgeme
     protocol = "lmtp" if type(mail_server).__name__ == "LMTPController" else "smtp"
     raw = shapes.plain("someone@customer.test", "Printer on fire", "It is burning.\n")
     with _client(mail_server, protocol) as client:
-        refused = client.sendmail("someone@customer.test", ["support@provider.test"], raw)
+        refused = client.sendmail(
+            "someone@customer.test", ["support@provider.test"], raw
+        )
     assert refused == {}
     stored = InboundMessage.objects.get()
     assert bytes(stored.raw) == raw
@@ -63,7 +65,10 @@ def test_lmtp_answers_per_recipient(transactional_db, no_acknowledgement):
         controller.stop()
     assert first[0] == 250
     assert second[0] == 250
-    assert InboundMessage.objects.get().rcpt_to == ["support@provider.test", "sales@provider.test"]
+    assert InboundMessage.objects.get().rcpt_to == [
+        "support@provider.test",
+        "sales@provider.test",
+    ]
 
 
 def test_size_limit_rejects_large_message(transactional_db):
@@ -88,7 +93,9 @@ def test_size_limit_rejects_large_message(transactional_db):
     assert InboundMessage.objects.count() == 0
 
 
-def test_stored_message_parsed_by_task(transactional_db, mail_server, immediate_queue, no_acknowledgement):
+def test_stored_message_parsed_by_task(
+    transactional_db, mail_server, immediate_queue, no_acknowledgement
+):
     raw = shapes.plain("someone@customer.test", "Queued parse", "Parse me.\n")
     with _client(mail_server, "smtp") as client:
         client.sendmail("someone@customer.test", ["support@provider.test"], raw)

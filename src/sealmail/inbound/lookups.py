@@ -1,9 +1,9 @@
 """Read-only queries on the inbound hot path, written as plain SQL.
 
-The ORM spends about 0.5 ms building each query, more than SQLite needs
-to run these; every inbound message makes two or three of them (measured
-with benchmarks/inbound_bench.py). The SQL is portable between SQLite
-and PostgreSQL, and the table and column names come from the models.
+Building each of these queries with the ORM took about 0.5 ms of CPU, while
+SQLite ran them in 0.02 ms (measured on the 2-core test machine). Every
+inbound message makes one or two of them. The SQL is portable between
+SQLite and PostgreSQL, and the table names come from the models.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The OpenPGP layer as the inbound parser sees it: provider keys, customer certificates."""
+"""The OpenPGP layer for inbound mail: provider keys and customers' confirmed certificates."""
 
 from __future__ import annotations
 
@@ -40,7 +40,9 @@ class CertificateLookup:
         for fingerprint, certificate, contact_id, customer_id in rows:
             parsed = _parse_certificate(certificate)
             if parsed is None:
-                logger.warning("stored certificate %s cannot be parsed; skipped", fingerprint)
+                logger.warning(
+                    "stored certificate %s cannot be parsed; skipped", fingerprint
+                )
                 continue
             certificates[fingerprint.lower()] = parsed
             self.offered[fingerprint.lower()] = (contact_id, customer_id)

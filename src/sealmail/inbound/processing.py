@@ -1,7 +1,7 @@
 """Turn a stored raw message into parts, a customer match and a ticket.
 
-Runs in the worker (see :mod:`sealmail.inbound.tasks`) after the raw
-message was committed; it is idempotent, so a retried task does nothing
+The worker runs this (see :mod:`sealmail.inbound.tasks`) after the raw
+message was committed. It is idempotent, so a retried task does nothing
 for a message that was already parsed.
 """
 
@@ -20,8 +20,8 @@ from sealmail.core.mime.inbound import (
     SignatureStatus,
     parse_message,
 )
-from sealmail.inbound.models import InboundMessage, MessagePart, Ticket, TicketReply
 from sealmail.inbound.lookups import contact_by_address
+from sealmail.inbound.models import InboundMessage, MessagePart, Ticket, TicketReply
 from sealmail.inbound.openpgp import CertificateLookup, openpgp_for
 
 logger = logging.getLogger(__name__)
@@ -82,7 +82,9 @@ def _address(value: str) -> str:
 
 
 @transaction.atomic
-def _store(message: InboundMessage, parsed: ParsedMessage, lookup: CertificateLookup) -> bool:
+def _store(
+    message: InboundMessage, parsed: ParsedMessage, lookup: CertificateLookup
+) -> bool:
     """Store parts and security status and file the message; True for a new ticket."""
     MessagePart.objects.bulk_create(
         MessagePart(
@@ -134,9 +136,22 @@ def _store(message: InboundMessage, parsed: ParsedMessage, lookup: CertificateLo
 
 
 _PARSED_FIELDS = [
-    "state", "parse_error", "parsed_at", "ticket", "subject", "sender", "message_id",
-    "in_reply_to", "references", "encryption", "signed_by_customer", "signer_fingerprint",
-    "protected_headers", "repaired_mixed_up", "defects", "failures",
+    "state",
+    "parse_error",
+    "parsed_at",
+    "ticket",
+    "subject",
+    "sender",
+    "message_id",
+    "in_reply_to",
+    "references",
+    "encryption",
+    "signed_by_customer",
+    "signer_fingerprint",
+    "protected_headers",
+    "repaired_mixed_up",
+    "defects",
+    "failures",
 ]
 
 
@@ -144,7 +159,9 @@ def _clean(value: str) -> str:
     return value.replace("\x00", "\ufffd")
 
 
-def _match(parsed: ParsedMessage, lookup: CertificateLookup) -> tuple[tuple[int, int] | None, str | None]:
+def _match(
+    parsed: ParsedMessage, lookup: CertificateLookup
+) -> tuple[tuple[int, int] | None, str | None]:
     """Return the sender's (contact id, customer id) and the "signed by the customer" key.
 
     A good signature over the whole (decrypted) message by a confirmed key
@@ -154,7 +171,10 @@ def _match(parsed: ParsedMessage, lookup: CertificateLookup) -> tuple[tuple[int,
     verified with came from ``lookup``, which offers confirmed keys only.
     """
     for signature in parsed.whole_message_signatures():
-        if signature.status is not SignatureStatus.GOOD or not signature.signer_fingerprint:
+        if (
+            signature.status is not SignatureStatus.GOOD
+            or not signature.signer_fingerprint
+        ):
             continue
         fingerprint = signature.signer_fingerprint.lower()
         if fingerprint in lookup.offered:
@@ -201,7 +221,9 @@ def _referenced_ticket(parsed: ParsedMessage) -> Ticket | None:
     ids = [value for value in ids if value]
     if not ids:
         return None
-    reply = TicketReply.objects.filter(message_id__in=ids).select_related("ticket").first()
+    reply = (
+        TicketReply.objects.filter(message_id__in=ids).select_related("ticket").first()
+    )
     if reply is not None:
         return reply.ticket
     earlier = (
