@@ -87,10 +87,18 @@ def test_unknown_recipient_key_named(gnupg, stranger):
         shapes.headers(gnupg.address, "wrong key") + shapes.encrypted_entity(ciphertext)
     )
     part = message.parts.get()
+    stranger_subkey = stranger.gpg.run(
+        "--with-colons", "--list-keys", stranger.fingerprint
+    )
+    subkey_ids = [
+        line.split(":")[4].lower()
+        for line in stranger_subkey.stdout.decode().splitlines()
+        if line.startswith("sub:")
+    ]
     assert part.encryption == "failed"
     assert part.failure["reason"] == "no_key"
-    # NOTE: the key ids come from the OpenPGP layer's DecryptionError.
-    assert message.failures[0]["reason"] == "no_key"
+    assert part.failure["recipient_key_ids"] == subkey_ids
+    assert subkey_ids[0] in message.failures[0]["message"].lower()
 
 
 def test_hidden_recipient_decrypted(gnupg, provider_keys):
