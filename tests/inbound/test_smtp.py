@@ -103,3 +103,35 @@ def test_stored_message_parsed_by_task(
     assert stored.state == InboundMessage.State.PARSED
     assert stored.ticket is not None
     assert stored.ticket.subject == "Queued parse"
+
+
+@pytest.mark.parametrize("protocol", ["smtp", "lmtp"])
+def test_store_failure_answers_451(protocol):
+    from aiosmtpd.controller import Controller
+
+    from sealmail.inbound.management.commands.smtpd import LMTPController
+    from sealmail.inbound.smtp import RoleAddressHandler
+    from tests.support import free_port
+
+    def failing_store(*args):
+        raise OSError("disk full")
+
+    handler = RoleAddressHandler(
+        ["support@provider.test", "sales@provider.test"], failing_store, 10_000
+    )
+    controller_class = LMTPController if protocol == "lmtp" else Controller
+    controller = controller_class(handler, hostname="127.0.0.1", port=free_port())
+    controller.start()
+    try:
+        client_class = smtplib.LMTP if protocol == "lmtp" else smtplib.SMTP
+        with client_class(controller.hostname, controller.port, timeout=30) as client:
+            client.ehlo_or_helo_if_needed()
+            client.mail("someone@customer.test")
+            client.rcpt("support@provider.test")
+            client.rcpt("sales@provider.test")
+            codes = [client.data(shapes.plain("someone@customer.test", "x", "x\n"))[0]]
+            if protocol == "lmtp":
+                codes.append(client.getreply()[0])
+    finally:
+        controller.stop()
+    assert codes == [451] * (2 if protocol == "lmtp" else 1)

@@ -52,9 +52,14 @@ class RoleAddressHandler:
         self, server: SMTP, session: Session, envelope: Envelope
     ) -> str:
         content = envelope.original_content or b""
-        if len(content) > self.max_bytes:
-            return S552_TOO_BIG
         protocol = "lmtp" if server.__class__.__name__ == "LMTP" else "smtp"
+        # LMTP replies once per accepted recipient after DATA (RFC 2033).
+        replies = len(envelope.rcpt_tos) if protocol == "lmtp" else 1
+        if len(content) > self.max_bytes:
+            logger.info(
+                "%s: rejected %d bytes over the size limit", session.peer, len(content)
+            )
+            return "\r\n".join([S552_TOO_BIG] * replies)
         try:
             message_id = await sync_to_async(self.store, thread_sensitive=True)(
                 protocol,
@@ -65,17 +70,15 @@ class RoleAddressHandler:
             )
         except Exception:
             logger.exception("%s: storing a message failed; answered 451", session.peer)
-            return S451_STORE_FAILED
+            return "\r\n".join([S451_STORE_FAILED] * replies)
         logger.info(
             "%s: stored inbound message %d (%d bytes)",
             session.peer,
             message_id,
             len(content),
         )
-        if protocol == "lmtp":
-            # LMTP answers once per recipient (RFC 2033); they share one stored copy.
-            return "\r\n".join([S250_OK] * len(envelope.rcpt_tos))
-        return S250_OK
+        # The recipients share one stored copy.
+        return "\r\n".join([S250_OK] * replies)
 
 
 def store_raw(
