@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -9,7 +10,9 @@ from dataclasses import dataclass
 import pysequoia
 import pytest
 from aiosmtpd.controller import Controller
+from asgiref.sync import sync_to_async
 from django.conf import settings
+from django.db import connections
 from django.utils import timezone
 
 from sealmail.inbound.management.commands.smtpd import LMTPController
@@ -125,6 +128,18 @@ def _server(protocol: str, max_bytes: int = 1024 * 1024) -> Controller:
         data_size_limit=max_bytes,
         decode_data=False,
     )
+
+
+@pytest.fixture(autouse=True)
+def close_server_connections() -> Iterator[None]:
+    """Close the database connection the server's store thread keeps open.
+
+    The server stores through asgiref's shared thread, which outlives a
+    test; its open connection would keep PostgreSQL from dropping the test
+    database.
+    """
+    yield
+    asyncio.run(sync_to_async(connections.close_all, thread_sensitive=True)())
 
 
 @pytest.fixture
