@@ -7,7 +7,9 @@ compares, in the same run:
   ticket) for plain messages, so the difference is the cost of OpenPGP;
 * pgp-mime: messages signed and encrypted by a customer (PGP/MIME), each
   decrypted with the provider key and verified against the customer's
-  confirmed key.
+  confirmed key;
+* parse only: both kinds through the parser and the OpenPGP layer in one
+  process without storing anything, which shows the share of the database.
 
 Usage::
 
@@ -125,6 +127,17 @@ def _run_batch(messages: list[bytes]) -> tuple[float, float]:
     return time.perf_counter() - start, time.process_time() - cpu_start
 
 
+def _parse_only(messages: list[bytes]) -> tuple[float, float]:
+    """Decrypt, verify and parse ``messages`` without storing them; wall and CPU seconds."""
+    from sealmail.core.mime.inbound import parse_message
+    from sealmail.inbound.openpgp import CertificateLookup, openpgp_for
+
+    start, cpu_start = time.perf_counter(), time.process_time()
+    for raw in messages:
+        parse_message(raw, openpgp_for(CertificateLookup("customer@customer.test")))
+    return time.perf_counter() - start, time.process_time() - cpu_start
+
+
 def _worker(
     data_dir: str,
     urls: tuple[str, str],
@@ -238,6 +251,8 @@ def _benchmark(args: argparse.Namespace, data_dir: Path, urls: tuple[str, str]) 
     results: dict[str, list[Round]] = {
         "baseline (plain)": [],
         "pgp-mime (decrypt+verify)": [],
+        "parse only, plain": [],
+        "parse only, pgp-mime": [],
     }
     load_before = os.getloadavg()[0]
     for _ in range(args.rounds):
@@ -246,6 +261,11 @@ def _benchmark(args: argparse.Namespace, data_dir: Path, urls: tuple[str, str]) 
         )
         results["pgp-mime (decrypt+verify)"].append(
             _measure(data_dir, urls, encrypted, args.workers)
+        )
+        # One process, no storage: the parser and OpenPGP share of the cost.
+        results["parse only, plain"].append(Round(*_parse_only(plain), len(plain)))
+        results["parse only, pgp-mime"].append(
+            Round(*_parse_only(encrypted), len(encrypted))
         )
 
     signed = InboundMessage.objects.filter(
