@@ -34,6 +34,9 @@ logger = logging.getLogger(__name__)
 
 # Windows closed per transaction by the sweep; bounds the transaction size.
 CLOSE_BATCH = 2000
+# Close tasks run on slots of this many seconds, so a summary may go out up
+# to this much later than its window ends.
+CLOSE_SLOT_SECONDS = 10
 
 
 class EventError(ValueError):
@@ -199,7 +202,8 @@ def record_line_events(
         ]
         if closes:
             result.closes = max(closes)
-            transaction.on_commit(lambda: _schedule_close(result.closes))
+        if new_windows:
+            _schedule_close_of(new_windows)
     logger.info(
         "line event %s for %d line(s): %d mailed, %d collected, %d repeated, "
         "%d late, %d duplicate, %d unknown",
@@ -303,6 +307,31 @@ def _window_text() -> str:
         minutes = seconds // 60
         return f"{minutes} minute" + ("s" if minutes != 1 else "")
     return f"{seconds} seconds"
+
+
+def _schedule_close_of(windows: Sequence[FlapWindow]) -> None:
+    """Schedule a close task for new windows, once per slot of CLOSE_SLOT_SECONDS.
+
+    A burst of single-line events would otherwise add one queue write per
+    event. Windows already open in the same slot had a task scheduled by the
+    transaction that opened them; if that failed, the minutely sweep closes
+    them. Concurrent transactions may both schedule, which is harmless.
+    """
+    slot = timedelta(seconds=CLOSE_SLOT_SECONDS)
+    latest = max(window.closes for window in windows)
+    epoch = datetime(2000, 1, 1, tzinfo=latest.tzinfo)
+    when = latest + (-(latest - epoch) % slot)
+    if len(windows) == 1:
+        taken = (
+            FlapWindow.objects.filter(
+                closed__isnull=True, closes__gt=when - slot, closes__lte=when
+            )
+            .exclude(pk=windows[0].pk)
+            .exists()
+        )
+        if taken:
+            return
+    transaction.on_commit(lambda: _schedule_close(when))
 
 
 def _schedule_close(when: datetime) -> None:
