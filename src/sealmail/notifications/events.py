@@ -8,9 +8,9 @@ closed with changes is followed by a continuation window, so a line that
 keeps flapping gets one summary per window and no other mail.
 
 All of this state is in the database. Events for one line are serialised by
-a row lock on PostgreSQL and by SQLite's write lock, and closing a window
-marks it closed in the same transaction that stores its summary, so several
-web and worker processes never send a change twice.
+a row lock on PostgreSQL and by SQLite's write lock. Closing a window marks
+it closed in the same transaction that stores its summary, so several web
+and worker processes never send a change twice.
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ CLOSE_SLOT_SECONDS = 10
 
 
 class EventError(ValueError):
-    """An event cannot be accepted; ``status`` is the HTTP status to answer with."""
+    """An event cannot be accepted; ``status`` is the HTTP status to respond with."""
 
     def __init__(self, message: str, status: int = 400) -> None:
         super().__init__(message)
@@ -50,7 +50,7 @@ class EventError(ValueError):
 
 @dataclass
 class LineEventResult:
-    """What happened to the lines named by one line-status event."""
+    """Outcome of one line-status event, counted per handling of its lines."""
 
     recorded: int = 0
     mailed: int = 0
@@ -222,7 +222,7 @@ def record_line_events(
 def _lines_with_state(line_ids: Sequence[str]) -> list[Line]:
     """Lock the lines and return them with their latest state and event time."""
     # Lock first, then read the latest events in a second statement: on
-    # PostgreSQL a statement that waited for the lock still sees the data as
+    # PostgreSQL a statement that waited for the lock still reads the data as
     # of its start, which would miss the event that held it. SQLite has no
     # row locks, and its write transaction serialises events instead.
     selected = Line.objects.filter(line_id__in=line_ids)
