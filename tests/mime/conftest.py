@@ -63,7 +63,9 @@ def _gnupg_key(
     gpg.run(*extra, "--quick-generate-key", uid, algo, "default", "2y")
     if encryption_subkey:
         # With an explicit algorithm, gpg makes a signing primary key only.
-        gpg.run("--quick-add-key", gpg.fingerprint(uid), encryption_subkey, "encr", "2y")
+        gpg.run(
+            "--quick-add-key", gpg.fingerprint(uid), encryption_subkey, "encr", "2y"
+        )
     gpg.import_key(provider.armored_certificate)
     armored = gpg.export(uid)
     return CustomerKey(
@@ -88,8 +90,12 @@ def customer_keys(
         ),
         # A key whose preferences list SHA-1 as the only hash.
         "sha1prefs": _gnupg_key(
-            root, "sha1prefs", "future-default", provider,
-            "--default-preference-list", "AES256 AES SHA1 ZLIB Uncompressed",
+            root,
+            "sha1prefs",
+            "future-default",
+            provider,
+            "--default-preference-list",
+            "AES256 AES SHA1 ZLIB Uncompressed",
         ),
     }
     # GnuPG 2.2 cannot create or read v6 keys, so pysequoia makes this one.

@@ -14,8 +14,17 @@ from tests.peers.sop import Sop
 from tests.peers.sq import Sq
 
 # OpenPGP hash algorithm ids (RFC 9580 section 9.5) as GnuPG status lines give them.
-HASH_NAMES = {"1": "MD5", "2": "SHA1", "3": "RIPEMD160", "8": "SHA256", "9": "SHA384",
-              "10": "SHA512", "11": "SHA224", "12": "SHA3-256", "14": "SHA3-512"}
+HASH_NAMES = {
+    "1": "MD5",
+    "2": "SHA1",
+    "3": "RIPEMD160",
+    "8": "SHA256",
+    "9": "SHA384",
+    "10": "SHA512",
+    "11": "SHA224",
+    "12": "SHA3-256",
+    "14": "SHA3-512",
+}
 
 
 class GnuPGPeer:

@@ -1,7 +1,8 @@
 """schemathesis against /api/openapi.json: no input makes the API answer 5xx.
 
-Besides the 5xx check, answers must use documented status codes and match
-their documented schemas. The positive-data check is left out on purpose:
+Every route of the schema is fuzzed for server errors. The customers and
+messages routes must also answer with documented status codes, content
+types and schemas. The positive-data check is left out on purpose:
 schema-valid input can still name an unknown customer or an invalid
 address, which the API rejects with 400.
 """
@@ -26,6 +27,8 @@ from sealmail.api.models import ApiToken
 from sealmail.contacts.models import Contact, Customer
 
 pytestmark = [pytest.mark.django_db, pytest.mark.db_backends]
+
+CONFORMANCE_PREFIXES = ("/api/v1/customers", "/api/v1/messages")
 
 schema = schemathesis.openapi.from_wsgi("/api/openapi.json", get_wsgi_application())
 
@@ -59,12 +62,11 @@ def token() -> str:
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
 def test_api_never_answers_5xx(case, token):
-    case.call_and_validate(
-        headers={"Authorization": f"Bearer {token}"},
-        checks=[
-            not_a_server_error,
+    checks = [not_a_server_error]
+    if case.path.startswith(CONFORMANCE_PREFIXES):
+        checks += [
             status_code_conformance,
             content_type_conformance,
             response_schema_conformance,
-        ],
-    )
+        ]
+    case.call_and_validate(headers={"Authorization": f"Bearer {token}"}, checks=checks)

@@ -67,12 +67,26 @@ class RoleAddressHandler:
 
 
 def store_raw(protocol: str, peer: str, mail_from: str, rcpt_to: list[str], raw: bytes) -> int:
-    from django.db import close_old_connections
+    """Commit the raw message, then queue it for parsing; return its id.
+
+    The row is committed (autocommit) before the task is queued, so a
+    failure to queue loses nothing: ``parse_forgotten`` picks the message up.
+    """
+    from django.db import connection
 
     from sealmail.inbound.models import InboundMessage
 
-    close_old_connections()
+    # The server thread lives long: drop a broken connection, but keep a
+    # working one, because reopening costs more than storing a message.
+    if connection.connection is not None and not connection.is_usable():
+        connection.close()
     message = InboundMessage.objects.create(
         protocol=protocol, peer=peer, mail_from=mail_from, rcpt_to=rcpt_to, raw=raw, size=len(raw)
     )
+    try:
+        from sealmail.inbound.tasks import parse_inbound
+
+        parse_inbound(message.pk)
+    except Exception:
+        logger.exception("inbound message %d stored but queueing its parsing failed", message.pk)
     return message.pk

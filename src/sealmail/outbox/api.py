@@ -6,10 +6,10 @@ import base64
 import binascii
 import logging
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from django.http import HttpRequest
-from ninja import Field, Router, Schema, Status
+from ninja import Field, Path, Router, Schema, Status
 
 from sealmail.contacts.models import Contact, Customer
 from sealmail.core.mime.message import Attachment
@@ -27,6 +27,11 @@ router = Router(tags=["messages"])
 
 MAX_RECIPIENTS = 50_000
 LOOKUP_CHUNK = 5_000
+
+# Database ids are 64-bit; larger numbers cannot name a row, and SQLite raises
+# OverflowError for them instead of finding nothing.
+MAX_ID = 2**63 - 1
+RowId = Annotated[int, Field(ge=1, le=MAX_ID)]
 
 CategoryName = Literal[PUBLIC_CATEGORIES]  # type: ignore[valid-type]
 RoleName = Literal[tuple(Contact.Role.values)]  # type: ignore[valid-type]
@@ -67,8 +72,8 @@ class MessageIn(Schema):
     ``context``; without any of them the category's template is used.
     """
 
-    contact: int | None = Field(None, description="contact id")
-    contacts: list[int] = Field(default_factory=list, description="contact ids")
+    contact: RowId | None = Field(None, description="contact id")
+    contacts: list[RowId] = Field(default_factory=list, description="contact ids")
     customer: str | None = Field(None, description="customer account number")
     customers: list[str] = Field(
         default_factory=list, description="customer account numbers"
@@ -282,7 +287,9 @@ def create_messages(request: HttpRequest, payload: MessageIn):
     response={200: MessageOut, 404: ErrorOut, **COMMON_ERRORS},
     summary="Delivery status of one message",
 )
-def get_message(request: HttpRequest, message_id: int):
+def get_message(
+    request: HttpRequest, message_id: Annotated[int, Path(ge=1, le=MAX_ID)]
+):
     """Return the status, attempts, encryption, relay reply and TLS of a message."""
     message = (
         OutboxMessage.objects.filter(pk=message_id)

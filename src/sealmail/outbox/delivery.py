@@ -27,7 +27,7 @@ from datetime import datetime, timedelta
 
 import pysequoia
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import Q
 from django.urls import NoReverseMatch, reverse
 from django.utils import timezone
@@ -158,6 +158,30 @@ class BatchResult:
     held: int = 0
     failed: int = 0
     retry: int = 0
+
+
+def write_fields(messages: Sequence[OutboxMessage], fields: Sequence[str]) -> None:
+    """Write ``fields`` of every message with one UPDATE statement run per row.
+
+    ``executemany`` of one parameterized UPDATE is much faster here than
+    ``bulk_update``, which builds a CASE expression per field and row.
+    """
+    if not messages:
+        return
+    quote = connection.ops.quote_name
+    columns = [OutboxMessage._meta.get_field(name) for name in fields]
+    assignments = ", ".join(f"{quote(column.column)} = %s" for column in columns)
+    sql = (
+        f"UPDATE {quote(OutboxMessage._meta.db_table)} SET {assignments} "
+        f"WHERE {quote(OutboxMessage._meta.pk.column)} = %s"
+    )
+    rows = [
+        [column.get_db_prep_save(getattr(message, column.attname), connection) for column in columns]
+        + [message.pk]
+        for message in messages
+    ]
+    with connection.cursor() as cursor:
+        cursor.executemany(sql, rows)
 
 
 def claim(ids: Sequence[int], now: datetime) -> list[OutboxMessage]:
@@ -388,7 +412,7 @@ def deliver_batch(ids: Sequence[int], *, transport: Transport | None = None) -> 
     with transaction.atomic():
         for message in changed:
             message.updated = now
-        OutboxMessage.objects.bulk_update(changed, COMPOSED_FIELDS + RESULT_FIELDS)
+        write_fields(changed, COMPOSED_FIELDS + RESULT_FIELDS)
         for contact, reason, key in held_contacts.values():
             _mark_key_problem(contact, key, reason, now)
     for contact, reason, _key in held_contacts.values():
@@ -399,7 +423,7 @@ def deliver_batch(ids: Sequence[int], *, transport: Transport | None = None) -> 
     for name, group in send_outcomes.items():
         outcomes[name].extend(group)
     with transaction.atomic():
-        OutboxMessage.objects.bulk_update(ready, RESULT_FIELDS)
+        write_fields(ready, RESULT_FIELDS)
     _schedule_retries(outcomes["retry"])
     result.sent = len(outcomes["sent"])
     result.held = len(outcomes["held"])

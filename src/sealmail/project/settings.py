@@ -42,6 +42,10 @@ SEALMAIL_BASE_URL = os.environ.get(
     "SEALMAIL_BASE_URL", f"http://{SEALMAIL_WEB_ADDR[0]}:{SEALMAIL_WEB_ADDR[1]}"
 ).rstrip("/")
 SEALMAIL_SMTPD_MAX_BYTES = env_int("SEALMAIL_SMTPD_MAX_BYTES", 25 * 1024 * 1024)
+SEALMAIL_INBOUND_MAX_PLAINTEXT_BYTES = env_int(
+    "SEALMAIL_INBOUND_MAX_PLAINTEXT_BYTES", 64 * 1024 * 1024
+)
+SEALMAIL_INBOUND_ACKNOWLEDGE = env_bool("SEALMAIL_INBOUND_ACKNOWLEDGE", True)
 # Outgoing mail: sign mail to contacts without a key; retry temporary delivery
 # failures after SEALMAIL_SEND_RETRY_SECONDS, doubling each time, up to
 # SEALMAIL_SEND_MAX_ATTEMPTS attempts.

@@ -34,7 +34,11 @@ def minimal_certificate(certificate: pysequoia.Cert, addr: str) -> bytes:
     # The user ID for addr, else the first one, decides which user ID survives.
     user_ids = [p.user_id for p in packets if p.tag == Tag.UserID]
     chosen = next(
-        (uid for uid in user_ids if uid and (user_id_address(uid) or "").lower() == addr),
+        (
+            uid
+            for uid in user_ids
+            if uid and (user_id_address(uid) or "").lower() == addr
+        ),
         user_ids[0] if user_ids else None,
     )
     # Signatures follow the key, user ID or subkey they belong to.

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import secrets
 
-ENCRYPTED_PREAMBLE = b"This is an OpenPGP/MIME encrypted message (RFC 4880 and 3156)\r\n"
+ENCRYPTED_PREAMBLE = (
+    b"This is an OpenPGP/MIME encrypted message (RFC 4880 and 3156)\r\n"
+)
 SIGNED_PREAMBLE = b"This is an OpenPGP/MIME signed message (RFC 4880 and 3156)\r\n"
 
 
@@ -43,8 +45,8 @@ def multipart_encrypted(header_block: bytes, armored: bytes) -> bytes:
         (
             header_block,
             b"MIME-Version: 1.0\r\n",
-            b'Content-Type: multipart/encrypted; protocol="application/pgp-encrypted";\r\n'
-            b' boundary="',
+            b"Content-Type: multipart/encrypted;\r\n"
+            b' protocol="application/pgp-encrypted";\r\n boundary="',
             boundary,
             b'"\r\n\r\n',
             ENCRYPTED_PREAMBLE,
