@@ -110,6 +110,10 @@ def record_line_events(
 ) -> LineEventResult:
     """Record that the lines ``line_ids`` went ``state`` and send the mails due now.
 
+    NOTE: each call is one transaction with one outbox request, so a burst of
+    thousands of single-line calls takes minutes, while one call naming the
+    same lines takes seconds (docs/benchmarks/notifications.md).
+
     Raises :class:`EventError` when no line id is known, so a sender learns
     that its registry is out of sync. Known lines are recorded even when
     some ids are unknown; the result lists those.
