@@ -9,5 +9,6 @@ urlpatterns = [
     path("accounts/", include("sealmail.contacts.accounts")),
     path("accounts/", include("django.contrib.auth.urls")),
     path("staff/", include("sealmail.inbound.urls")),
+    path("", include("sealmail.keys.urls")),
     path("", include("sealmail.contacts.urls")),
 ]
