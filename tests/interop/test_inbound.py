@@ -224,8 +224,9 @@ def test_compressed_signed_message_verified(
 ) -> None:
     """A combined PGP/MIME message whose encrypted payload sq compressed with ZIP.
 
-    PGPainless and many older clients compress before encrypting, and
-    pysequoia 0.1.35's own verifier rejects that message structure.
+    PGPainless compresses before encrypting, and so do other clients when
+    the recipient's key prefers it. pysequoia 0.1.35's own verifier rejects
+    that message structure.
     """
     from tests.inbound.peers import SequoiaPeer
 
