@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -139,7 +140,14 @@ def close_server_connections() -> Iterator[None]:
     database.
     """
     yield
-    asyncio.run(sync_to_async(connections.close_all, thread_sensitive=True)())
+    # A thread of its own: an earlier test (Playwright's sync API) may leave
+    # an event loop running in this one, where asyncio.run() cannot start.
+    closer = threading.Thread(
+        target=asyncio.run,
+        args=(sync_to_async(connections.close_all, thread_sensitive=True)(),),
+    )
+    closer.start()
+    closer.join()
 
 
 @pytest.fixture
