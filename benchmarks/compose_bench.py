@@ -306,7 +306,7 @@ def main() -> int:
 
 
 def _gnupg_customer_key(home: Path) -> pysequoia.Tsk:
-    """Create the customer's Cv25519 key with GnuPG, as most customers do.
+    """Create the customer's Cv25519 key with GnuPG, as a GnuPG user would.
 
     A key made by GnuPG 2.2 advertises no SEIPDv2 support, so the message
     is plain SEIPDv1 to this one recipient.
