@@ -354,3 +354,15 @@ def test_verify_inline_cleartext(customer_gpg):
     content, results = verify_inline(tampered, certificates_for=lambda ids: [cert])
     assert b"second lime" in content
     assert [r.status for r in results] == ["bad"]
+
+
+def test_openpgpjs_reads_provider_messages(store, customer_gpg):
+    from tests.peers.openpgpjs import OpenPgpJs
+
+    peer = OpenPgpJs()
+    gpg, fingerprint, cert = customer_gpg
+    peer.add_secret_key(gpg.export(fingerprint, secret=True))
+    peer.add_certificate(store.export().encode())
+    result = peer.decrypt(encrypt_and_sign(b"hello OpenPGP.js", [cert], store.signer()))
+    assert result.plaintext == b"hello OpenPGP.js"
+    assert result.verified, [sig.detail for sig in result.signatures]

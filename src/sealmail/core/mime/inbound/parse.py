@@ -56,7 +56,7 @@ class Limits:
 class _Context:
     path: str
     depth: int
-    whole: bool  # this entity is everything the message says at this level
+    whole: bool  # this entity is all of the message content at this level
     encryption: Encryption = Encryption.NONE
     kind: str = ""
     signatures: tuple[Signature, ...] = field(default=())
@@ -65,10 +65,11 @@ class _Context:
 def parse_message(
     raw: bytes, openpgp: OpenPGP, limits: Limits | None = None
 ) -> ParsedMessage:
-    """Parse ``raw`` leniently; defects are recorded, never raised.
+    """Parse ``raw`` leniently, recording defects instead of raising.
 
-    Any unexpected error in the walk becomes a defect and the raw message
-    is kept as one opaque part, so nothing a customer sent is dropped.
+    An unexpected error in the walk becomes a defect and the raw message is
+    kept as one opaque part, so nothing a customer sent is dropped.
+    tests/inbound/test_fuzz.py feeds it random and mutated MIME.
     """
     walker = _Walker(openpgp, limits or Limits())
     top = parse_entity(raw)
@@ -77,7 +78,7 @@ def parse_message(
     _read_headers(top, message)
     try:
         walker.walk(top, _Context(path="1", depth=0, whole=True))
-    except (RecursionError, MemoryError, ValueError, LookupError, TypeError) as exc:
+    except Exception as exc:  # the robustness boundary of the parser, see above
         message.defects.append(f"the parser stopped: {type(exc).__name__}: {exc}")
         message.parts[:] = [
             Part(path="1", content_type="application/octet-stream", content=raw)
@@ -252,9 +253,11 @@ class _Walker:
             )
             self._multipart(entity, replace(context, whole=False))
             return
+
         signed_raw = raw_children[0]
         signature_entity = parse_entity(raw_children[1])
         signature_bytes, _ = decoded_payload(signature_entity)
+
         # RFC 3156 signs the canonical form: the received lines with CRLF endings.
         canonical = _LINE_BREAK.sub(b"\r\n", signed_raw)
         try:
@@ -265,6 +268,7 @@ class _Walker:
                 f"{context.path}: the signature could not be checked: {exc}"
             )
         signatures = self._signatures(checked, context.whole, "pgp-mime")
+
         self.walk(
             parse_entity(signed_raw),
             replace(
@@ -491,7 +495,7 @@ class _Walker:
 
 
 def _narrowed(signatures: tuple[Signature, ...]) -> tuple[Signature, ...]:
-    """A signature inside an encrypted attachment covers that attachment only."""
+    """Narrow ``signatures`` to the part: inside an encrypted attachment they cover only it."""
     return tuple(replace(signature, scope=Scope.PART) for signature in signatures)
 
 
