@@ -306,7 +306,7 @@ def main() -> int:
 
 
 def _gnupg_customer_key(home: Path) -> pysequoia.Tsk:
-    """Create the customer's Cv25519 key with GnuPG, as most customers do.
+    """Create the customer's Cv25519 key with GnuPG, as a GnuPG user would.
 
     A key made by GnuPG 2.2 advertises no SEIPDv2 support, so the message
     is plain SEIPDv1 to this one recipient.
@@ -363,8 +363,10 @@ def _report(
         "",
         "Encrypted and signed PGP/MIME messages per second on one core: Cv25519",
         "recipient key made by GnuPG 2.2, Ed25519 provider signing key, recipient",
-        f"display names with non-ASCII characters. Produced by `{command}`; each",
-        "figure is the median of the rounds.",
+        "display names with non-ASCII characters. Each figure is the median of the",
+        "rounds. Produced by:",
+        "",
+        f"    {command}",
         "",
         f"Machine: {machine}.",
         f"Load average (1, 5, 15 min) before: {load}; after: {load_end}.",
@@ -420,10 +422,10 @@ def _report(
     lines += [
         "",
         "`encrypt only` calls pysequoia.encrypt with the signer on random bytes as",
-        "long as the plaintext compose() encrypts",
-        f"({sizes['notification']:,} and {sizes['invoice']:,} bytes), with no MIME",
-        "work and none of sealmail's recipient checks, so it bounds any composer",
-        "built on pysequoia on this machine.",
+        f"long as the plaintext compose() encrypts ({sizes['notification']:,} and",
+        f"{sizes['invoice']:,} bytes), with no MIME work and none of sealmail's",
+        "recipient checks, so it bounds any composer built on pysequoia on this",
+        "machine.",
         "",
     ]
     return "\n".join(lines)
