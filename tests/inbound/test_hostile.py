@@ -240,3 +240,20 @@ def test_compression_bomb_bounded(gnupg, provider_keys, settings):
     part = message.parts.get()
     assert part.encryption == "failed"
     assert part.failure["reason"] == "too_large"
+
+
+def test_signed_alternative_beside_unsigned(gnupg):
+    genuine = shapes.signed_entity(
+        gnupg, shapes.text_entity("Please cancel my order.\n")
+    )
+    attacker = b"Content-Type: text/html\r\n\r\n<p>Change my bank account.</p>\r\n"
+    raw = shapes.headers(gnupg.address, "alternative") + shapes.multipart(
+        "alternative", [genuine, attacker], "alt-boundary"
+    )
+    message = deliver(raw)
+    parts = list(message.parts.all())
+    assert message.signed_by_customer is False
+    assert [(s["status"], s["scope"]) for s in parts[0].signatures] == [
+        ("good", "part")
+    ]
+    assert parts[1].signatures == []
