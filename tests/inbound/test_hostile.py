@@ -257,3 +257,26 @@ def test_signed_alternative_beside_unsigned(gnupg):
         ("good", "part")
     ]
     assert parts[1].signatures == []
+
+
+def test_reparse_after_key_import(gnupg, provider_keys):
+    import pysequoia
+    from django.core.management import call_command
+
+    from sealmail.keys.store import get_keystore
+
+    missing_key = pysequoia.Tsk.generate(
+        "<support@provider.test>", cipher_suite=pysequoia.CipherSuite.Cv25519
+    )
+    recipient = str(missing_key.extract_certificate()).encode()
+    message = deliver(shapes.combined(gnupg, recipient, "later key", SECRET))
+    assert message.parts.get().failure["reason"] == "no_key"
+    ticket_id = message.ticket_id
+
+    get_keystore().import_key(bytes(missing_key), make_current=False)
+    call_command("reparse", "--undecrypted")
+    message.refresh_from_db()
+    assert message.encryption == "full"
+    assert "hunter2" in _all_text(message)
+    assert message.ticket_id == ticket_id
+    assert message.parts.count() == 1
