@@ -12,19 +12,25 @@ own Cv25519 key and one line, then times:
   HTTP request each through Django's test client (routing, token auth and
   validation included, no network).
 
-Usage: .venv/bin/python benchmarks/notifications_outage.py [N]
-Set DATABASE_URL to run on PostgreSQL instead of SQLite.
+Usage: .venv/bin/python benchmarks/notifications_outage.py [N [WORKERS]]
+Set DATABASE_URL to run on PostgreSQL instead of SQLite, and
+SEALMAIL_QUEUE_URL=redis://... for a Redis task queue.
 """
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import sys
 import tempfile
 import time
 from datetime import timedelta
+from functools import partial
 
 LINES = int(sys.argv[1]) if len(sys.argv) > 1 else 5000
+# Processes that send the bursts in parallel, like several monitoring
+# clients against several web processes.
+WORKERS = int(sys.argv[2]) if len(sys.argv) > 2 else 1
 
 os.environ["SEALMAIL_DATA_DIR"] = tempfile.mkdtemp(prefix="sealmail-bench-")
 os.environ.setdefault("SEALMAIL_FROM", "noc@provider.test")
@@ -40,8 +46,6 @@ from django.core.management import call_command  # noqa: E402
 from django.db import connection  # noqa: E402
 from django.test import Client  # noqa: E402
 from django.utils import timezone  # noqa: E402
-from sealmail.outbox.models import OutboxMessage, SendRequest  # noqa: E402
-from sealmail.outbox.service import enqueue_bulk  # noqa: E402
 
 from sealmail.api.models import ApiToken  # noqa: E402
 from sealmail.contacts.models import Contact, ContactKey, Customer  # noqa: E402
@@ -50,6 +54,8 @@ from sealmail.notifications.events import (  # noqa: E402
     record_line_events,
 )
 from sealmail.notifications.models import FlapWindow, Line, LineEvent  # noqa: E402
+from sealmail.outbox.models import OutboxMessage, SendRequest  # noqa: E402
+from sealmail.outbox.service import enqueue_bulk  # noqa: E402
 
 
 def populate(count: int, prefix: str) -> list[str]:
@@ -163,30 +169,55 @@ def main() -> None:
     assert OutboxMessage.objects.count() == 2 * LINES
 
     burst_ids = populate(LINES, "B")
-
-    def burst() -> None:
-        for line_id in burst_ids:
-            record_line_events([line_id], "down", reason="burst")
-
-    timed("burst: one Python call per line", burst)
+    timed(
+        f"burst: one Python call per line, {WORKERS} process(es)",
+        parallel,
+        _call,
+        burst_ids,
+    )
     assert LineEvent.objects.filter(line__line_id__startswith="B").count() == LINES
     assert FlapWindow.objects.count() >= LINES
 
     http_ids = populate(LINES, "C")
     _, token = ApiToken.issue("benchmark")
+    timed(
+        f"burst: one HTTP request per line (test client, token auth), "
+        f"{WORKERS} process(es)",
+        parallel,
+        partial(_post, token),
+        http_ids,
+    )
+    assert LineEvent.objects.filter(line__line_id__startswith="C").count() == LINES
+
+
+def _call(line_ids: list[str]) -> None:
+    for line_id in line_ids:
+        record_line_events([line_id], "down", reason="burst")
+    connection.close()
+
+
+def _post(token: str, line_ids: list[str]) -> None:
     client = Client(HTTP_HOST="127.0.0.1")
+    for line_id in line_ids:
+        response = client.post(
+            "/api/v1/events/line-status",
+            {"line_id": line_id, "state": "down", "reason": "burst"},
+            content_type="application/json",
+            HTTP_AUTHORIZATION=f"Bearer {token}",
+        )
+        assert response.status_code == 200, response.content
+    connection.close()
 
-    def http_burst() -> None:
-        for line_id in http_ids:
-            response = client.post(
-                "/api/v1/events/line-status",
-                {"line_id": line_id, "state": "down", "reason": "burst"},
-                content_type="application/json",
-                HTTP_AUTHORIZATION=f"Bearer {token}",
-            )
-            assert response.status_code == 200, response.content
 
-    timed("burst: one HTTP request per line (test client, token auth)", http_burst)
+def parallel(function, line_ids: list[str]) -> None:
+    """Run ``function`` on WORKERS slices of ``line_ids`` in forked processes."""
+    if WORKERS == 1:
+        function(line_ids)
+        return
+    connection.close()  # forked children must open their own connections
+    slices = [line_ids[i::WORKERS] for i in range(WORKERS)]
+    with multiprocessing.get_context("fork").Pool(WORKERS) as pool:
+        pool.map(function, slices)
 
 
 if __name__ == "__main__":

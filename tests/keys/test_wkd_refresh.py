@@ -97,7 +97,7 @@ def test_other_fingerprint_never_applied(server, gpg, contact):
     assert notices[0].subject == "Another OpenPGP key is published for your address"
     grouped = " ".join(other[i : i + 4] for i in range(0, 40, 4))
     assert grouped in notices[0].text
-    # The contact is told about each other key once.
+    # The contact is notified about each other key once.
     refresh_from_wkd(client=client_for(server))
     assert len(mails()) == 1
 

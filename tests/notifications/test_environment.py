@@ -28,7 +28,8 @@ def test_int_list_invalid_named(monkeypatch, value):
 
 def test_mapping_parsed(monkeypatch):
     monkeypatch.setenv(
-        "SEALMAIL_WKD_URLS", "Customer.TEST=https://127.0.0.1:8443, b.test=https://[::1]:9"
+        "SEALMAIL_WKD_URLS",
+        "Customer.TEST=https://127.0.0.1:8443, b.test=https://[::1]:9",
     )
     assert env_mapping("SEALMAIL_WKD_URLS") == {
         "customer.test": "https://127.0.0.1:8443",
@@ -38,5 +39,7 @@ def test_mapping_parsed(monkeypatch):
 
 def test_mapping_invalid_pair_named(monkeypatch):
     monkeypatch.setenv("SEALMAIL_WKD_URLS", "customer.test")
-    with pytest.raises(ImproperlyConfigured, match="'customer.test', which is not KEY=VALUE"):
+    with pytest.raises(
+        ImproperlyConfigured, match="'customer.test', which is not KEY=VALUE"
+    ):
         env_mapping("SEALMAIL_WKD_URLS")

@@ -274,6 +274,8 @@ def test_worker_task_closes_due_windows(line):
     record_line_events([line], "down", now=at("16:00:00") - timedelta(days=1))
     record_line_events([line], "up", now=at("16:01:00") - timedelta(days=1))
     assert tasks.close_windows.call_local() == 1
+    # The continuation window that followed the summary is due as well.
+    assert tasks.sweep_windows.call_local() == 1
     assert tasks.sweep_windows.call_local() == 0
     assert len(line_mails()) == 2
 
@@ -283,3 +285,20 @@ def test_nul_and_line_breaks_rejected(line):
         record_line_events(["L-\x001"], "down")
     with pytest.raises(EventError, match="reason 'a\\\\nb' contains a line break"):
         record_line_events([line], "down", reason="a\nb")
+
+
+def test_close_tasks_scheduled_once_per_slot(
+    line, monkeypatch, django_capture_on_commit_callbacks
+):
+    from sealmail.notifications import events
+
+    scheduled = []
+    monkeypatch.setattr(events, "_schedule_close", scheduled.append)
+    sync("lines", [Entry("L-1", "K-1"), Entry("L-2", "K-1"), Entry("L-3", "K-1")])
+    with django_capture_on_commit_callbacks(execute=True):
+        record_line_events(["L-1"], "down", now=at("16:00:01"))
+    with django_capture_on_commit_callbacks(execute=True):
+        record_line_events(["L-2"], "down", now=at("16:00:02"))
+    with django_capture_on_commit_callbacks(execute=True):
+        record_line_events(["L-3"], "down", now=at("16:00:15"))
+    assert scheduled == [at("16:05:10"), at("16:05:20")]

@@ -103,7 +103,7 @@ def test_revalidation_marks_expired_key(contact, short_key):
     assert short_key.problem == "expired"
     notices = mails("key_problem")
     assert len(notices) == 1
-    assert "can no longer be used (it expired)" in notices[0].text
+    assert "can no longer be used because it expired" in notices[0].text
     # The next day's run finds nothing new to tell.
     revalidate_keys(now=later + DAY)
     assert len(mails("key_problem")) == 1
@@ -202,7 +202,7 @@ def test_refresh_revoked_copy_marks_unusable(gpg, gpg_key, contact):
     assert result.status == RefreshStatus.UNUSABLE
     assert key.problem == "revoked"
     assert contact.encryption == Contact.Encryption.KEY_PROBLEM
-    assert "it was revoked" in mails("key_problem")[0].text
+    assert "because it was revoked" in mails("key_problem")[0].text
 
 
 def test_different_fingerprint_needs_confirmation(gpg, gpg_key, contact):

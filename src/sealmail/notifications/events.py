@@ -8,9 +8,9 @@ closed with changes is followed by a continuation window, so a line that
 keeps flapping gets one summary per window and no other mail.
 
 All of this state is in the database. Events for one line are serialised by
-a row lock on PostgreSQL and by SQLite's write lock, and closing a window
-marks it closed in the same transaction that stores its summary, so several
-web and worker processes never send a change twice.
+a row lock on PostgreSQL and by SQLite's write lock. Closing a window marks
+it closed in the same transaction that stores its summary, so several web
+and worker processes never send a change twice.
 """
 
 from __future__ import annotations
@@ -34,10 +34,13 @@ logger = logging.getLogger(__name__)
 
 # Windows closed per transaction by the sweep; bounds the transaction size.
 CLOSE_BATCH = 2000
+# Close tasks run on slots of this many seconds, so a summary may go out up
+# to this much later than its window ends.
+CLOSE_SLOT_SECONDS = 10
 
 
 class EventError(ValueError):
-    """An event cannot be accepted; ``status`` is the HTTP status to answer with."""
+    """An event cannot be accepted; ``status`` is the HTTP status to respond with."""
 
     def __init__(self, message: str, status: int = 400) -> None:
         super().__init__(message)
@@ -47,7 +50,7 @@ class EventError(ValueError):
 
 @dataclass
 class LineEventResult:
-    """What happened to the lines named by one line-status event."""
+    """Outcome of one line-status event, counted per handling of its lines."""
 
     recorded: int = 0
     mailed: int = 0
@@ -106,6 +109,10 @@ def record_line_events(
     now: datetime | None = None,
 ) -> LineEventResult:
     """Record that the lines ``line_ids`` went ``state`` and send the mails due now.
+
+    NOTE: each call is one transaction with one outbox request, so a burst of
+    thousands of single-line calls takes minutes, while one call naming the
+    same lines takes seconds (docs/benchmarks/notifications.md).
 
     Raises :class:`EventError` when no line id is known, so a sender learns
     that its registry is out of sync. Known lines are recorded even when
@@ -199,7 +206,8 @@ def record_line_events(
         ]
         if closes:
             result.closes = max(closes)
-            transaction.on_commit(lambda: _schedule_close(result.closes))
+        if new_windows:
+            _schedule_close_of(new_windows)
     logger.info(
         "line event %s for %d line(s): %d mailed, %d collected, %d repeated, "
         "%d late, %d duplicate, %d unknown",
@@ -218,7 +226,7 @@ def record_line_events(
 def _lines_with_state(line_ids: Sequence[str]) -> list[Line]:
     """Lock the lines and return them with their latest state and event time."""
     # Lock first, then read the latest events in a second statement: on
-    # PostgreSQL a statement that waited for the lock still sees the data as
+    # PostgreSQL a statement that waited for the lock still reads the data as
     # of its start, which would miss the event that held it. SQLite has no
     # row locks, and its write transaction serialises events instead.
     selected = Line.objects.filter(line_id__in=line_ids)
@@ -303,6 +311,31 @@ def _window_text() -> str:
         minutes = seconds // 60
         return f"{minutes} minute" + ("s" if minutes != 1 else "")
     return f"{seconds} seconds"
+
+
+def _schedule_close_of(windows: Sequence[FlapWindow]) -> None:
+    """Schedule a close task for new windows, once per slot of CLOSE_SLOT_SECONDS.
+
+    A burst of single-line events would otherwise add one queue write per
+    event. Windows already open in the same slot had a task scheduled by the
+    transaction that opened them; if that failed, the minutely sweep closes
+    them. Concurrent transactions may both schedule, which is harmless.
+    """
+    slot = timedelta(seconds=CLOSE_SLOT_SECONDS)
+    latest = max(window.closes for window in windows)
+    epoch = datetime(2000, 1, 1, tzinfo=latest.tzinfo)
+    when = latest + (-(latest - epoch) % slot)
+    if len(windows) == 1:
+        taken = (
+            FlapWindow.objects.filter(
+                closed__isnull=True, closes__gt=when - slot, closes__lte=when
+            )
+            .exclude(pk=windows[0].pk)
+            .exists()
+        )
+        if taken:
+            return
+    transaction.on_commit(lambda: _schedule_close(when))
 
 
 def _schedule_close(when: datetime) -> None:

@@ -7,7 +7,7 @@
   portal's confirmation.
 - :func:`revalidate_keys` re-checks every active key with the intake rules
   and marks keys that expired or were revoked as unusable, so the outbox
-  holds new mail for them.
+  keeps new mail for them until a usable key is confirmed.
 - :func:`send_expiry_warnings` warns contacts ``SEALMAIL_KEY_WARNING_DAYS``
   before their key stops being usable.
 """
@@ -308,10 +308,9 @@ class RevalidationResult:
 def revalidate_keys(*, now: datetime | None = None) -> RevalidationResult:
     """Check every active key with the intake rules as of ``now``.
 
-    Keys that fail with an unusable reason are marked, and their contacts are
-    told once; other rejections (a policy that became stricter) are logged
-    for staff and marked with their reason as well, because mail must not be
-    encrypted to a key that intake would reject.
+    Every key that the intake would now reject (expired, revoked, or caught
+    by a policy that became stricter) is marked with the reason, and its
+    contact is notified once, because mail must not be encrypted to it.
     """
     now = _now(now)
     result = RevalidationResult()

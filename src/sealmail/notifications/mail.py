@@ -29,9 +29,9 @@ IN_CHUNK = 5000
 
 T = TypeVar("T")
 
-# Which contacts of a customer get a category, in order of preference: the
-# first role that the customer has a contact in wins, and a customer with
-# none of these roles gets the mail at every contact.
+# Contact roles that get each category, in order of preference: the first
+# role that the customer has a contact in wins, and a customer with none of
+# these roles gets the mail at every contact.
 ROLE_PREFERENCE: dict[str, tuple[str, ...]] = {
     "line_status": (Contact.Role.TECHNICAL, Contact.Role.GENERAL),
     "order_progress": (Contact.Role.GENERAL,),

@@ -174,7 +174,7 @@ class KeyExpiryWarning(models.Model):
 class KeyEvent(models.Model):
     """A change in a contact key's lifecycle, kept for staff and for tests.
 
-    ``kind`` is one of the ``Kind`` values; ``detail`` holds the reason code
+    ``kind`` is one of the ``Kind`` values; ``detail`` contains the reason code
     or the fingerprint that a WKD lookup returned.
     """
 

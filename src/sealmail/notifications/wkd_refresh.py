@@ -2,7 +2,7 @@
 
 Only contacts with ``wkd_refresh`` turned on are looked up. A copy with the
 confirmed fingerprint is applied through :func:`keys.refresh_key`; a
-different key is never used, and the contact is told once per fingerprint
+different key is never used, and the contact is notified once per fingerprint
 that it must be uploaded and confirmed in the portal.
 """
 
