@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -139,7 +140,14 @@ def close_server_connections() -> Iterator[None]:
     database.
     """
     yield
-    asyncio.run(sync_to_async(connections.close_all, thread_sensitive=True)())
+
+    def close() -> None:
+        asyncio.run(sync_to_async(connections.close_all, thread_sensitive=True)())
+
+    # A thread of its own, because Playwright may run an event loop in this one.
+    closer = threading.Thread(target=close)
+    closer.start()
+    closer.join()
 
 
 @pytest.fixture
