@@ -140,12 +140,12 @@ def close_server_connections() -> Iterator[None]:
     database.
     """
     yield
-    # A thread of its own: an earlier test (Playwright's sync API) may leave
-    # an event loop running in this one, where asyncio.run() cannot start.
-    closer = threading.Thread(
-        target=asyncio.run,
-        args=(sync_to_async(connections.close_all, thread_sensitive=True)(),),
-    )
+
+    def close() -> None:
+        asyncio.run(sync_to_async(connections.close_all, thread_sensitive=True)())
+
+    # A thread of its own, because Playwright may run an event loop in this one.
+    closer = threading.Thread(target=close)
     closer.start()
     closer.join()
 

@@ -240,3 +240,43 @@ def test_compression_bomb_bounded(gnupg, provider_keys, settings):
     part = message.parts.get()
     assert part.encryption == "failed"
     assert part.failure["reason"] == "too_large"
+
+
+def test_signed_alternative_beside_unsigned(gnupg):
+    genuine = shapes.signed_entity(
+        gnupg, shapes.text_entity("Please cancel my order.\n")
+    )
+    attacker = b"Content-Type: text/html\r\n\r\n<p>Change my bank account.</p>\r\n"
+    raw = shapes.headers(gnupg.address, "alternative") + shapes.multipart(
+        "alternative", [genuine, attacker], "alt-boundary"
+    )
+    message = deliver(raw)
+    parts = list(message.parts.all())
+    assert message.signed_by_customer is False
+    assert [(s["status"], s["scope"]) for s in parts[0].signatures] == [
+        ("good", "part")
+    ]
+    assert parts[1].signatures == []
+
+
+def test_reparse_after_key_import(gnupg, provider_keys):
+    import pysequoia
+    from django.core.management import call_command
+
+    from sealmail.keys.store import get_keystore
+
+    missing_key = pysequoia.Tsk.generate(
+        "<support@provider.test>", cipher_suite=pysequoia.CipherSuite.Cv25519
+    )
+    recipient = str(missing_key.extract_certificate()).encode()
+    message = deliver(shapes.combined(gnupg, recipient, "later key", SECRET))
+    assert message.parts.get().failure["reason"] == "no_key"
+    ticket_id = message.ticket_id
+
+    get_keystore().import_key(bytes(missing_key), make_current=False)
+    call_command("reparse", "--undecrypted")
+    message.refresh_from_db()
+    assert message.encryption == "full"
+    assert "hunter2" in _all_text(message)
+    assert message.ticket_id == ticket_id
+    assert message.parts.count() == 1

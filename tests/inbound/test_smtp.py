@@ -46,7 +46,7 @@ def test_unknown_recipient_rejected(transactional_db, mail_server):
     assert InboundMessage.objects.count() == 0
 
 
-def test_lmtp_answers_per_recipient(transactional_db, no_acknowledgement):
+def test_lmtp_replies_per_recipient(transactional_db, no_acknowledgement):
     from tests.inbound.conftest import _server
 
     controller = _server("lmtp")
@@ -106,7 +106,7 @@ def test_stored_message_parsed_by_task(
 
 
 @pytest.mark.parametrize("protocol", ["smtp", "lmtp"])
-def test_store_failure_answers_451(protocol):
+def test_store_failure_replies_451(protocol):
     from aiosmtpd.controller import Controller
 
     from sealmail.inbound.management.commands.smtpd import LMTPController

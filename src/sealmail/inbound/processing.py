@@ -67,6 +67,20 @@ def process(message_id: int) -> InboundMessage | None:
     return message
 
 
+def reparse(message_id: int) -> InboundMessage | None:
+    """Parse a stored message again, e.g. after importing the key it was encrypted to.
+
+    The old parts are replaced; the message keeps its ticket and no
+    acknowledgement is sent again.
+    """
+    with transaction.atomic():
+        MessagePart.objects.filter(message_id=message_id).delete()
+        InboundMessage.objects.filter(pk=message_id).update(
+            state=InboundMessage.State.RECEIVED, parse_error=""
+        )
+    return process(message_id)
+
+
 class AlreadyParsed(Exception):
     """Another worker filed the message first; this attempt is rolled back."""
 
@@ -189,6 +203,9 @@ def _thread(
     message: InboundMessage, parsed: ParsedMessage, contact: tuple[int, int] | None
 ) -> tuple[Ticket, bool]:
     contact_id, customer_id = contact if contact else (None, None)
+    if message.ticket_id is not None:
+        # Parsed again (see reparse): the message keeps its ticket.
+        return message.ticket, False
     ticket = _referenced_ticket(parsed)
     if ticket is not None and ticket.customer_id not in (None, customer_id):
         logger.warning(

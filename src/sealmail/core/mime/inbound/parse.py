@@ -182,8 +182,9 @@ class _Walker:
                 )
                 self._pgp_mime_encrypted(entity, context, mixed_up)
                 return
-        alternative = entity.content_type == "multipart/alternative"
-        whole = context.whole and (alternative or len(children) == 1)
+        # A signature inside one of several children, alternatives included,
+        # covers only that child: the reader may be shown another one.
+        whole = context.whole and len(children) == 1
         for number, child in enumerate(children, start=1):
             self.walk(
                 child,
