@@ -9,7 +9,7 @@ SEALMAIL := $(BIN)/sealmail
 # Tools the tests drive as the customer's side, as COMMAND=DEBIAN_PACKAGE.
 TEST_TOOLS := gpg=gnupg gpg-agent=gpg-agent sq=sq sqop=sqop rnp=rnp gosop=gosop \
 	pgpainless-cli=pgpainless-cli notmuch=notmuch chromium=chromium tmux=tmux \
-	node=nodejs npm=npm postfix=postfix curl=curl
+	node=nodejs npm=npm postfix=postfix curl=curl mutt=mutt
 
 .PHONY: run test install install-test system-packages node-peer clean
 

@@ -7,7 +7,9 @@ compares, in the same run:
   ticket) for plain messages, so the difference is the cost of OpenPGP;
 * pgp-mime: messages signed and encrypted by a customer (PGP/MIME), each
   decrypted with the provider key and verified against the customer's
-  confirmed key.
+  confirmed key;
+* parse only: both kinds through the parser and the OpenPGP layer in one
+  process without storing anything, which shows the share of the database.
 
 Usage::
 
@@ -29,6 +31,7 @@ import statistics
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 
@@ -65,7 +68,9 @@ def _prepare(count: int) -> tuple[list[bytes], list[bytes]]:
     )
     certificate = customer_key.extract_certificate()
     customer = Customer.objects.create(account_number="BENCH-1", name="Bench customer")
-    contact = Contact.objects.create(customer=customer, address="customer@customer.test")
+    contact = Contact.objects.create(
+        customer=customer, address="customer@customer.test"
+    )
     key = ContactKey.objects.create(
         contact=contact,
         fingerprint=certificate.fingerprint,
@@ -89,7 +94,8 @@ def _prepare(count: int) -> tuple[list[bytes], list[bytes]]:
         ).encode()
         body = (
             b"Content-Type: text/plain; charset=utf-8\r\n\r\n"
-            + f"Line {number} has been down since 9:00. Gr\u00fc\u00dfe\r\n".encode() * 20
+            + f"Line {number} has been down since 9:00. Gr\u00fc\u00dfe\r\n".encode()
+            * 20
         )
         plain.append(head + body)
         ciphertext = pysequoia.encrypt(body, [provider], signer=signer)
@@ -104,30 +110,65 @@ def _prepare(count: int) -> tuple[list[bytes], list[bytes]]:
     return plain, encrypted
 
 
-def _run_batch(messages: list[bytes]) -> float:
-    """Store and process ``messages`` one by one; return the elapsed seconds."""
+def _run_batch(messages: list[bytes]) -> tuple[float, float]:
+    """Store and process ``messages`` one by one; return wall and CPU seconds."""
     from django.db import connections
 
     from sealmail.inbound import processing
     from sealmail.inbound.smtp import store_raw
 
     connections.close_all()
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), time.process_time()
     for raw in messages:
-        message_id = store_raw("smtp", "bench", "customer@customer.test", ["support@provider.test"], raw)
+        message_id = store_raw(
+            "smtp", "bench", "customer@customer.test", ["support@provider.test"], raw
+        )
         processing.process(message_id)
-    return time.perf_counter() - start
+    return time.perf_counter() - start, time.process_time() - cpu_start
 
 
-def _worker(data_dir: str, urls: tuple[str, str], messages: list[bytes], queue: multiprocessing.Queue) -> None:
+def _parse_only(messages: list[bytes]) -> tuple[float, float]:
+    """Decrypt, verify and parse ``messages`` without storing them; wall and CPU seconds."""
+    from sealmail.core.mime.inbound import parse_message
+    from sealmail.inbound.openpgp import CertificateLookup, openpgp_for
+
+    start, cpu_start = time.perf_counter(), time.process_time()
+    for raw in messages:
+        parse_message(raw, openpgp_for(CertificateLookup("customer@customer.test")))
+    return time.perf_counter() - start, time.process_time() - cpu_start
+
+
+def _worker(
+    data_dir: str,
+    urls: tuple[str, str],
+    messages: list[bytes],
+    queue: multiprocessing.Queue,
+) -> None:
     _setup(Path(data_dir), *urls)
     queue.put(_run_batch(messages))
 
 
-def _measure(data_dir: Path, urls: tuple[str, str], messages: list[bytes], workers: int) -> float:
-    """Return messages per second for ``messages`` split across ``workers`` processes."""
+@dataclass
+class Round:
+    wall: float  # seconds from the first message stored to the last one filed
+    cpu: float  # CPU seconds of the benchmark processes (database server excluded)
+    count: int
+
+    @property
+    def rate(self) -> float:
+        return self.count / self.wall
+
+    @property
+    def cpu_ms(self) -> float:
+        return self.cpu / self.count * 1000
+
+
+def _measure(
+    data_dir: Path, urls: tuple[str, str], messages: list[bytes], workers: int
+) -> Round:
+    """Process ``messages`` split across ``workers`` processes and time it."""
     if workers == 1:
-        return len(messages) / _run_batch(messages)
+        return Round(*_run_batch(messages), len(messages))
     context = multiprocessing.get_context("spawn")
     queue: multiprocessing.Queue = context.Queue()
     chunks = [messages[index::workers] for index in range(workers)]
@@ -135,15 +176,17 @@ def _measure(data_dir: Path, urls: tuple[str, str], messages: list[bytes], worke
         context.Process(target=_worker, args=(str(data_dir), urls, chunk, queue))
         for chunk in chunks
     ]
-    start = time.perf_counter()
     for process in processes:
         process.start()
+    # Each worker times its own batch after start-up; the slowest sets the pace.
+    timings = [queue.get() for _ in processes]
     for process in processes:
         process.join()
-    elapsed = time.perf_counter() - start
     if any(process.exitcode != 0 for process in processes):
         raise RuntimeError("a benchmark worker process failed; see its output above")
-    return len(messages) / elapsed
+    return Round(
+        max(wall for wall, _ in timings), sum(cpu for _, cpu in timings), len(messages)
+    )
 
 
 def _throwaway_database(url: str) -> str:
@@ -168,13 +211,23 @@ def _drop_database(admin_url: str, url: str) -> None:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--messages", type=int, default=2000, help="messages per kind (default 2000)")
-    parser.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
-    parser.add_argument("--rounds", type=int, default=3, help="rounds per kind (default 3)")
     parser.add_argument(
-        "--database-url", default="", help="PostgreSQL URL to create a throwaway database beside"
+        "--messages", type=int, default=2000, help="messages per kind (default 2000)"
     )
-    parser.add_argument("--queue-url", default="", help="Huey queue URL, e.g. redis://127.0.0.1:6379/14")
+    parser.add_argument(
+        "--workers", type=int, default=1, help="worker processes (default 1)"
+    )
+    parser.add_argument(
+        "--rounds", type=int, default=3, help="rounds per kind (default 3)"
+    )
+    parser.add_argument(
+        "--database-url",
+        default="",
+        help="PostgreSQL URL to create a throwaway database beside",
+    )
+    parser.add_argument(
+        "--queue-url", default="", help="Huey queue URL, e.g. redis://127.0.0.1:6379/14"
+    )
     args = parser.parse_args()
 
     data_dir = Path(tempfile.mkdtemp(prefix="sealmail-bench-"))
@@ -195,14 +248,29 @@ def _benchmark(args: argparse.Namespace, data_dir: Path, urls: tuple[str, str]) 
 
     from sealmail.inbound.models import InboundMessage
 
-    results: dict[str, list[float]] = {"baseline (plain)": [], "pgp-mime (decrypt+verify)": []}
+    results: dict[str, list[Round]] = {
+        "baseline (plain)": [],
+        "pgp-mime (decrypt+verify)": [],
+        "parse only, plain": [],
+        "parse only, pgp-mime": [],
+    }
+    load_before = os.getloadavg()[0]
     for _ in range(args.rounds):
-        results["baseline (plain)"].append(_measure(data_dir, urls, plain, args.workers))
+        results["baseline (plain)"].append(
+            _measure(data_dir, urls, plain, args.workers)
+        )
         results["pgp-mime (decrypt+verify)"].append(
             _measure(data_dir, urls, encrypted, args.workers)
         )
+        # One process, no storage: the parser and OpenPGP share of the cost.
+        results["parse only, plain"].append(Round(*_parse_only(plain), len(plain)))
+        results["parse only, pgp-mime"].append(
+            Round(*_parse_only(encrypted), len(encrypted))
+        )
 
-    signed = InboundMessage.objects.filter(signed_by_customer=True, encryption="full").count()
+    signed = InboundMessage.objects.filter(
+        signed_by_customer=True, encryption="full"
+    ).count()
     expected = args.rounds * args.messages
     from django.conf import settings
 
@@ -212,9 +280,16 @@ def _benchmark(args: argparse.Namespace, data_dir: Path, urls: tuple[str, str]) 
         f"queue {type(settings.HUEY).__name__}, workers={args.workers}, "
         f"messages={args.messages}, rounds={args.rounds}"
     )
-    for name, rates in results.items():
-        print(f"{name:28s} median {statistics.median(rates):7.0f} msg/s  "
-              f"(min {min(rates):.0f}, max {max(rates):.0f})")
+    print(
+        f"load average (1 min) before {load_before:.1f}, after {os.getloadavg()[0]:.1f}"
+    )
+    for name, rounds in results.items():
+        rates = [measured.rate for measured in rounds]
+        cpu = statistics.median(measured.cpu_ms for measured in rounds)
+        print(
+            f"{name:28s} median {statistics.median(rates):6.0f} msg/s "
+            f"(min {min(rates):.0f}, max {max(rates):.0f}), {cpu:.2f} ms CPU per message"
+        )
     print(f"encrypted messages verified as signed by the customer: {signed}/{expected}")
     return 0 if signed == expected else 1
 

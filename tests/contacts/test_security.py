@@ -256,3 +256,13 @@ def test_purge_drops_old_hits(db) -> None:
     RateLimitHit.objects.create(bucket="new", time=timezone.now())
     assert ratelimit.purge(timedelta(days=1)) == 1
     assert list(RateLimitHit.objects.values_list("bucket", flat=True)) == ["new"]
+
+
+@pytest.mark.parametrize(
+    "path",
+    ["/accounts/login/", "/accounts/password_reset/", "/accounts/password_reset/done/"],
+)
+def test_auth_pages_use_portal_layout(path: str, db) -> None:
+    body = Client().get(path).content.decode()
+    assert "sealmail/site.css" in body
+    assert "Django administration" not in body

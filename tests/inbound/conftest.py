@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -9,7 +10,9 @@ from dataclasses import dataclass
 import pysequoia
 import pytest
 from aiosmtpd.controller import Controller
+from asgiref.sync import sync_to_async
 from django.conf import settings
+from django.db import connections
 from django.utils import timezone
 
 from sealmail.inbound.management.commands.smtpd import LMTPController
@@ -43,13 +46,15 @@ def provider_keys() -> ProviderKeys:
     rotated = older.extract_certificate()
     role = store.generate(["<support@provider.test>"], role="support@provider.test")
     return ProviderKeys(
-        current=str(current).encode(), rotated=str(rotated).encode(), role=str(role).encode()
+        current=str(current).encode(),
+        rotated=str(rotated).encode(),
+        role=str(role).encode(),
     )
 
 
 @pytest.fixture(scope="session")
 def peers(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Peer]:
-    made = {
+    by_name = {
         peer_class.name: peer_class(
             tmp_path_factory.mktemp(peer_class.name), f"{peer_class.name}@customer.test"
         )
@@ -57,7 +62,7 @@ def peers(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Peer]:
     }
     # Sequoia rejects a signature made in the same second its key was created.
     time.sleep(1.1)
-    return made
+    return by_name
 
 
 @pytest.fixture(scope="session")
@@ -117,8 +122,24 @@ def _server(protocol: str, max_bytes: int = 1024 * 1024) -> Controller:
     handler = RoleAddressHandler(settings.SEALMAIL_ROLE_ADDRESSES, store_raw, max_bytes)
     controller_class = LMTPController if protocol == "lmtp" else Controller
     return controller_class(
-        handler, hostname="127.0.0.1", port=free_port(), data_size_limit=max_bytes, decode_data=False
+        handler,
+        hostname="127.0.0.1",
+        port=free_port(),
+        data_size_limit=max_bytes,
+        decode_data=False,
     )
+
+
+@pytest.fixture(autouse=True)
+def close_server_connections() -> Iterator[None]:
+    """Close the database connection the server's store thread keeps open.
+
+    The server stores through asgiref's shared thread, which outlives a
+    test; its open connection would keep PostgreSQL from dropping the test
+    database.
+    """
+    yield
+    asyncio.run(sync_to_async(connections.close_all, thread_sensitive=True)())
 
 
 @pytest.fixture

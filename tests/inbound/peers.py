@@ -67,11 +67,20 @@ class GnuPGPeer(Peer):
         if recipient not in self._imported:
             self.gpg.import_key(recipient)
             self._imported.add(recipient)
-        out = self.gpg.run("--with-colons", "--show-keys", input=recipient).stdout.decode()
-        return next(line.split(":")[9] for line in out.splitlines() if line.startswith("fpr:"))
+        out = self.gpg.run(
+            "--with-colons", "--show-keys", input=recipient
+        ).stdout.decode()
+        return next(
+            line.split(":")[9] for line in out.splitlines() if line.startswith("fpr:")
+        )
 
     def encrypt(
-        self, data: bytes, recipient: bytes, *, sign: bool = True, extra: tuple[str, ...] = ()
+        self,
+        data: bytes,
+        recipient: bytes,
+        *,
+        sign: bool = True,
+        extra: tuple[str, ...] = (),
     ) -> bytes:
         args = ["--armor", "--encrypt", *extra]
         if "--hidden-recipient" not in extra:
@@ -89,7 +98,9 @@ class GnuPGPeer(Peer):
         return self.gpg.run(*args, input=data).stdout
 
     def clearsign(self, data: bytes) -> bytes:
-        return self.gpg.run("--clearsign", "--local-user", self.fingerprint, input=data).stdout
+        return self.gpg.run(
+            "--clearsign", "--local-user", self.fingerprint, input=data
+        ).stdout
 
 
 class SequoiaPeer(Peer):
@@ -100,7 +111,17 @@ class SequoiaPeer(Peer):
         self.sq = require_tool("sq", "sq")
         self.key = home / "customer-key.pgp"
         self.cert = home / "customer-cert.pgp"
-        _run([self.sq, "key", "generate", "--userid", f"Customer <{address}>", "--export", str(self.key)])
+        _run(
+            [
+                self.sq,
+                "key",
+                "generate",
+                "--userid",
+                f"Customer <{address}>",
+                "--export",
+                str(self.key),
+            ]
+        )
         _run([self.sq, "key", "extract-cert", str(self.key), "-o", str(self.cert)])
 
     def certificate(self) -> bytes:
@@ -115,10 +136,15 @@ class SequoiaPeer(Peer):
         return _run(command, data)
 
     def sign_detached(self, data: bytes) -> bytes:
-        return _run([self.sq, "sign", "--detached", "--signer-key", str(self.key)], data)
+        return _run(
+            [self.sq, "sign", "--detached", "--signer-key", str(self.key)], data
+        )
 
     def clearsign(self, data: bytes) -> bytes:
-        return _run([self.sq, "sign", "--cleartext-signature", "--signer-key", str(self.key)], data)
+        return _run(
+            [self.sq, "sign", "--cleartext-signature", "--signer-key", str(self.key)],
+            data,
+        )
 
 
 class RnpPeer(Peer):
@@ -132,17 +158,32 @@ class RnpPeer(Peer):
         self.keyring.mkdir(mode=0o700, exist_ok=True)
         _run(
             [
-                self.rnpkeys, "--homedir", str(self.keyring), "--generate-key",
-                "--userid", f"Customer <{address}>", "--password", "",
+                self.rnpkeys,
+                "--homedir",
+                str(self.keyring),
+                "--generate-key",
+                "--userid",
+                f"Customer <{address}>",
+                "--password",
+                "",
             ]
         )
         self._imported: dict[bytes, str] = {}
 
     def _base(self) -> list[str]:
-        return [self.rnp, "--homedir", str(self.keyring), "--password", "", "--output=-"]
+        return [
+            self.rnp,
+            "--homedir",
+            str(self.keyring),
+            "--password",
+            "",
+            "--output=-",
+        ]
 
     def certificate(self) -> bytes:
-        return _run([self.rnpkeys, "--homedir", str(self.keyring), "--export-key", self.address])
+        return _run(
+            [self.rnpkeys, "--homedir", str(self.keyring), "--export-key", self.address]
+        )
 
     def _recipient(self, recipient: bytes) -> str:
         if recipient not in self._imported:
@@ -155,13 +196,21 @@ class RnpPeer(Peer):
         return self._imported[recipient]
 
     def encrypt(self, data: bytes, recipient: bytes, *, sign: bool = True) -> bytes:
-        command = [*self._base(), "--encrypt", "--armor", "-r", self._recipient(recipient)]
+        command = [
+            *self._base(),
+            "--encrypt",
+            "--armor",
+            "-r",
+            self._recipient(recipient),
+        ]
         if sign:
             command += ["--sign", "-u", self.address]
         return _run(command, data)
 
     def sign_detached(self, data: bytes) -> bytes:
-        return _run([*self._base(), "--sign", "--detach", "--armor", "-u", self.address], data)
+        return _run(
+            [*self._base(), "--sign", "--detach", "--armor", "-u", self.address], data
+        )
 
     def clearsign(self, data: bytes) -> bytes:
         return _run([*self._base(), "--clearsign", "-u", self.address], data)
@@ -180,7 +229,9 @@ class GopenPGPPeer(Peer):
         # so every path passed to it is absolute.
         self.key = home / "customer-key.asc"
         self.cert = home / "customer-cert.asc"
-        self.key.write_bytes(_run([self.gosop, "generate-key", f"Customer <{address}>"]))
+        self.key.write_bytes(
+            _run([self.gosop, "generate-key", f"Customer <{address}>"])
+        )
         self.cert.write_bytes(_run([self.gosop, "extract-cert"], self.key.read_bytes()))
 
     def certificate(self) -> bytes:
@@ -207,7 +258,10 @@ class OpenPgpJsPeer(Peer):
         super().__init__(home, address)
         self.node = require_tool("node", "nodejs")
         if not (NODE_PACKAGES / "node_modules" / "openpgp").is_dir():
-            missing("the openpgp npm package", f"run 'npm ci' in {NODE_PACKAGES} (make test does)")
+            missing(
+                "the openpgp npm package",
+                f"run 'npm ci' in {NODE_PACKAGES} (make test does)",
+            )
         keys = self._call({"op": "generate", "userID": f"Customer <{address}>"})
         self.private_key = keys["privateKey"]
         self.public_key = keys["publicKey"].encode()
@@ -230,11 +284,19 @@ class OpenPgpJsPeer(Peer):
         return self._call(request)["message"].encode()
 
     def sign_detached(self, data: bytes) -> bytes:
-        request = {"op": "sign", "data": base64.b64encode(data).decode(), "signingKey": self.private_key}
+        request = {
+            "op": "sign",
+            "data": base64.b64encode(data).decode(),
+            "signingKey": self.private_key,
+        }
         return self._call(request)["signature"].encode()
 
     def clearsign(self, data: bytes) -> bytes:
-        request = {"op": "clearsign", "text": data.decode(), "signingKey": self.private_key}
+        request = {
+            "op": "clearsign",
+            "text": data.decode(),
+            "signingKey": self.private_key,
+        }
         return self._call(request)["message"].encode()
 
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 import base64
 import quopri
 import re
-from email.utils import format_datetime, make_msgid
 from datetime import datetime, timezone
+from email.utils import format_datetime, make_msgid
 
 SUPPORT = "support@provider.test"
 
@@ -19,7 +19,9 @@ def crlf(data: bytes) -> bytes:
     return re.sub(rb"\r?\n", b"\r\n", data)
 
 
-def headers(sender: str, subject: str, *extra: tuple[str, str], message_id: str | None = None) -> bytes:
+def headers(
+    sender: str, subject: str, *extra: tuple[str, str], message_id: str | None = None
+) -> bytes:
     lines = [
         ("From", sender),
         ("To", SUPPORT),
@@ -43,8 +45,12 @@ def text_entity(text: str, *, charset: str = "utf-8", extra: bytes = b"") -> byt
     )
 
 
-def multipart(subtype: str, children: list[bytes], boundary: str, params: str = "") -> bytes:
-    body = b"".join(b"--" + boundary.encode() + b"\r\n" + child + b"\r\n" for child in children)
+def multipart(
+    subtype: str, children: list[bytes], boundary: str, params: str = ""
+) -> bytes:
+    body = b"".join(
+        b"--" + boundary.encode() + b"\r\n" + child + b"\r\n" for child in children
+    )
     return (
         f'Content-Type: multipart/{subtype}; boundary="{boundary}"{params}\r\n\r\n'.encode()
         + body
@@ -58,7 +64,8 @@ def encrypted_entity(ciphertext: bytes, boundary: str = "enc-boundary") -> bytes
     control = b"Content-Type: application/pgp-encrypted\r\nContent-Description: PGP/MIME version\r\n\r\nVersion: 1\r\n"
     data = (
         b'Content-Type: application/octet-stream; name="encrypted.asc"\r\n'
-        b'Content-Disposition: inline; filename="encrypted.asc"\r\n\r\n' + crlf(ciphertext)
+        b'Content-Disposition: inline; filename="encrypted.asc"\r\n\r\n'
+        + crlf(ciphertext)
     )
     return multipart(
         "encrypted", [control, data], boundary, '; protocol="application/pgp-encrypted"'
@@ -67,7 +74,10 @@ def encrypted_entity(ciphertext: bytes, boundary: str = "enc-boundary") -> bytes
 
 def signed_entity(peer, content: bytes, boundary: str = "sig-boundary") -> bytes:
     signature = peer.sign_detached(content)
-    signature_part = b'Content-Type: application/pgp-signature; name="signature.asc"\r\n\r\n' + crlf(signature)
+    signature_part = (
+        b'Content-Type: application/pgp-signature; name="signature.asc"\r\n\r\n'
+        + crlf(signature)
+    )
     return multipart(
         "signed",
         [content, signature_part],
@@ -83,11 +93,20 @@ def _top(head: bytes, entity: bytes) -> bytes:
     return message if message.endswith(b"\r\n") else message + b"\r\n"
 
 
-def combined(peer, provider_cert: bytes, subject: str, text: str, *, protected_subject: str | None = None) -> bytes:
+def combined(
+    peer,
+    provider_cert: bytes,
+    subject: str,
+    text: str,
+    *,
+    protected_subject: str | None = None,
+) -> bytes:
     """PGP/MIME signed and encrypted in one pass, with protected headers when given."""
     inner_headers = b""
     if protected_subject is not None:
-        inner_headers = f"Subject: {protected_subject}\r\nFrom: {peer.address}\r\n".encode()
+        inner_headers = (
+            f"Subject: {protected_subject}\r\nFrom: {peer.address}\r\n".encode()
+        )
     inner = text_entity(text, extra=inner_headers)
     ciphertext = peer.encrypt(inner, provider_cert, sign=True)
     return _top(headers(peer.address, subject), encrypted_entity(ciphertext))
@@ -132,7 +151,9 @@ def clearsigned(peer, subject: str, text: str) -> bytes:
     return _top(headers(peer.address, subject), entity)
 
 
-def attachment(peer, provider_cert: bytes, subject: str, text: str, data: bytes, name: str) -> bytes:
+def attachment(
+    peer, provider_cert: bytes, subject: str, text: str, data: bytes, name: str
+) -> bytes:
     """Inline PGP text plus a separately encrypted binary attachment ``NAME.pgp``."""
     body = text_entity(peer.encrypt(text.encode(), provider_cert).decode())
     encrypted = peer.encrypt(data, provider_cert)
@@ -142,7 +163,10 @@ def attachment(peer, provider_cert: bytes, subject: str, text: str, data: bytes,
         "Content-Transfer-Encoding: base64\r\n\r\n".encode()
         + base64.encodebytes(encrypted).replace(b"\n", b"\r\n")
     )
-    return _top(headers(peer.address, subject), multipart("mixed", [body, file_part], "mix-boundary"))
+    return _top(
+        headers(peer.address, subject),
+        multipart("mixed", [body, file_part], "mix-boundary"),
+    )
 
 
 def mixed_up(peer, provider_cert: bytes, subject: str, text: str) -> bytes:
@@ -159,7 +183,10 @@ def mixed_up(peer, provider_cert: bytes, subject: str, text: str) -> bytes:
         b"Content-Transfer-Encoding: base64\r\n\r\n"
         + base64.encodebytes(ciphertext).replace(b"\n", b"\r\n")
     )
-    return _top(headers(peer.address, subject), multipart("mixed", [empty, control, data], "exch-boundary"))
+    return _top(
+        headers(peer.address, subject),
+        multipart("mixed", [empty, control, data], "exch-boundary"),
+    )
 
 
 def plain(sender: str, subject: str, text: str, *extra: tuple[str, str]) -> bytes:

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from sealmail.core.mime.inbound import parse_message
 from sealmail.core.mime.inbound.openpgp import SequoiaOpenPGP
@@ -51,19 +52,31 @@ def _check(raw: bytes, openpgp) -> None:
         assert isinstance(part.content, bytes)
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=300,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
 @given(st.binary(max_size=2000))
 def test_random_bytes_never_raise(openpgp, raw):
     _check(raw, openpgp)
 
 
-@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=400,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
 @given(st.lists(st.sampled_from(FRAGMENTS) | st.binary(max_size=40), max_size=40))
 def test_mime_fragments_never_raise(openpgp, fragments):
     _check(b"".join(fragments), openpgp)
 
 
-@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=200,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
 @given(st.data())
 def test_mutated_message_never_raises(openpgp, data):
     raw = bytearray(

@@ -5,8 +5,7 @@ from __future__ import annotations
 import pysequoia
 import pytest
 
-from sealmail.core.mime.inbound import Limits, MessageEncryption, parse_message
-from sealmail.core.mime.inbound import inline
+from sealmail.core.mime.inbound import Limits, MessageEncryption, inline, parse_message
 from sealmail.core.mime.inbound.openpgp import SequoiaOpenPGP
 from sealmail.core.mime.inbound.structure import decode_text, split_multipart
 from sealmail.core.pgp.keystore import KeyStore
@@ -28,12 +27,18 @@ def provider_cert(keystore) -> bytes:
 
 @pytest.fixture(scope="module")
 def openpgp(keystore, peers):
-    certificates = [pysequoia.Cert.from_bytes(peer.certificate()) for peer in peers.values()]
-    return SequoiaOpenPGP(keystore, lambda key_ids: certificates, max_plaintext_bytes=1 << 20)
+    certificates = [
+        pysequoia.Cert.from_bytes(peer.certificate()) for peer in peers.values()
+    ]
+    return SequoiaOpenPGP(
+        keystore, lambda key_ids: certificates, max_plaintext_bytes=1 << 20
+    )
 
 
 def test_split_multipart_exact_bytes():
-    body = b"preamble\r\n--b\r\nA: 1\r\n\r\none\r\n--b\r\n\r\ntwo\r\n\r\n--b--\r\nepilogue"
+    body = (
+        b"preamble\r\n--b\r\nA: 1\r\n\r\none\r\n--b\r\n\r\ntwo\r\n\r\n--b--\r\nepilogue"
+    )
     children, defects = split_multipart(body, "b", 10)
     assert children == [b"A: 1\r\n\r\none", b"\r\ntwo\r\n"]
     assert defects == []
@@ -46,14 +51,25 @@ def test_split_multipart_missing_close():
 
 
 def test_decode_text_fallbacks():
-    assert decode_text("K\u00f6ln".encode("utf-8"), ["bogus-charset"]) == ("K\u00f6ln", "utf-8")
-    assert decode_text("K\u00f6ln".encode("latin-1"), [None]) == ("K\u00f6ln", "windows-1252")
+    assert decode_text("K\u00f6ln".encode("utf-8"), ["bogus-charset"]) == (
+        "K\u00f6ln",
+        "utf-8",
+    )
+    assert decode_text("K\u00f6ln".encode("latin-1"), [None]) == (
+        "K\u00f6ln",
+        "windows-1252",
+    )
     assert decode_text(b"\x81\x8d", ["utf-8"])[1] == "windows-1252"
-    assert decode_text("\u20ac".encode("cp1252"), ["us-ascii"]) == ("\u20ac", "windows-1252")
+    assert decode_text("\u20ac".encode("cp1252"), ["us-ascii"]) == (
+        "\u20ac",
+        "windows-1252",
+    )
 
 
 def test_armor_normalised():
-    damaged = shapes.damage_armor(b"-----BEGIN PGP MESSAGE-----\n\nabc\ndef\n-----END PGP MESSAGE-----\n")
+    damaged = shapes.damage_armor(
+        b"-----BEGIN PGP MESSAGE-----\n\nabc\ndef\n-----END PGP MESSAGE-----\n"
+    )
     assert b"\xa0" in damaged
     assert inline.normalise_encrypted(damaged) == (
         b"-----BEGIN PGP MESSAGE-----\n\nabc\ndef\n-----END PGP MESSAGE-----\n\n"
@@ -62,7 +78,9 @@ def test_armor_normalised():
 
 def test_armor_charset_header_wins(openpgp, peers, provider_cert):
     peer = peers["gnupg"]
-    armored = peer.encrypt("Stra\u00dfe".encode("iso-8859-15"), provider_cert, sign=False)
+    armored = peer.encrypt(
+        "Stra\u00dfe".encode("iso-8859-15"), provider_cert, sign=False
+    )
     armored = armored.replace(b"\n\n", b"\nCharset: ISO-8859-15\n\n", 1)
     raw = shapes.headers(peer.address, "charset") + (
         b"Content-Type: text/plain; charset=utf-8\r\n\r\n" + shapes.crlf(armored)
@@ -79,7 +97,11 @@ def test_inline_with_plain_text_around(openpgp, peers, provider_cert):
         "Hello, see below.\n" + armored + "Regards\n"
     )
     parsed = parse_message(raw, openpgp)
-    assert [part.encryption.value for part in parsed.parts] == ["none", "decrypted", "none"]
+    assert [part.encryption.value for part in parsed.parts] == [
+        "none",
+        "decrypted",
+        "none",
+    ]
     assert parsed.parts[1].text == "inside\n"
     assert parsed.encryption is MessageEncryption.PARTIAL
 
@@ -94,7 +116,9 @@ def test_inline_with_plain_text_around(openpgp, peers, provider_cert):
 def test_mixed_up_near_misses_not_repaired(openpgp, peers, provider_cert, first):
     peer = peers["gnupg"]
     control = b"Content-Type: application/pgp-encrypted\r\n\r\nVersion: 1\r\n"
-    data = b"Content-Type: application/octet-stream\r\n\r\n" + peer.encrypt(b"x", provider_cert)
+    data = b"Content-Type: application/octet-stream\r\n\r\n" + peer.encrypt(
+        b"x", provider_cert
+    )
     raw = shapes.headers(peer.address, "near miss") + shapes.multipart(
         "mixed", [first, control, data], "nm"
     )
@@ -105,7 +129,9 @@ def test_mixed_up_near_misses_not_repaired(openpgp, peers, provider_cert, first)
 
 def test_protected_headers_used(openpgp, peers, provider_cert):
     peer = peers["sq"]
-    raw = shapes.combined(peer, provider_cert, "...", "body\n", protected_subject="Real subject")
+    raw = shapes.combined(
+        peer, provider_cert, "...", "body\n", protected_subject="Real subject"
+    )
     parsed = parse_message(raw, openpgp)
     assert parsed.subject == "Real subject"
     assert parsed.outer_subject == "..."
@@ -144,7 +170,8 @@ def test_encrypted_public_key_attachment_not_decrypted(openpgp, peers):
     peer = peers["gnupg"]
     key_part = (
         b'Content-Type: application/pgp-keys; name="key.asc"\r\n'
-        b'Content-Disposition: attachment; filename="key.asc"\r\n\r\n' + shapes.crlf(peer.certificate())
+        b'Content-Disposition: attachment; filename="key.asc"\r\n\r\n'
+        + shapes.crlf(peer.certificate())
     )
     raw = shapes.headers(peer.address, "key") + shapes.multipart(
         "mixed", [shapes.text_entity("my key\n"), key_part], "k"

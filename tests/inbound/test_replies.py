@@ -41,7 +41,13 @@ def test_acknowledgement_to_verified_customer(peers, provider_keys, db, maildir)
     peer = peers["gnupg"]
     register(peer)
     message = deliver(
-        shapes.combined(peer, provider_keys.current, "...", "Help\n", protected_subject=SECRET_SUBJECT)
+        shapes.combined(
+            peer,
+            provider_keys.current,
+            "...",
+            "Help\n",
+            protected_subject=SECRET_SUBJECT,
+        )
     )
     assert message.signed_by_customer is True
     ack = TicketReply.objects.get(kind=TicketReply.Kind.ACKNOWLEDGEMENT)
@@ -57,9 +63,13 @@ def test_acknowledgement_to_verified_customer(peers, provider_keys, db, maildir)
 def test_acknowledgement_never_quotes_unverified(peers, provider_keys, db, maildir):
     peer = peers["gnupg"]
     register(peer)
-    inner = shapes.text_entity("Help\n", extra=f"Subject: {SECRET_SUBJECT}\r\n".encode())
+    inner = shapes.text_entity(
+        "Help\n", extra=f"Subject: {SECRET_SUBJECT}\r\n".encode()
+    )
     ciphertext = peer.encrypt(inner, provider_keys.current, sign=False)
-    message = deliver(shapes.headers(peer.address, "...") + shapes.encrypted_entity(ciphertext))
+    message = deliver(
+        shapes.headers(peer.address, "...") + shapes.encrypted_entity(ciphertext)
+    )
     assert message.signed_by_customer is False
     assert message.subject == SECRET_SUBJECT
     ack = TicketReply.objects.get(kind=TicketReply.Kind.ACKNOWLEDGEMENT)
@@ -74,7 +84,9 @@ def test_no_acknowledgement_for_unknown_sender(db, maildir):
     assert OutboxMessage.objects.count() == 0
 
 
-def test_staff_reply_encrypted_and_threaded(peers, provider_keys, db, maildir, client, django_user_model):
+def test_staff_reply_encrypted_and_threaded(
+    peers, provider_keys, db, maildir, client, django_user_model
+):
     peer = peers["gnupg"]
     register(peer)
     message = deliver(shapes.plain(peer.address, "Router broken", "It blinks red.\n"))
@@ -94,8 +106,10 @@ def test_staff_reply_encrypted_and_threaded(peers, provider_keys, db, maildir, c
     reply_mail = next(mail for mail in mails if "restart" in _decrypted(peer, mail))
     assert reply_mail
 
-    # The customer's answer to the reply lands in the same ticket.
-    answer = deliver(
-        shapes.plain(peer.address, "Re: your reply", "Done.\n", ("In-Reply-To", reply.message_id))
+    # The customer's response to the staff reply lands in the same ticket.
+    response_mail = deliver(
+        shapes.plain(
+            peer.address, "Re: your reply", "Done.\n", ("In-Reply-To", reply.message_id)
+        )
     )
-    assert answer.ticket_id == message.ticket_id
+    assert response_mail.ticket_id == message.ticket_id

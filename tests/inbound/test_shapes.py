@@ -17,19 +17,25 @@ ATTACHMENT = bytes(range(256)) * 40
 
 
 def _messages(peer, provider_cert: bytes) -> dict[str, bytes]:
-    made = {
+    messages = {
         "combined": shapes.combined(
-            peer, provider_cert, "...", TEXT, protected_subject=f"Line down ({peer.name})"
+            peer,
+            provider_cert,
+            "...",
+            TEXT,
+            protected_subject=f"Line down ({peer.name})",
         ),
         "nested": shapes.nested(peer, provider_cert, "nested", TEXT),
         "inline": shapes.inline(peer, provider_cert, "inline", TEXT),
-        "attachment": shapes.attachment(peer, provider_cert, "attachment", TEXT, ATTACHMENT, "report.pdf"),
+        "attachment": shapes.attachment(
+            peer, provider_cert, "attachment", TEXT, ATTACHMENT, "report.pdf"
+        ),
         "mixed_up": shapes.mixed_up(peer, provider_cert, "mixed up", TEXT),
         "signed": shapes.signed_only(peer, "signed only", TEXT),
     }
     if peer.can_clearsign:
-        made["clearsigned"] = shapes.clearsigned(peer, "clearsigned", TEXT)
-    return made
+        messages["clearsigned"] = shapes.clearsigned(peer, "clearsigned", TEXT)
+    return messages
 
 
 def _send(controller, protocol: str, sender: str, messages: dict[str, bytes]) -> None:
@@ -46,7 +52,13 @@ def _texts(message: InboundMessage) -> list[str]:
 @pytest.mark.parametrize("protocol", ["smtp", "lmtp"])
 @pytest.mark.parametrize("peer_name", [peer.name for peer in PEERS])
 def test_every_shape_decrypted_and_verified(
-    transactional_db, peers, provider_keys, immediate_queue, no_acknowledgement, protocol, peer_name
+    transactional_db,
+    peers,
+    provider_keys,
+    immediate_queue,
+    no_acknowledgement,
+    protocol,
+    peer_name,
 ):
     from tests.inbound.conftest import _server, register
 
@@ -65,7 +77,9 @@ def test_every_shape_decrypted_and_verified(
     for message in InboundMessage.objects.all():
         assert message.state == InboundMessage.State.PARSED, message.parse_error
         assert message.protocol == protocol
-        shape = next(name for name, raw in messages.items() if bytes(message.raw) == raw)
+        shape = next(
+            name for name, raw in messages.items() if bytes(message.raw) == raw
+        )
         by_shape[shape] = message
 
     combined = by_shape["combined"]
@@ -97,7 +111,9 @@ def test_every_shape_decrypted_and_verified(
     assert bytes(files[0].content) == ATTACHMENT
     # Two separately signed parts: neither signature covers the whole message.
     assert attachment.signed_by_customer is False
-    assert {s["scope"] for part in attachment.parts.all() for s in part.signatures} == {"part"}
+    assert {s["scope"] for part in attachment.parts.all() for s in part.signatures} == {
+        "part"
+    }
 
     mixed_up = by_shape["mixed_up"]
     assert mixed_up.repaired_mixed_up is True

@@ -26,7 +26,9 @@ def test_role_address_stored_raw(transactional_db, mail_server, no_acknowledgeme
     protocol = "lmtp" if type(mail_server).__name__ == "LMTPController" else "smtp"
     raw = shapes.plain("someone@customer.test", "Printer on fire", "It is burning.\n")
     with _client(mail_server, protocol) as client:
-        refused = client.sendmail("someone@customer.test", ["support@provider.test"], raw)
+        refused = client.sendmail(
+            "someone@customer.test", ["support@provider.test"], raw
+        )
     assert refused == {}
     stored = InboundMessage.objects.get()
     assert bytes(stored.raw) == raw
@@ -63,7 +65,10 @@ def test_lmtp_answers_per_recipient(transactional_db, no_acknowledgement):
         controller.stop()
     assert first[0] == 250
     assert second[0] == 250
-    assert InboundMessage.objects.get().rcpt_to == ["support@provider.test", "sales@provider.test"]
+    assert InboundMessage.objects.get().rcpt_to == [
+        "support@provider.test",
+        "sales@provider.test",
+    ]
 
 
 def test_size_limit_rejects_large_message(transactional_db):
@@ -88,7 +93,9 @@ def test_size_limit_rejects_large_message(transactional_db):
     assert InboundMessage.objects.count() == 0
 
 
-def test_stored_message_parsed_by_task(transactional_db, mail_server, immediate_queue, no_acknowledgement):
+def test_stored_message_parsed_by_task(
+    transactional_db, mail_server, immediate_queue, no_acknowledgement
+):
     raw = shapes.plain("someone@customer.test", "Queued parse", "Parse me.\n")
     with _client(mail_server, "smtp") as client:
         client.sendmail("someone@customer.test", ["support@provider.test"], raw)
@@ -96,3 +103,35 @@ def test_stored_message_parsed_by_task(transactional_db, mail_server, immediate_
     assert stored.state == InboundMessage.State.PARSED
     assert stored.ticket is not None
     assert stored.ticket.subject == "Queued parse"
+
+
+@pytest.mark.parametrize("protocol", ["smtp", "lmtp"])
+def test_store_failure_answers_451(protocol):
+    from aiosmtpd.controller import Controller
+
+    from sealmail.inbound.management.commands.smtpd import LMTPController
+    from sealmail.inbound.smtp import RoleAddressHandler
+    from tests.support import free_port
+
+    def failing_store(*args):
+        raise OSError("disk full")
+
+    handler = RoleAddressHandler(
+        ["support@provider.test", "sales@provider.test"], failing_store, 10_000
+    )
+    controller_class = LMTPController if protocol == "lmtp" else Controller
+    controller = controller_class(handler, hostname="127.0.0.1", port=free_port())
+    controller.start()
+    try:
+        client_class = smtplib.LMTP if protocol == "lmtp" else smtplib.SMTP
+        with client_class(controller.hostname, controller.port, timeout=30) as client:
+            client.ehlo_or_helo_if_needed()
+            client.mail("someone@customer.test")
+            client.rcpt("support@provider.test")
+            client.rcpt("sales@provider.test")
+            codes = [client.data(shapes.plain("someone@customer.test", "x", "x\n"))[0]]
+            if protocol == "lmtp":
+                codes.append(client.getreply()[0])
+    finally:
+        controller.stop()
+    assert codes == [451] * (2 if protocol == "lmtp" else 1)

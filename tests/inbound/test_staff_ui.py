@@ -24,7 +24,14 @@ def staff_client(client, django_user_model):
 def ticket_message(peers, provider_keys, db, no_acknowledgement) -> InboundMessage:
     peer = peers["gosop"]
     register(peer)
-    raw = shapes.attachment(peer, provider_keys.current, "with file", "See the file.\n", b"%PDF-1.4 data", "bill.pdf")
+    raw = shapes.attachment(
+        peer,
+        provider_keys.current,
+        "with file",
+        "See the file.\n",
+        b"%PDF-1.4 data",
+        "bill.pdf",
+    )
     return deliver(raw)
 
 
@@ -42,8 +49,12 @@ def test_non_staff_forbidden(client, django_user_model, db):
 
 def test_list_filters_by_queue_and_status(staff_client, db):
     Ticket.objects.create(queue="support@provider.test", subject="Support question")
-    Ticket.objects.create(queue="sales@provider.test", subject="Sales question", status="closed")
-    page = staff_client.get("/staff/", {"queue": "sales@provider.test"}).content.decode()
+    Ticket.objects.create(
+        queue="sales@provider.test", subject="Sales question", status="closed"
+    )
+    page = staff_client.get(
+        "/staff/", {"queue": "sales@provider.test"}
+    ).content.decode()
     assert "Sales question" in page
     assert "Support question" not in page
     page = staff_client.get("/staff/", {"status": "open"}).content.decode()
@@ -99,7 +110,9 @@ def test_api_lists_and_reads_tickets(client, ticket_message):
     listed = client.get("/api/v1/tickets", headers=headers)
     assert listed.status_code == 200
     assert [ticket["id"] for ticket in listed.json()] == [ticket_message.ticket_id]
-    detail = client.get(f"/api/v1/tickets/{ticket_message.ticket_id}", headers=headers).json()
+    detail = client.get(
+        f"/api/v1/tickets/{ticket_message.ticket_id}", headers=headers
+    ).json()
     message = detail["messages"][0]
     assert message["encryption"] == "full"
     parts = {part["filename"]: part for part in message["parts"]}
@@ -119,7 +132,9 @@ def test_reply_thread_by_reference(peers, provider_keys, db, no_acknowledgement)
     reference = first.ticket.reference
     second = deliver(shapes.plain(peer.address, f"Re: [{reference}] Help", "second\n"))
     third = deliver(
-        shapes.plain(peer.address, "no reference", "third\n", ("In-Reply-To", first.message_id))
+        shapes.plain(
+            peer.address, "no reference", "third\n", ("In-Reply-To", first.message_id)
+        )
     )
     assert second.ticket_id == first.ticket_id
     assert third.ticket_id == first.ticket_id
@@ -130,7 +145,9 @@ def test_reference_of_other_customer_opens_new_ticket(peers, db, no_acknowledgem
     register(peers["gnupg"])
     register(peers["sq"])
     first = deliver(shapes.plain(peers["gnupg"].address, "Mine", "first\n"))
-    other = deliver(shapes.plain(peers["sq"].address, f"[{first.ticket.reference}] hijack", "x\n"))
+    other = deliver(
+        shapes.plain(peers["sq"].address, f"[{first.ticket.reference}] hijack", "x\n")
+    )
     assert other.ticket_id != first.ticket_id
 
 

@@ -51,18 +51,6 @@ EXPECTED_STATUS = {
     "signed": ("none", True),
     "clearsigned": ("none", True),
 }
-# pysequoia 0.1.35's verifier raises "Unexpected message structure" on a
-# signed message inside a compressed data packet, so sealmail records such a
-# signature as unchecked. PGPainless always compresses (ZIP).
-COMPRESSION_NOT_VERIFIED = (
-    "sealmail does not verify signatures inside compressed data (pysequoia 0.1.35 "
-    "raises 'Unexpected message structure'); pgpainless-cli compresses with ZIP"
-)
-KNOWN_FAILURES: dict[tuple[str, str], str] = {
-    ("pgpainless-cli", "combined"): COMPRESSION_NOT_VERIFIED,
-    ("pgpainless-cli", "inline"): COMPRESSION_NOT_VERIFIED,
-    ("pgpainless-cli", "attachment"): COMPRESSION_NOT_VERIFIED,
-}
 SHAPES_BY_SENDER = {
     "openpgpjs": list(EXPECTED_STATUS),
     "sqop": list(EXPECTED_STATUS),
@@ -183,16 +171,7 @@ def senders(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Sender]:
 def shape_cells() -> Iterator[Any]:
     for sender_name, shape_names in SHAPES_BY_SENDER.items():
         for shape in shape_names:
-            marks = []
-            if (sender_name, shape) in KNOWN_FAILURES:
-                marks.append(
-                    pytest.mark.xfail(
-                        strict=True, reason=KNOWN_FAILURES[sender_name, shape]
-                    )
-                )
-            yield pytest.param(
-                sender_name, shape, id=f"{sender_name}-{shape}", marks=marks
-            )
+            yield pytest.param(sender_name, shape, id=f"{sender_name}-{shape}")
 
 
 @pytest.mark.parametrize(("sender_name", "shape"), list(shape_cells()))
@@ -237,16 +216,18 @@ def test_shape_gets_right_status(
         assert texts(message) == [TEXT]
 
 
-@pytest.mark.xfail(
-    strict=True, reason=COMPRESSION_NOT_VERIFIED.replace("pgpainless-cli", "sq")
-)
 def test_compressed_signed_message_verified(
     lmtp_server: LMTPController,
     immediate_parsing: None,
     role_certificate: bytes,
     tmp_path: Path,
 ) -> None:
-    """A combined PGP/MIME message whose encrypted payload sq compressed with ZIP."""
+    """A combined PGP/MIME message whose encrypted payload sq compressed with ZIP.
+
+    PGPainless compresses before encrypting, and so do other clients when
+    the recipient's key prefers it. pysequoia 0.1.35's own verifier rejects
+    that message structure.
+    """
     from tests.inbound.peers import SequoiaPeer
 
     class CompressingSq(SequoiaPeer):

@@ -11,7 +11,7 @@ Cells left out of the matrix, and why:
 
 * v6 (RFC 9580) keys: only OpenPGP.js 6 reads them. GnuPG 2.2, sq and sqop
   0.27 (sequoia-openpgp 1.12), RNP 0.16, gosop (GopenPGP 2) and
-  pgpainless-cli 1.3 predate RFC 9580 and reject the key;
+  pgpainless-cli 1.3 predate RFC 9580, so they reject the key.
   ``test_v6_key_rejected_by_older_engines`` checks that they still do.
   notmuch decrypts through GnuPG 2.2, so it cannot read v6 either.
 * notmuch and inline PGP: notmuch 0.37 decrypts PGP/MIME only and shows

@@ -30,7 +30,7 @@ HARD_TEXT = (
     ".\n"
     "Tab at the end\t\n"
 )
-LONG_NAME = ("Rechnung-2026-12-" + "x" * 120)[:116] + ".pdf"  # 120 characters
+LONG_NAME = ("Rechnung-März-2026-" + "x" * 120)[:116] + ".pdf"  # 120 characters
 
 
 def hard_message() -> OutgoingMessage:
@@ -157,7 +157,8 @@ def check_entity(
         html = html_part.get_content().replace("\r\n", "\n")
         if legacy_subject is not None:
             element = re.search(
-                r'<div class="header-protection-legacy-display">(.*?)</div>\n', html
+                r'<div class="header-protection-legacy-display"><pre>(.*?)</pre></div>\n',
+                html,
             )
             assert element, f"no legacy display element in {html!r}"
             assert element.group(1) == "Subject: " + htmllib.escape(legacy_subject)

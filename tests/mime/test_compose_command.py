@@ -139,3 +139,11 @@ def test_compose_command_needs_recipient_for_pgpmime(files):
     del args[0:2]
     with pytest.raises(CommandError, match="at least one recipient"):
         run_compose(*args)
+
+
+def test_compose_command_requires_signing_key(files):
+    args = base_args(files, "plain")
+    index = args.index("--signing-key")
+    del args[index : index + 2]
+    with pytest.raises(CommandError, match="--signing-key"):
+        run_compose(*args)

@@ -2,7 +2,8 @@
 
 notmuch is strict about multipart/signed boundaries: a signed entity whose
 final line break is not covered by the signature shows up as a bad
-signature here even where the OpenPGP engines alone accept it.
+signature here even where the OpenPGP engines alone accept it. notmuch
+decrypts PGP/MIME only, so test_interop.py checks inline PGP.
 """
 
 from __future__ import annotations

@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import email.utils
 import re
+import warnings
 from datetime import datetime, timezone
 
 import pysequoia
@@ -280,3 +281,86 @@ def test_composed_message_reports_keys(provider, customer_keys):
     assert signed.signed_by == provider.signer.fingerprint
     plain = compose(message, Format.PLAIN, signer=provider.signer)
     assert plain.signed_by is None
+
+
+def test_autocrypt_header_follows_certificate(provider):
+    other = pysequoia.Tsk.generate(
+        user_ids=["Example Provider Billing <billing@provider.test>"],
+        profile=pysequoia.Profile.RFC4880,
+        cipher_suite=pysequoia.CipherSuite.Cv25519,
+    ).extract_certificate()
+    message = mailcheck.notification_message()
+    fingerprints = []
+    for certificate in (provider.certificate, other, provider.certificate):
+        composed = compose(
+            message,
+            Format.PLAIN,
+            signer=provider.signer,
+            autocrypt_certificate=certificate,
+        )
+        header = str(mailcheck.parse(composed.data)["Autocrypt"])
+        keydata = "".join(header.split("keydata=", 1)[1].split())
+        fingerprints.append(
+            pysequoia.Cert.from_bytes(base64.b64decode(keydata)).fingerprint
+        )
+    assert fingerprints == [
+        provider.certificate.fingerprint,
+        other.fingerprint,
+        provider.certificate.fingerprint,
+    ]
+
+
+def test_legacy_display_escapes_html(provider, customer_keys, tmp_path):
+    key = customer_keys["cv25519"]
+    message = OutgoingMessage(
+        sender=mailcheck.SENDER,
+        to="customer@customer.test",
+        subject="Offer <b>50%</b> & more",
+        text="Text\n",
+        html="<p>HTML</p>",
+    )
+    composed = compose(
+        message, Format.PGPMIME, recipients=[key.certificate], signer=provider.signer
+    )
+    peer = make_peer("gpg", key, provider, tmp_path)
+    inner = mailcheck.check_pgpmime(composed.data, message, peer, "gpg")
+    html = inner.get_body(preferencelist=("html",)).get_content()
+    assert "Subject: Offer &lt;b&gt;50%&lt;/b&gt; &amp; more" in html
+    assert "<b>50%</b>" not in html
+
+
+def test_autocrypt_never_carries_secret_keys(provider):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        with_secrets = pysequoia.Cert.from_bytes(bytes(provider.tsk))
+        assert with_secrets.has_secret_keys
+    composed = compose(
+        mailcheck.notification_message(),
+        Format.PLAIN,
+        signer=provider.signer,
+        autocrypt_certificate=with_secrets,
+    )
+    header = str(mailcheck.parse(composed.data)["Autocrypt"])
+    keydata = base64.b64decode("".join(header.split("keydata=", 1)[1].split()))
+    tags = [packet.tag for packet in pysequoia.packet.PacketPile.from_bytes(keydata)]
+    assert pysequoia.packet.Tag.SecretKey not in tags
+    assert pysequoia.packet.Tag.SecretSubkey not in tags
+    assert pysequoia.packet.Tag.PublicKey in tags
+
+
+@pytest.mark.parametrize("fmt", FORMATS, ids=lambda f: f.value)
+def test_empty_subject_has_no_trailing_space(fmt, provider, customer_keys):
+    key = customer_keys["cv25519"]
+    message = OutgoingMessage(
+        sender=mailcheck.SENDER, to="customer@customer.test", subject="", text="x\n"
+    )
+    composed = compose(
+        message, fmt, recipients=[key.certificate], signer=provider.signer
+    )
+    header = composed.data.partition(b"\r\n\r\n")[0]
+    expected = (
+        b"Subject: ..." if fmt in (Format.PGPMIME, Format.INLINE) else b"Subject:"
+    )
+    assert expected in header.split(b"\r\n")
+    for line in composed.data.split(b"\r\n"):
+        assert not line.endswith((b" ", b"\t")), f"trailing whitespace: {line!r}"

@@ -22,7 +22,7 @@ ROLE_ADDRESSES = (
 def postfix() -> Iterator[PostfixInstance]:
     """A running Postfix on 127.0.0.1 with STARTTLS, Maildir delivery and LMTP.
 
-    Mail for ``*@customer.test`` lands in ``postfix.maildir``; mail for the
+    Mail for ``*@customer.test`` lands in ``postfix.maildir``. Mail for the
     role addresses goes over LMTP to 127.0.0.1:``postfix.lmtp_port``, where
     the test that needs it starts sealmail's inbound server.
     """

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pysequoia
@@ -51,7 +51,9 @@ def customer_gpg(tmp_path_factory) -> GnuPG:
     return gpg
 
 
-def make_contact_key(contact: Contact, armored: bytes, *, usable_until=None) -> ContactKey:
+def make_contact_key(
+    contact: Contact, armored: bytes, *, usable_until=None
+) -> ContactKey:
     cert = pysequoia.Cert.from_bytes(armored)
     return ContactKey.objects.create(
         contact=contact,
@@ -60,7 +62,7 @@ def make_contact_key(contact: Contact, armored: bytes, *, usable_until=None) -> 
         version=4,
         algorithm="ed25519/cv25519",
         user_ids=[str(uid) for uid in cert.user_ids],
-        key_created=datetime.now(timezone.utc) - timedelta(days=1),
+        key_created=datetime.now(UTC) - timedelta(days=1),
         usable_until=usable_until if usable_until is not None else cert.expiration,
     )
 

@@ -12,19 +12,19 @@ from __future__ import annotations
 import json
 import os
 import sys
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import django
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "sealmail.project.settings")
 django.setup()
 
-import pysequoia  # noqa: E402
-from django.db.models import Count  # noqa: E402
+import pysequoia
+from django.db.models import Count
 
-from sealmail.contacts.models import Contact, ContactKey, Customer  # noqa: E402
-from sealmail.outbox.models import OutboxMessage  # noqa: E402
-from sealmail.outbox.service import contacts_of, enqueue_bulk  # noqa: E402
+from sealmail.contacts.models import Contact, ContactKey, Customer
+from sealmail.outbox.models import OutboxMessage
+from sealmail.outbox.service import contacts_of, enqueue_bulk
 
 SECRET = "secret body text 7d1f"
 
@@ -51,7 +51,7 @@ def setup(count: int, encrypted_every: int = 2) -> None:
             version=4,
             algorithm="ed25519/cv25519",
             user_ids=[str(uid) for uid in cert.user_ids],
-            key_created=datetime.now(timezone.utc),
+            key_created=datetime.now(UTC),
             usable_until=cert.expiration,
         )
         for index, contact in enumerate(contacts)

@@ -1,7 +1,7 @@
 """A real SMTP relay on loopback for delivery tests: aiosmtpd with STARTTLS.
 
-The handler stores every accepted message's raw bytes and can be told to
-answer the next transactions with a given reply (``451 ...``, ``550 ...``).
+The handler stores every accepted message's raw bytes. A test can queue
+replies (``451 ...``, ``550 ...``) that the next transactions receive instead.
 """
 
 from __future__ import annotations
@@ -45,14 +45,14 @@ class RecordingHandler:
         self.rcpt_replies: deque[str] = deque()
         self.lock = threading.Lock()
 
-    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):  # noqa: N802
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
         with self.lock:
             if self.rcpt_replies:
                 return self.rcpt_replies.popleft()
         envelope.rcpt_tos.append(address)
         return "250 2.1.5 OK"
 
-    async def handle_DATA(self, server, session, envelope):  # noqa: N802
+    async def handle_DATA(self, server, session, envelope):
         with self.lock:
             if self.data_replies:
                 return self.data_replies.popleft()
@@ -91,11 +91,14 @@ class LoopbackRelay:
         self.credentials = credentials
         self.controller: Controller | None = None
 
-    def _authenticate(self, server, session, envelope, mechanism, auth_data) -> AuthResult:
+    def _authenticate(
+        self, server, session, envelope, mechanism, auth_data
+    ) -> AuthResult:
         if (
             isinstance(auth_data, LoginPassword)
             and self.credentials is not None
-            and (auth_data.login.decode(), auth_data.password.decode()) == self.credentials
+            and (auth_data.login.decode(), auth_data.password.decode())
+            == self.credentials
         ):
             return AuthResult(success=True)
         return AuthResult(success=False, handled=False)

@@ -64,7 +64,11 @@ def test_customer_create_then_update(client):
     updated = create_customer(
         client,
         contacts=[
-            {"address": "billing@example-hosting.test", "role": "billing", "mode": "inline"},
+            {
+                "address": "billing@example-hosting.test",
+                "role": "billing",
+                "mode": "inline",
+            },
             {"address": "ceo@example-hosting.test"},
         ],
     )
@@ -83,7 +87,10 @@ def test_customer_create_then_update(client):
         ({"account_number": "K-1", "name": " "}, "name"),
         ({"account_number": "K-1\x00", "name": "x"}, "account_number"),
         ({"account_number": "K-1", "name": "x\x00y"}, "name"),
-        ({"account_number": "K-1", "name": "x", "contacts": [{"address": "nope"}]}, "contacts[0].address"),
+        (
+            {"account_number": "K-1", "name": "x", "contacts": [{"address": "nope"}]},
+            "contacts[0].address",
+        ),
         (
             {
                 "account_number": "K-1",
@@ -104,7 +111,11 @@ def test_customer_schema_error_names_field(client):
     response = post(
         client,
         "/api/v1/customers",
-        {"account_number": "K-1", "name": "x", "contacts": [{"address": "a@b.test", "role": "boss"}]},
+        {
+            "account_number": "K-1",
+            "name": "x",
+            "contacts": [{"address": "a@b.test", "role": "boss"}],
+        },
     )
     assert response.status_code == 422
     assert "role" in str(response.json()["detail"])
@@ -119,7 +130,11 @@ def test_message_to_customer_with_pdf(client):
             "customer": "K-2001",
             "role": "billing",
             "category": "invoice",
-            "context": {"invoice_number": "R-1", "amount": "10.00", "due_date": "2026-12-20"},
+            "context": {
+                "invoice_number": "R-1",
+                "amount": "10.00",
+                "due_date": "2026-12-20",
+            },
             "attachments": [
                 {
                     "filename": "R-1.pdf",
@@ -170,13 +185,21 @@ def test_message_bulk_one_id_per_contact(client):
 
 def test_idempotent_repeat(client):
     create_customer(client)
-    body = {"customer": "K-2001", "category": "custom", "subject": "Hi", "text": "x", "idempotency_key": "abc"}
+    body = {
+        "customer": "K-2001",
+        "category": "custom",
+        "subject": "Hi",
+        "text": "x",
+        "idempotency_key": "abc",
+    }
     first = post(client, "/api/v1/messages", body)
     again = post(client, "/api/v1/messages", body)
     assert first.status_code == 201
     assert again.status_code == 200
     assert again.json() == first.json() | {"messages": again.json()["messages"]}
-    assert [m["id"] for m in again.json()["messages"]] == [m["id"] for m in first.json()["messages"]]
+    assert [m["id"] for m in again.json()["messages"]] == [
+        m["id"] for m in first.json()["messages"]
+    ]
     conflict = post(client, "/api/v1/messages", body | {"text": "changed"})
     assert conflict.status_code == 409
     assert conflict.json()["field"] == "idempotency_key"
@@ -188,8 +211,30 @@ def test_idempotent_repeat(client):
         ({"customer": "K-404"}, 400, "customer"),
         ({"contact": 999999}, 400, "contact"),
         ({}, 400, "contact"),
-        ({"customer": "K-2001", "attachments": [{"filename": "a.pdf", "content_type": "application/pdf", "content": "not base64!"}]}, 400, "attachments[0].content"),
-        ({"customer": "K-2001", "attachments": [{"filename": "a.pdf", "content_type": "pdf", "content": "JVBERg=="}]}, 400, "attachments[0].content_type"),
+        (
+            {
+                "customer": "K-2001",
+                "attachments": [
+                    {
+                        "filename": "a.pdf",
+                        "content_type": "application/pdf",
+                        "content": "not base64!",
+                    }
+                ],
+            },
+            400,
+            "attachments[0].content",
+        ),
+        (
+            {
+                "customer": "K-2001",
+                "attachments": [
+                    {"filename": "a.pdf", "content_type": "pdf", "content": "JVBERg=="}
+                ],
+            },
+            400,
+            "attachments[0].content_type",
+        ),
         (
             {
                 "customer": "K-2001",

@@ -1,7 +1,7 @@
-"""schemathesis against /api/openapi.json: no input makes the API answer 5xx.
+"""schemathesis against /api/openapi.json: no input makes the API return a 5xx.
 
 Every route of the schema is fuzzed for server errors. The customers and
-messages routes must also answer with documented status codes, content
+messages routes must also respond with documented status codes, content
 types and schemas. The positive-data check is left out on purpose:
 schema-valid input can still name an unknown customer or an invalid
 address, which the API rejects with 400.
@@ -15,7 +15,6 @@ from django.core import signals
 from django.core.wsgi import get_wsgi_application
 from django.db import close_old_connections
 from hypothesis import HealthCheck, settings
-
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import (
     content_type_conformance,

@@ -27,12 +27,18 @@ def test_send_to_customer_with_attachment(make_contact, customer, tmp_path):
     out = StringIO()
     call_command(
         "send",
-        "--customer", customer.account_number,
-        "--role", "billing",
-        "--category", "invoice",
-        "--context", '{"invoice_number": "R-9", "amount": "5.00", "due_date": "2026-12-31"}',
-        "--attach", str(pdf),
-        "--idempotency-key", "cli-1",
+        "--customer",
+        customer.account_number,
+        "--role",
+        "billing",
+        "--category",
+        "invoice",
+        "--context",
+        '{"invoice_number": "R-9", "amount": "5.00", "due_date": "2026-12-31"}',
+        "--attach",
+        str(pdf),
+        "--idempotency-key",
+        "cli-1",
         stdout=out,
     )
     [line] = out.getvalue().splitlines()
@@ -47,17 +53,29 @@ def test_send_to_customer_with_attachment(make_contact, customer, tmp_path):
 def test_send_reports_field_errors(make_contact):
     contact = make_contact()
     with pytest.raises(CommandError, match="subject"):
-        call_command("send", "--contact", str(contact.pk), "--category", "custom", "--text", "x")
+        call_command(
+            "send", "--contact", str(contact.pk), "--category", "custom", "--text", "x"
+        )
     with pytest.raises(CommandError, match="contact 999999 not found"):
-        call_command("send", "--contact", "999999", "--category", "custom", "--text", "x")
+        call_command(
+            "send", "--contact", "999999", "--category", "custom", "--text", "x"
+        )
     with pytest.raises(CommandError, match="--context is not valid JSON"):
         call_command(
-            "send", "--contact", str(contact.pk), "--category", "invoice", "--context", "{bad"
+            "send",
+            "--contact",
+            str(contact.pk),
+            "--category",
+            "invoice",
+            "--context",
+            "{bad",
         )
 
 
 def test_outbox_status_and_retry(make_contact):
-    [message] = service.enqueue(make_contact(), category="custom", subject="x", text="x")
+    [message] = service.enqueue(
+        make_contact(), category="custom", subject="x", text="x"
+    )
     OutboxMessage.objects.filter(pk=message.pk).update(
         status=OutboxMessage.Status.FAILED, attempts=3
     )
@@ -73,8 +91,12 @@ def test_outbox_status_and_retry(make_contact):
 
 
 def test_admin_lists_messages(client, make_contact):
-    service.enqueue(make_contact("listed@customer.test"), category="custom", subject="x", text="x")
-    staff = get_user_model().objects.create_superuser("staff", "staff@provider.test", "pw-123456")
+    service.enqueue(
+        make_contact("listed@customer.test"), category="custom", subject="x", text="x"
+    )
+    staff = get_user_model().objects.create_superuser(
+        "staff", "staff@provider.test", "pw-123456"
+    )
     client.force_login(staff)
     response = client.get("/admin/outbox/outboxmessage/")
     assert response.status_code == 200

@@ -40,8 +40,10 @@ def minimal_pdf(text: str) -> bytes:
     objects = [
         b"<< /Type /Catalog /Pages 2 0 R >>",
         b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
-        b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] "
-        b"/Contents 4 0 R /Resources << /Font << /F1 5 0 R >> >> >>",
+        (
+            b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] "
+            b"/Contents 4 0 R /Resources << /Font << /F1 5 0 R >> >> >>"
+        ),
         b"<< /Length %d >>\nstream\n" % len(stream) + stream + b"\nendstream",
         b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>",
     ]
@@ -90,10 +92,14 @@ def run_worker() -> None:
 
 
 def make_due() -> None:
-    OutboxMessage.objects.filter(status=Status.QUEUED).update(next_attempt=timezone.now())
+    OutboxMessage.objects.filter(status=Status.QUEUED).update(
+        next_attempt=timezone.now()
+    )
 
 
-def decrypt_pgpmime(gpg: GnuPG, received: Received) -> tuple[email.message.EmailMessage, list[str]]:
+def decrypt_pgpmime(
+    gpg: GnuPG, received: Received
+) -> tuple[email.message.EmailMessage, list[str]]:
     outer = received.message
     assert outer.get_content_type() == "multipart/encrypted"
     assert outer.get_param("protocol") == "application/pgp-encrypted"
@@ -119,7 +125,9 @@ def assert_no_plaintext(relay: LoopbackRelay, *secrets: str) -> None:
 
 def test_plain_contact_gets_plain_mail_over_starttls(make_contact, relay):
     contact = make_contact("bob@customer.test")
-    [message] = enqueue(contact, category="custom", subject="Hello Bob", text="Plain text")
+    [message] = enqueue(
+        contact, category="custom", subject="Hello Bob", text="Plain text"
+    )
     run_worker()
     message.refresh_from_db()
     assert message.status == Status.SENT
@@ -146,11 +154,13 @@ def test_sign_plain_sends_signed_mail(make_contact, relay, settings, gpg, tmp_pa
     assert message.signed_by
     received = relay.received[0].message
     assert received.get_content_type() == "multipart/signed"
-    signed_part, signature = received.get_payload()
+    _signed_part, signature = received.get_payload()
     # Verify over the exact bytes of the first part, as a client does.
     raw = relay.received[0].data
     boundary = received.get_boundary().encode()
-    first = raw.split(b"--" + boundary + b"\r\n", 1)[1].split(b"\r\n--" + boundary, 1)[0]
+    first = raw.split(b"--" + boundary + b"\r\n", 1)[1].split(b"\r\n--" + boundary, 1)[
+        0
+    ]
     result = gpg.verify_detached(first, signature.get_payload(decode=True), tmp_path)
     assert "GOODSIG" in " ".join(result.status)
 
@@ -181,7 +191,11 @@ def test_encrypted_invoice_decrypts_with_gpg(alice, relay, gpg, provider_cert):
     assert received.message["Subject"] == "..."
     inner, status = decrypt_pgpmime(gpg, received)
     assert any(line.startswith("GOODSIG") for line in status)
-    assert any(provider_cert.fingerprint.upper() in line for line in status if line.startswith("VALIDSIG"))
+    assert any(
+        provider_cert.fingerprint.upper() in line
+        for line in status
+        if line.startswith("VALIDSIG")
+    )
     assert inner["Subject"] == "Your invoice R-2026-77"
     assert "Amount due:      89.00 EUR" in text_of(inner)
     [pdf_part] = list(inner.iter_attachments())
@@ -196,14 +210,18 @@ def test_inline_contact_gets_inline_pgp(make_contact, customer_gpg, relay, gpg):
         armored_key=customer_gpg.export("alice@customer.test"),
         mode=Contact.Mode.INLINE,
     )
-    [message] = enqueue(contact, category="custom", subject="Inline", text="Secret line")
+    [message] = enqueue(
+        contact, category="custom", subject="Inline", text="Secret line"
+    )
     run_worker()
     message.refresh_from_db()
     assert message.format == "inline"
     [received] = relay.received
     assert b"Secret line" not in received.data
     armored = re.search(
-        rb"-----BEGIN PGP MESSAGE-----.*?-----END PGP MESSAGE-----", received.data, re.S
+        rb"-----BEGIN PGP MESSAGE-----.*?-----END PGP MESSAGE-----",
+        received.data,
+        re.DOTALL,
     )
     assert armored is not None
     result = gpg.decrypt(armored.group(0))
@@ -258,14 +276,18 @@ def test_temporary_reply_backs_off_exponentially(make_contact, relay, settings):
     assert [r.message_id for r in relay.received] == [message.message_id]
 
 
-def test_permanent_reply_is_not_retried(make_contact, relay):
-    [message] = enqueue(make_contact(), category="custom", subject="x", text="x")
-    relay.reply_next_rcpt("550 5.1.1 Mailbox unavailable")
+def test_permanent_reply_is_not_retried(make_contact, relay, caplog):
+    contact = make_contact("gone@customer.test")
+    [message] = enqueue(contact, category="custom", subject="x", text="x")
+    relay.reply_next_rcpt("550 5.1.1 <gone@customer.test>: Mailbox unavailable")
     run_worker()
     message.refresh_from_db()
     assert message.status == Status.FAILED
     assert message.attempts == 1
-    assert message.relay_reply == "550 5.1.1 Mailbox unavailable"
+    assert message.relay_reply == "550 5.1.1 <gone@customer.test>: Mailbox unavailable"
+    ours = [r.getMessage() for r in caplog.records if r.name.startswith("sealmail")]
+    assert any("Mailbox unavailable" in line for line in ours)
+    assert not any("gone@customer.test" in line for line in ours)
     make_due()
     run_worker()
     assert relay.received == []
@@ -306,7 +328,8 @@ def expire_soon(gpg: GnuPG, uid: str) -> bytes:
 def test_key_expired_between_enqueue_and_send(make_contact, relay, tmp_path, gpg):
     short = GnuPG(tmp_path / "short")
     contact = make_contact(
-        "carol@customer.test", armored_key=expire_soon(short, "Carol <carol@customer.test>")
+        "carol@customer.test",
+        armored_key=expire_soon(short, "Carol <carol@customer.test>"),
     )
     first = enqueue(contact, category="custom", subject="Secret one", text="held body")
     time.sleep(2.5)
@@ -375,12 +398,18 @@ def test_notice_at_most_once_a_day(make_contact, relay, customer_gpg):
 def test_revoked_key_is_held(make_contact, relay, tmp_path):
     revoking = GnuPG(tmp_path / "revoking")
     fingerprint = revoking.generate("Dave <dave@customer.test>")
-    contact = make_contact("dave@customer.test", armored_key=revoking.export(fingerprint))
+    contact = make_contact(
+        "dave@customer.test", armored_key=revoking.export(fingerprint)
+    )
     [message] = enqueue(contact, category="custom", subject="x", text="revoked secret")
     # GnuPG keeps a revocation certificate with its armor lines disabled by ':'.
-    certificate = (revoking.home / "openpgp-revocs.d" / f"{fingerprint}.rev").read_text()
+    certificate = (
+        revoking.home / "openpgp-revocs.d" / f"{fingerprint}.rev"
+    ).read_text()
     revoking.import_key(certificate.replace(":-----BEGIN", "-----BEGIN").encode())
-    contact.active_key.certificate = make_contact_key(contact, revoking.export(fingerprint)).certificate
+    contact.active_key.certificate = make_contact_key(
+        contact, revoking.export(fingerprint)
+    ).certificate
     contact.active_key.save()
     run_worker()
     message.refresh_from_db()
@@ -408,7 +437,10 @@ def test_composer_returning_plaintext_is_caught(alice, relay, monkeypatch):
     def downgrading(message, format, **kwargs):
         plain = real(message, Format.PLAIN)
         return ComposedMessage(
-            plain.data, plain.message_id, format, encrypted_to=(alice.active_key.fingerprint,)
+            plain.data,
+            plain.message_id,
+            format,
+            encrypted_to=(alice.active_key.fingerprint,),
         )
 
     monkeypatch.setattr(compose_module, "compose", downgrading)
@@ -469,7 +501,7 @@ def test_worker_crash_resends_stored_bytes(alice, relay, gpg):
     message.refresh_from_db()
     stored = bytes(message.composed)
     assert message.lease_until is not None
-    run_worker()  # the lease still holds: nobody else takes the row
+    run_worker()  # the lease is still valid, so no other worker takes the row
     assert relay.received == []
     recover_after_crash()
     [received] = relay.received
@@ -481,7 +513,9 @@ def test_worker_crash_resends_stored_bytes(alice, relay, gpg):
 
 def test_crash_then_encryption_on_recomposes(make_contact, relay, customer_gpg, gpg):
     contact = make_contact("erin@customer.test")
-    [message] = enqueue(contact, category="custom", subject="x", text="turned on secret")
+    [message] = enqueue(
+        contact, category="custom", subject="x", text="turned on secret"
+    )
     crash_after_compose([message.pk])
     message.refresh_from_db()
     assert message.format == "plain"
@@ -522,7 +556,10 @@ def test_confirmation_to_pending_key(make_contact, relay, tmp_path, gpg):
         category="confirmation",
         to_address="frank.new@customer.test",
         recipient_key=pending,
-        context={"fingerprint": pending.fingerprint, "confirm_url": "http://testserver/confirm/1/abc/"},
+        context={
+            "fingerprint": pending.fingerprint,
+            "confirm_url": "http://testserver/confirm/1/abc/",
+        },
     )
     run_worker()
     message.refresh_from_db()
@@ -540,7 +577,11 @@ def test_recipient_key_unusable_fails(make_contact, relay, customer_gpg):
     pending.usable_until = timezone.now() - timedelta(seconds=1)
     pending.save()
     [message] = enqueue(
-        contact, category="confirmation", subject="Confirm", text="link", recipient_key=pending
+        contact,
+        category="confirmation",
+        subject="Confirm",
+        text="link",
+        recipient_key=pending,
     )
     run_worker()
     message.refresh_from_db()
@@ -551,7 +592,7 @@ def test_recipient_key_unusable_fails(make_contact, relay, customer_gpg):
 
 def test_address_change_before_send(make_contact, relay):
     contact = make_contact("old@customer.test")
-    [message] = enqueue(contact, category="custom", subject="x", text="x")
+    enqueue(contact, category="custom", subject="x", text="x")
     contact.address = "new@customer.test"
     contact.save()
     run_worker()
@@ -577,4 +618,3 @@ def test_enqueue_runs_tasks_after_commit(customer, make_contact, relay):
     assert len(messages) == 120
     assert OutboxMessage.objects.filter(status=Status.SENT).count() == 120
     assert len({r.message_id for r in relay.received}) == 120
-

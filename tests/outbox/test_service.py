@@ -64,11 +64,33 @@ def test_enqueue_customer_without_contacts(customer):
         ({"category": "custom", "subject": "a\nb", "text": "x"}, "subject"),
         ({"category": "custom", "subject": "x"}, "text"),
         ({"category": "custom", "text": "x"}, "subject"),
-        ({"category": "custom", "subject": "x", "text": "x", "template": "invoice"}, "template"),
-        ({"category": "custom", "subject": "x", "template": "../etc/passwd"}, "template"),
+        (
+            {"category": "custom", "subject": "x", "text": "x", "template": "invoice"},
+            "template",
+        ),
+        (
+            {"category": "custom", "subject": "x", "template": "../etc/passwd"},
+            "template",
+        ),
         ({"category": "custom", "subject": "x", "template": "nonexistent"}, "template"),
-        ({"category": "custom", "subject": "x", "text": "x", "to_address": "not-an-address"}, "to_address"),
-        ({"category": "custom", "subject": "x", "text": "x", "in_reply_to": "no-brackets@x"}, "in_reply_to"),
+        (
+            {
+                "category": "custom",
+                "subject": "x",
+                "text": "x",
+                "to_address": "not-an-address",
+            },
+            "to_address",
+        ),
+        (
+            {
+                "category": "custom",
+                "subject": "x",
+                "text": "x",
+                "in_reply_to": "no-brackets@x",
+            },
+            "in_reply_to",
+        ),
     ],
 )
 def test_enqueue_rejects_invalid_input(make_contact, kwargs, field):
@@ -84,30 +106,54 @@ def test_enqueue_rejects_invalid_input(make_contact, kwargs, field):
     [
         (Attachment("a/b.pdf", "application/pdf", b"%PDF"), "attachments[0].filename"),
         (Attachment("a.pdf", "pdf", b"%PDF"), "attachments[0].content_type"),
-        (Attachment("a.pdf", "multipart/mixed", b"%PDF"), "attachments[0].content_type"),
+        (
+            Attachment("a.pdf", "multipart/mixed", b"%PDF"),
+            "attachments[0].content_type",
+        ),
         (Attachment("a.pdf", "application/pdf", b""), "attachments[0].content"),
         (
-            Attachment("a.bin", "application/octet-stream", b"0" * (service.MAX_ATTACHMENT_BYTES + 1)),
+            Attachment(
+                "a.bin",
+                "application/octet-stream",
+                b"0" * (service.MAX_ATTACHMENT_BYTES + 1),
+            ),
             "attachments[0].content",
         ),
     ],
 )
 def test_enqueue_rejects_bad_attachment(make_contact, attachment, field):
     with pytest.raises(EnqueueError) as info:
-        enqueue(make_contact(), category="custom", subject="x", text="x", attachments=[attachment])
+        enqueue(
+            make_contact(),
+            category="custom",
+            subject="x",
+            text="x",
+            attachments=[attachment],
+        )
     assert info.value.field == field
 
 
 def test_idempotency_key_returns_first_rows(make_contact):
     contact = make_contact()
-    first = enqueue(contact, category="custom", subject="x", text="x", idempotency_key="k1")
-    again = enqueue(contact, category="custom", subject="x", text="x", idempotency_key="k1")
+    first = enqueue(
+        contact, category="custom", subject="x", text="x", idempotency_key="k1"
+    )
+    again = enqueue(
+        contact, category="custom", subject="x", text="x", idempotency_key="k1"
+    )
     assert [m.pk for m in again] == [m.pk for m in first]
     assert OutboxMessage.objects.count() == 1
     with pytest.raises(IdempotencyConflict):
-        enqueue(contact, category="custom", subject="other", text="x", idempotency_key="k1")
+        enqueue(
+            contact, category="custom", subject="other", text="x", idempotency_key="k1"
+        )
     other_source = enqueue(
-        contact, category="custom", subject="x", text="x", idempotency_key="k1", source="cli"
+        contact,
+        category="custom",
+        subject="x",
+        text="x",
+        idempotency_key="k1",
+        source="cli",
     )
     assert other_source[0].pk != first[0].pk
 
@@ -164,7 +210,9 @@ def test_provider_template_overrides_default(make_contact, data_dir):
     rendering.reset_caches()
     try:
         [message] = enqueue(
-            make_contact(), category="line_status", context={"line_id": "DSL-7", "state": "down"}
+            make_contact(),
+            category="line_status",
+            context={"line_id": "DSL-7", "state": "down"},
         )
     finally:
         (override / "line_status.txt").unlink()
@@ -176,11 +224,19 @@ def test_provider_template_overrides_default(make_contact, data_dir):
 def test_recipient_key_must_belong_to_contact(make_contact, alice):
     other = make_contact()
     with pytest.raises(EnqueueError) as info:
-        enqueue(other, category="confirmation", subject="x", text="x", recipient_key=alice.active_key)
+        enqueue(
+            other,
+            category="confirmation",
+            subject="x",
+            text="x",
+            recipient_key=alice.active_key,
+        )
     assert info.value.field == "recipient_key"
 
 
-def test_release_held_requeues(make_contact, no_delivery, django_capture_on_commit_callbacks):
+def test_release_held_requeues(
+    make_contact, no_delivery, django_capture_on_commit_callbacks
+):
     contact = make_contact()
     [message] = enqueue(contact, category="custom", subject="x", text="x")
     OutboxMessage.objects.filter(pk=message.pk).update(

@@ -67,7 +67,9 @@ def test_tls_required_but_not_offered(tmp_path):
         assert "does not offer STARTTLS" in info.value.reply
         # Opportunistic mode sends in clear to a relay without STARTTLS.
         with smtp(server.url()).open() as session:
-            delivered = session.send("billing@provider.test", "bob@customer.test", MESSAGE)
+            delivered = session.send(
+                "billing@provider.test", "bob@customer.test", MESSAGE
+            )
         assert delivered.tls_protocol == ""
     finally:
         server.stop()
@@ -92,7 +94,9 @@ def test_implicit_tls_smtps(tmp_path):
     server.start()
     try:
         with smtp(server.url()).open() as session:
-            delivered = session.send("billing@provider.test", "bob@customer.test", MESSAGE)
+            delivered = session.send(
+                "billing@provider.test", "bob@customer.test", MESSAGE
+            )
     finally:
         server.stop()
     assert delivered.tls_protocol

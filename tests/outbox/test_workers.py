@@ -53,7 +53,13 @@ def instance_database(tmp_path: Path, django_db_blocker):
 
 def run(env: dict[str, str], *args: str) -> str:
     proc = subprocess.run(
-        [sys.executable, *args], env=env, cwd=ROOT, capture_output=True, text=True, timeout=120
+        [sys.executable, *args],
+        check=False,
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert proc.returncode == 0, proc.stderr
     return proc.stdout
@@ -114,7 +120,9 @@ def test_two_workers_on_redis(tmp_path, redis_url, instance_database):
     assert report["counts"] == {"sent": COUNT}
     assert report["formats"] == {"pgpmime": COUNT // 2, "plain": COUNT // 2}
     assert report["message_ids"] == COUNT
-    encrypted = [r for r in received if r.message.get_content_type() == "multipart/encrypted"]
+    encrypted = [
+        r for r in received if r.message.get_content_type() == "multipart/encrypted"
+    ]
     assert len(encrypted) == COUNT // 2
     for r in encrypted:
         assert b"secret body text" not in r.data

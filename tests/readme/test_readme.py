@@ -1,11 +1,11 @@
 """The README, tried as a new user would: every shell command it shows is run.
 
-The walkthrough starts from an empty working directory (only the virtualenv,
-the Makefile and its inputs are linked in), runs what ``make run`` runs on
-free loopback ports, and follows the README from the staff login to an
-encrypted invoice read with gpg. The steps the README describes in words
-(admin forms, the portal, the confirmation link) go through HTTP forms the
-way a browser submits them.
+The walkthrough starts from an empty working directory, where only the
+virtualenv, the Makefile and its inputs are linked in. It runs what
+``make run`` runs on free loopback ports, and follows the README from the
+staff login to an encrypted invoice read with gpg. The steps the README
+describes in words (admin forms, the portal, the confirmation link) go
+through HTTP forms the way a browser submits them.
 
 Each README command is taken in order by the step that runs it, and the test
 fails when the README shows a command no step takes, so the README and this

@@ -120,7 +120,9 @@ def _contact_for(request: HttpRequest, contact_id: int) -> Contact:
 
 def _actor(request: HttpRequest) -> Actor:
     if isinstance(request.auth, ApiToken):
-        return Actor(f"api:{request.auth.name}", client_address(request))
+        return Actor(
+            f"api:{request.auth.name}", client_address(request), api_client=True
+        )
     return Actor(request.auth.get_username(), client_address(request), request.auth.pk)
 
 

@@ -68,7 +68,11 @@ class CustomerError(ValueError):
 
 def _validate(payload: CustomerIn) -> list[tuple[str, str, str | None]]:
     number = payload.account_number.strip()
-    if not number or number != payload.account_number or any(c.isspace() for c in number):
+    if (
+        not number
+        or number != payload.account_number
+        or any(c.isspace() for c in number)
+    ):
         raise CustomerError(
             "account_number",
             f"account number {payload.account_number!r} contains spaces; give it "
@@ -132,10 +136,13 @@ def _out(customer: Customer) -> dict:
     }
 
 
-def _upsert(payload: CustomerIn, rows: list[tuple[str, str, str | None]]) -> tuple[Customer, bool]:
+def _upsert(
+    payload: CustomerIn, rows: list[tuple[str, str, str | None]]
+) -> tuple[Customer, bool]:
     with transaction.atomic():
         customer, created = Customer.objects.get_or_create(
-            account_number=payload.account_number, defaults={"name": payload.name.strip()}
+            account_number=payload.account_number,
+            defaults={"name": payload.name.strip()},
         )
         if not created and customer.name != payload.name.strip():
             customer.name = payload.name.strip()
@@ -174,7 +181,9 @@ def upsert_customer(request: HttpRequest, payload: CustomerIn):
     except CustomerError as exc:
         return Status(400, {"detail": exc.message, "field": exc.field})
     logger.info(
-        "customer %d %s by %s", customer.pk, "created" if created else "updated",
+        "customer %d %s by %s",
+        customer.pk,
+        "created" if created else "updated",
         request.auth.name,
     )
     return Status(201 if created else 200, _out(customer))

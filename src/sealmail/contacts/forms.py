@@ -17,8 +17,8 @@ from sealmail.core.pgp.inspect import MAX_INPUT_BYTES, KeyReport, inspect_key
 
 logger = logging.getLogger(__name__)
 
-# A public key with a few subkeys and self-signatures is a few kilobytes;
-# inspect_key rejects anything larger than this, so the form does too.
+# A public key with a few subkeys and self-signatures is typically a few
+# kilobytes. inspect_key rejects input larger than this, so the form does too.
 KEY_MAX_BYTES = MAX_INPUT_BYTES
 LOGIN_WINDOW = timedelta(minutes=15)
 

@@ -25,11 +25,17 @@ class Ticket(models.Model):
     )
     subject = models.CharField(max_length=998, blank=True)
     customer = models.ForeignKey(
-        "contacts.Customer", null=True, blank=True, on_delete=models.SET_NULL,
+        "contacts.Customer",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
         related_name="tickets",
     )
     contact = models.ForeignKey(
-        "contacts.Contact", null=True, blank=True, on_delete=models.SET_NULL,
+        "contacts.Contact",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
         related_name="tickets",
     )
     created = models.DateTimeField(auto_now_add=True)
@@ -69,7 +75,11 @@ class InboundMessage(models.Model):
     parse_error = models.TextField(blank=True)
     parsed_at = models.DateTimeField(null=True, blank=True)
     ticket = models.ForeignKey(
-        Ticket, null=True, blank=True, on_delete=models.SET_NULL, related_name="messages"
+        Ticket,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="messages",
     )
     subject = models.CharField(max_length=998, blank=True)
     sender = models.CharField(max_length=998, blank=True)  # inner From if protected
@@ -95,7 +105,9 @@ class InboundMessage(models.Model):
 class MessagePart(models.Model):
     """One leaf of an inbound message with its own security status."""
 
-    message = models.ForeignKey(InboundMessage, on_delete=models.CASCADE, related_name="parts")
+    message = models.ForeignKey(
+        InboundMessage, on_delete=models.CASCADE, related_name="parts"
+    )
     position = models.PositiveIntegerField()
     path = models.CharField(max_length=200)
     content_type = models.CharField(max_length=255)

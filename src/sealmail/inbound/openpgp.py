@@ -1,4 +1,4 @@
-"""The OpenPGP layer as the inbound parser sees it: provider keys, customer certificates."""
+"""The OpenPGP layer for inbound mail: provider keys and customers' confirmed certificates."""
 
 from __future__ import annotations
 
@@ -8,21 +8,12 @@ from typing import Any
 
 import pysequoia
 from django.conf import settings
-from django.db.models import F, Q, QuerySet
 
-from sealmail.contacts.models import Contact, ContactKey
 from sealmail.core.mime.inbound import SequoiaOpenPGP
+from sealmail.inbound.lookups import confirmed_key_rows
 from sealmail.keys.store import get_keystore
 
 logger = logging.getLogger(__name__)
-
-
-def confirmed_keys() -> QuerySet[ContactKey]:
-    """ContactKeys that are the active key of a contact with encryption turned on."""
-    return ContactKey.objects.filter(
-        contact__active_key_id=F("pk"),
-        contact__encryption__in=[Contact.Encryption.ACTIVE, Contact.Encryption.KEY_PROBLEM],
-    )
 
 
 class CertificateLookup:
@@ -41,22 +32,17 @@ class CertificateLookup:
         self.offered: dict[str, tuple[int, int]] = {}
 
     def __call__(self, key_ids: list[str]) -> list[Any]:
-        query = Q()
-        if self.sender_address:
-            query |= Q(contact__address__iexact=self.sender_address)
-        for key_id in key_ids:
-            if key_id:
-                query |= Q(fingerprint__iendswith=key_id.lower())
-        if not query:
-            return []
-        rows = confirmed_keys().filter(query).values_list(
-            "fingerprint", "certificate", "contact_id", "contact__customer_id"
-        )[:50]
+        ids = [key_id.lower() for key_id in key_ids if key_id]
+        fingerprints = [key_id for key_id in ids if len(key_id) >= 40]
+        suffixes = [key_id for key_id in ids if len(key_id) < 40]
+        rows = confirmed_key_rows(self.sender_address, fingerprints, suffixes)
         certificates = {}
         for fingerprint, certificate, contact_id, customer_id in rows:
-            parsed = _parse_certificate(bytes(certificate))
+            parsed = _parse_certificate(certificate)
             if parsed is None:
-                logger.warning("stored certificate %s cannot be parsed; skipped", fingerprint)
+                logger.warning(
+                    "stored certificate %s cannot be parsed; skipped", fingerprint
+                )
                 continue
             certificates[fingerprint.lower()] = parsed
             self.offered[fingerprint.lower()] = (contact_id, customer_id)

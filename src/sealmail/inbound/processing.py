@@ -1,7 +1,7 @@
 """Turn a stored raw message into parts, a customer match and a ticket.
 
-Runs in the worker (see :mod:`sealmail.inbound.tasks`) after the raw
-message was committed; it is idempotent, so a retried task does nothing
+The worker runs this (see :mod:`sealmail.inbound.tasks`) after the raw
+message was committed. It is idempotent, so a retried task does nothing
 for a message that was already parsed.
 """
 
@@ -15,12 +15,12 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from sealmail.contacts.models import Contact
 from sealmail.core.mime.inbound import (
     ParsedMessage,
     SignatureStatus,
     parse_message,
 )
+from sealmail.inbound.lookups import contact_by_address
 from sealmail.inbound.models import InboundMessage, MessagePart, Ticket, TicketReply
 from sealmail.inbound.openpgp import CertificateLookup, openpgp_for
 
@@ -82,7 +82,9 @@ def _address(value: str) -> str:
 
 
 @transaction.atomic
-def _store(message: InboundMessage, parsed: ParsedMessage, lookup: CertificateLookup) -> bool:
+def _store(
+    message: InboundMessage, parsed: ParsedMessage, lookup: CertificateLookup
+) -> bool:
     """Store parts and security status and file the message; True for a new ticket."""
     MessagePart.objects.bulk_create(
         MessagePart(
@@ -134,9 +136,22 @@ def _store(message: InboundMessage, parsed: ParsedMessage, lookup: CertificateLo
 
 
 _PARSED_FIELDS = [
-    "state", "parse_error", "parsed_at", "ticket", "subject", "sender", "message_id",
-    "in_reply_to", "references", "encryption", "signed_by_customer", "signer_fingerprint",
-    "protected_headers", "repaired_mixed_up", "defects", "failures",
+    "state",
+    "parse_error",
+    "parsed_at",
+    "ticket",
+    "subject",
+    "sender",
+    "message_id",
+    "in_reply_to",
+    "references",
+    "encryption",
+    "signed_by_customer",
+    "signer_fingerprint",
+    "protected_headers",
+    "repaired_mixed_up",
+    "defects",
+    "failures",
 ]
 
 
@@ -144,8 +159,10 @@ def _clean(value: str) -> str:
     return value.replace("\x00", "\ufffd")
 
 
-def _match(parsed: ParsedMessage, lookup: CertificateLookup) -> tuple[Contact | None, str | None]:
-    """Return the sender's contact and the fingerprint that makes it "signed by the customer".
+def _match(
+    parsed: ParsedMessage, lookup: CertificateLookup
+) -> tuple[tuple[int, int] | None, str | None]:
+    """Return the sender's (contact id, customer id) and the "signed by the customer" key.
 
     A good signature over the whole (decrypted) message by a confirmed key
     identifies the contact that key belongs to, and counts as signed by the
@@ -154,26 +171,24 @@ def _match(parsed: ParsedMessage, lookup: CertificateLookup) -> tuple[Contact | 
     verified with came from ``lookup``, which offers confirmed keys only.
     """
     for signature in parsed.whole_message_signatures():
-        if signature.status is not SignatureStatus.GOOD or not signature.signer_fingerprint:
+        if (
+            signature.status is not SignatureStatus.GOOD
+            or not signature.signer_fingerprint
+        ):
             continue
         fingerprint = signature.signer_fingerprint.lower()
         if fingerprint in lookup.offered:
-            contact_id, _ = lookup.offered[fingerprint]
-            return Contact.objects.select_related("customer").get(pk=contact_id), fingerprint
+            return lookup.offered[fingerprint], fingerprint
     address = _address(parsed.sender)
     if not address:
         return None, None
-    contact = (
-        Contact.objects.filter(address__iexact=address)
-        .select_related("customer")
-        .order_by("-encryption", "pk")
-        .first()
-    )
-    return contact, None
+    return contact_by_address(address), None
 
 
-def _thread(message: InboundMessage, parsed: ParsedMessage, contact: Contact | None) -> tuple[Ticket, bool]:
-    customer_id = contact.customer_id if contact else None
+def _thread(
+    message: InboundMessage, parsed: ParsedMessage, contact: tuple[int, int] | None
+) -> tuple[Ticket, bool]:
+    contact_id, customer_id = contact if contact else (None, None)
     ticket = _referenced_ticket(parsed)
     if ticket is not None and ticket.customer_id not in (None, customer_id):
         logger.warning(
@@ -192,7 +207,7 @@ def _thread(message: InboundMessage, parsed: ParsedMessage, contact: Contact | N
         queue=queue,
         subject=_clean(TICKET_REFERENCE.sub("", parsed.subject).strip())[:998],
         customer_id=customer_id,
-        contact=contact,
+        contact_id=contact_id,
     )
     return ticket, True
 
@@ -206,7 +221,9 @@ def _referenced_ticket(parsed: ParsedMessage) -> Ticket | None:
     ids = [value for value in ids if value]
     if not ids:
         return None
-    reply = TicketReply.objects.filter(message_id__in=ids).select_related("ticket").first()
+    reply = (
+        TicketReply.objects.filter(message_id__in=ids).select_related("ticket").first()
+    )
     if reply is not None:
         return reply.ticket
     earlier = (

@@ -5,7 +5,15 @@ from __future__ import annotations
 import nh3
 
 # Attributes that make a browser fetch something as soon as the HTML is shown.
-_FETCHING_ATTRIBUTES = {"src", "srcset", "background", "poster", "lowsrc", "dynsrc", "style"}
+_FETCHING_ATTRIBUTES = {
+    "src",
+    "srcset",
+    "background",
+    "poster",
+    "lowsrc",
+    "dynsrc",
+    "style",
+}
 _TAGS = set(nh3.ALLOWED_TAGS) - {"img", "picture", "source", "video", "audio", "iframe"}
 
 

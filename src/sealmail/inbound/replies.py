@@ -28,13 +28,17 @@ def _enqueue(contact: Any, **kwargs: Any) -> Any:
 def _threading(ticket: Ticket) -> tuple[str | None, tuple[str, ...]]:
     ids = [
         value
-        for value in ticket.messages.order_by("received_at").values_list("message_id", flat=True)
+        for value in ticket.messages.order_by("received_at").values_list(
+            "message_id", flat=True
+        )
         if value
     ]
     return (ids[-1] if ids else None), tuple(ids[-20:])
 
 
-def _record(ticket: Ticket, kind: str, text: str, outgoing: Any, author: Any = None) -> TicketReply:
+def _record(
+    ticket: Ticket, kind: str, text: str, outgoing: Any, author: Any = None
+) -> TicketReply:
     return TicketReply.objects.create(
         ticket=ticket,
         kind=kind,
@@ -46,11 +50,11 @@ def _record(ticket: Ticket, kind: str, text: str, outgoing: Any, author: Any = N
 
 
 def may_quote(message: InboundMessage) -> bool:
-    """Whether a message to the ticket's contact may repeat what this message said.
+    """Return whether mail to the ticket's contact may quote this message's content.
 
-    Only when nothing in it was encrypted, or when it was signed as a whole
-    by the customer's confirmed key: otherwise the contact address might not
-    belong to whoever encrypted the message.
+    True only when nothing in it was encrypted, or when the customer's
+    confirmed key signed it as a whole. Otherwise the contact address might
+    not belong to whoever encrypted the message.
     """
     return message.encryption == "none" or message.signed_by_customer
 
@@ -59,7 +63,9 @@ def acknowledge(message: InboundMessage) -> TicketReply | None:
     """Tell the sender that a new ticket was opened, quoting only what is safe."""
     ticket = message.ticket
     if ticket is None or ticket.contact is None:
-        logger.info("inbound message %d: no known contact, no acknowledgement sent", message.pk)
+        logger.info(
+            "inbound message %d: no known contact, no acknowledgement sent", message.pk
+        )
         return None
     if may_quote(message) and message.subject:
         subject = f"[{ticket.reference}] Re: {message.subject}"
@@ -79,7 +85,7 @@ def acknowledge(message: InboundMessage) -> TicketReply | None:
             references=references,
         )
     except Exception:
-        # The ticket exists either way; staff can still answer from the UI.
+        # The ticket exists either way, so staff can still reply from the UI.
         logger.exception("ticket %d: queueing the acknowledgement failed", ticket.pk)
         return None
     return _record(ticket, TicketReply.Kind.ACKNOWLEDGEMENT, text, outgoing)
@@ -103,5 +109,10 @@ def send_reply(ticket: Ticket, text: str, author: AbstractBaseUser) -> TicketRep
     reply = _record(ticket, TicketReply.Kind.REPLY, text, outgoing, author)
     ticket.status = Ticket.Status.WAITING
     ticket.save(update_fields=["status", "updated"])
-    logger.info("ticket %d: reply %d queued as outbox message %s", ticket.pk, reply.pk, reply.outbox_id)
+    logger.info(
+        "ticket %d: reply %d queued as outbox message %s",
+        ticket.pk,
+        reply.pk,
+        reply.outbox_id,
+    )
     return reply

@@ -32,24 +32,33 @@ def _short(fingerprint: str | None) -> str:
 
 def signature_badge(signature: dict) -> Badge:
     status = signature.get("status")
-    who = _short(signature.get("signer_fingerprint") or signature.get("key_id"))
+    signer = _short(signature.get("signer_fingerprint") or signature.get("key_id"))
     scope = "whole message" if signature.get("scope") == "message" else "this part only"
     if status == "good":
-        return Badge("good" if scope == "whole message" else "warn", f"Good signature by {who} ({scope})")
+        return Badge(
+            "good" if scope == "whole message" else "warn",
+            f"Good signature by {signer} ({scope})",
+        )
     if status == "unknown_key":
-        return Badge("warn", f"Signature by {who}, not a confirmed customer key ({scope})")
+        return Badge(
+            "warn", f"Signature by {signer}, not a confirmed customer key ({scope})"
+        )
     if status == "unchecked":
-        return Badge("warn", f"Signature by {who} that could not be checked ({scope})")
+        return Badge(
+            "warn", f"Signature by {signer} that could not be checked ({scope})"
+        )
     if status in {"expired_key", "revoked_key"}:
         state = "expired" if status == "expired_key" else "revoked"
-        return Badge("bad", f"Signature by {state} key {who} ({scope})")
-    return Badge("bad", f"Invalid signature by {who} ({scope})")
+        return Badge("bad", f"Signature by {state} key {signer} ({scope})")
+    return Badge("bad", f"Invalid signature by {signer} ({scope})")
 
 
 def part_badges(part: MessagePart) -> list[Badge]:
     badges = []
     if part.encryption == "decrypted":
-        where = {"inline": "inline PGP", "attachment": "encrypted attachment"}.get(part.kind, "PGP/MIME")
+        where = {"inline": "inline PGP", "attachment": "encrypted attachment"}.get(
+            part.kind, "PGP/MIME"
+        )
         badges.append(Badge("good", f"Decrypted ({where})"))
     elif part.encryption == "failed":
         failure = part.failure or {}
@@ -74,15 +83,23 @@ def message_badges(message: InboundMessage) -> list[Badge]:
     badges = []
     encryption = {
         "full": Badge("good", "Encrypted"),
-        "partial": Badge("bad", "Partially encrypted: some parts were sent in the clear"),
+        "partial": Badge(
+            "bad", "Partially encrypted: some parts were sent in the clear"
+        ),
         "none": Badge("warn", "Not encrypted"),
     }.get(message.encryption)
     if encryption:
         badges.append(encryption)
     if message.failures:
-        badges.append(Badge("bad", f"{len(message.failures)} part(s) could not be decrypted"))
+        badges.append(
+            Badge("bad", f"{len(message.failures)} part(s) could not be decrypted")
+        )
     if message.signed_by_customer:
-        badges.append(Badge("good", f"Signed by the customer ({_short(message.signer_fingerprint)})"))
+        badges.append(
+            Badge(
+                "good", f"Signed by the customer ({_short(message.signer_fingerprint)})"
+            )
+        )
     else:
         badges.append(Badge("warn", "Not signed by the customer as a whole"))
     if message.protected_headers:
@@ -90,5 +107,7 @@ def message_badges(message: InboundMessage) -> list[Badge]:
     if message.repaired_mixed_up:
         badges.append(Badge("info", "Repaired the Exchange/Outlook PGP/MIME structure"))
     if message.defects:
-        badges.append(Badge("info", f"{len(message.defects)} structure defect(s) recorded"))
+        badges.append(
+            Badge("info", f"{len(message.defects)} structure defect(s) recorded")
+        )
     return badges

@@ -25,8 +25,9 @@ def parse_forgotten() -> None:
     """Queue messages still unparsed after five minutes, e.g. when queueing failed."""
     cutoff = timezone.now() - timedelta(minutes=5)
     ids = list(
-        InboundMessage.objects.filter(state=InboundMessage.State.RECEIVED, received_at__lt=cutoff)
-        .values_list("pk", flat=True)[:1000]
+        InboundMessage.objects.filter(
+            state=InboundMessage.State.RECEIVED, received_at__lt=cutoff
+        ).values_list("pk", flat=True)[:1000]
     )
     for message_id in ids:
         parse_inbound(message_id)

@@ -71,7 +71,9 @@ def _part_view(part: MessagePart) -> dict[str, Any]:
     html = ""
     if part.content_type == "text/html" and part.encryption != "failed":
         html = sanitise_html(part.text)
-    show_text = part.content_type.startswith("text/") and part.content_type != "text/html"
+    show_text = (
+        part.content_type.startswith("text/") and part.content_type != "text/html"
+    )
     return {
         "part": part,
         "badges": part_badges(part),
@@ -83,7 +85,9 @@ def _part_view(part: MessagePart) -> dict[str, Any]:
 
 @staff_required
 def ticket_detail(request: HttpRequest, ticket_id: int) -> HttpResponse:
-    ticket = get_object_or_404(Ticket.objects.select_related("customer", "contact"), pk=ticket_id)
+    ticket = get_object_or_404(
+        Ticket.objects.select_related("customer", "contact"), pk=ticket_id
+    )
     entries = [
         {
             "message": message,
@@ -117,7 +121,9 @@ def unfiled(request: HttpRequest) -> HttpResponse:
 def part_download(request: HttpRequest, part_id: int) -> HttpResponse:
     part = get_object_or_404(MessagePart, pk=part_id)
     name = part.filename or f"part-{part.path}.bin"
-    response = HttpResponse(bytes(part.content), content_type="application/octet-stream")
+    response = HttpResponse(
+        bytes(part.content), content_type="application/octet-stream"
+    )
     response["Content-Disposition"] = _attachment_header(name)
     response["X-Content-Type-Options"] = "nosniff"
     return response
@@ -126,16 +132,22 @@ def part_download(request: HttpRequest, part_id: int) -> HttpResponse:
 def _attachment_header(name: str) -> str:
     from urllib.parse import quote
 
-    ascii_name = "".join(ch if 32 <= ord(ch) < 127 and ch not in '"\\' else "_" for ch in name)
+    ascii_name = "".join(
+        ch if 32 <= ord(ch) < 127 and ch not in '"\\' else "_" for ch in name
+    )
     return f"attachment; filename=\"{ascii_name}\"; filename*=UTF-8''{quote(name)}"
 
 
 @staff_required
 def message_raw(request: HttpRequest, message_id: int) -> HttpResponse:
     message = get_object_or_404(InboundMessage, pk=message_id)
-    response = HttpResponse(bytes(message.raw), content_type="text/plain; charset=utf-8")
+    response = HttpResponse(
+        bytes(message.raw), content_type="text/plain; charset=utf-8"
+    )
     if request.GET.get("download"):
-        response["Content-Disposition"] = _attachment_header(f"inbound-{message.pk}.eml")
+        response["Content-Disposition"] = _attachment_header(
+            f"inbound-{message.pk}.eml"
+        )
     response["X-Content-Type-Options"] = "nosniff"
     return response
 
@@ -165,7 +177,9 @@ def ticket_status(request: HttpRequest, ticket_id: int) -> HttpResponse:
     ticket = get_object_or_404(Ticket, pk=ticket_id)
     status = request.POST.get("status", "")
     if status not in Ticket.Status.values:
-        flash.error(request, f"Unknown status {status!r}; choose open, waiting or closed.")
+        flash.error(
+            request, f"Unknown status {status!r}; choose open, waiting or closed."
+        )
     else:
         ticket.status = status
         ticket.save(update_fields=["status", "updated"])

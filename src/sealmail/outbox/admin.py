@@ -33,7 +33,8 @@ class OutboxMessageAdmin(admin.ModelAdmin):
     readonly_fields = [
         field.name
         for field in OutboxMessage._meta.get_fields()
-        if getattr(field, "concrete", False) and field.name not in {"composed", "lease_token"}
+        if getattr(field, "concrete", False)
+        and field.name not in {"composed", "lease_token"}
     ]
 
     def has_add_permission(self, request: HttpRequest) -> bool:
@@ -43,9 +44,13 @@ class OutboxMessageAdmin(admin.ModelAdmin):
         return super().get_queryset(request).defer("composed", "text", "html")
 
     @admin.action(description="Queue the selected failed messages again")
-    def retry_failed(self, request: HttpRequest, queryset: QuerySet[OutboxMessage]) -> None:
+    def retry_failed(
+        self, request: HttpRequest, queryset: QuerySet[OutboxMessage]
+    ) -> None:
         ids = list(
-            queryset.filter(status=OutboxMessage.Status.FAILED).values_list("id", flat=True)
+            queryset.filter(status=OutboxMessage.Status.FAILED).values_list(
+                "id", flat=True
+            )
         )
         OutboxMessage.objects.filter(id__in=ids).update(
             status=OutboxMessage.Status.QUEUED,
@@ -57,14 +62,18 @@ class OutboxMessageAdmin(admin.ModelAdmin):
         schedule_delivery(ids)
         self.message_user(request, f"Queued {len(ids)} failed message(s) again.")
 
-    @admin.action(description="Release held messages of the selected messages' contacts")
+    @admin.action(
+        description="Release held messages of the selected messages' contacts"
+    )
     def release_held_mail(
         self, request: HttpRequest, queryset: QuerySet[OutboxMessage]
     ) -> None:
         released = 0
-        held = queryset.filter(status=OutboxMessage.Status.HELD).select_related("contact")
+        held = queryset.filter(status=OutboxMessage.Status.HELD).select_related(
+            "contact"
+        )
         for contact in {m.contact for m in held if m.contact is not None}:
-            if not contact.encryption == contact.Encryption.ACTIVE:
+            if contact.encryption != contact.Encryption.ACTIVE:
                 self.message_user(
                     request,
                     f"Contact {contact.pk} has no confirmed usable key; its mail stays held.",

@@ -19,6 +19,7 @@ from sealmail.outbox.service import (
     EnqueueError,
     contacts_of,
     enqueue_bulk_checked,
+    redact_addresses,
 )
 
 logger = logging.getLogger(__name__)
@@ -43,13 +44,13 @@ class ErrorOut(Schema):
 
 
 class ValidationErrorOut(Schema):
-    """The body of a 422 answer: where the request did not match the schema."""
+    """The body of a 422 response: where the request did not match the schema."""
 
     detail: list[dict[str, Any]]
 
 
-# Answers every route may give besides its own: a missing or unknown token,
-# a request that does not match the schema, or a body over the size limit.
+# Responses that every route may return besides its own: a missing or unknown
+# token, a request that does not match the schema, or a body over the size limit.
 COMMON_ERRORS: dict[int, type[Schema]] = {
     401: ErrorOut,
     413: ErrorOut,
@@ -254,7 +255,7 @@ def create_messages(request: HttpRequest, payload: MessageIn):
 
     Returns 201 with one id per recipient contact, or 200 with the first
     call's ids when ``idempotency_key`` was used before with the same
-    content. Errors name the ``field`` and say how to fix it.
+    content. Errors name the ``field`` and explain how to fix it.
     """
     source = f"api:{request.auth.name}"
     try:
@@ -276,7 +277,11 @@ def create_messages(request: HttpRequest, payload: MessageIn):
             internal=False,
         )
     except EnqueueError as exc:
-        logger.info("message request rejected: field %s: %s", exc.field, exc.message)
+        logger.info(
+            "message request rejected: field %s: %s",
+            exc.field,
+            redact_addresses(exc.message),
+        )
         return Status(exc.status, {"detail": exc.message, "field": exc.field})
     status = 200 if repeated else 201
     return Status(status, {"messages": [_ref(message) for message in messages]})
@@ -306,31 +311,36 @@ def get_message(
                 "field": "id",
             },
         )
-    return Status(200, {
-        "id": message.pk,
-        "status": message.status,
-        "category": message.category,
-        "contact": message.contact_id,
-        "customer": message.customer.account_number if message.customer else None,
-        "to_address": message.to_address,
-        "message_id": message.message_id,
-        "subject": message.subject,
-        "attempts": message.attempts,
-        "encrypted": message.encrypted,
-        "encrypted_to": message.encrypted_to or None,
-        "signed_by": message.signed_by or None,
-        "format": message.format or None,
-        "relay_reply": message.relay_reply or None,
-        "tls": (
-            {"protocol": message.tls_protocol, "cipher": message.tls_cipher}
-            if message.tls_protocol
-            else None
-        ),
-        "error": message.error or None,
-        "hold_reason": message.hold_reason or None,
-        "created": message.created,
-        "next_attempt": (
-            message.next_attempt if message.status == OutboxMessage.Status.QUEUED else None
-        ),
-        "sent_at": message.sent_at,
-    })
+    return Status(
+        200,
+        {
+            "id": message.pk,
+            "status": message.status,
+            "category": message.category,
+            "contact": message.contact_id,
+            "customer": message.customer.account_number if message.customer else None,
+            "to_address": message.to_address,
+            "message_id": message.message_id,
+            "subject": message.subject,
+            "attempts": message.attempts,
+            "encrypted": message.encrypted,
+            "encrypted_to": message.encrypted_to or None,
+            "signed_by": message.signed_by or None,
+            "format": message.format or None,
+            "relay_reply": message.relay_reply or None,
+            "tls": (
+                {"protocol": message.tls_protocol, "cipher": message.tls_cipher}
+                if message.tls_protocol
+                else None
+            ),
+            "error": message.error or None,
+            "hold_reason": message.hold_reason or None,
+            "created": message.created,
+            "next_attempt": (
+                message.next_attempt
+                if message.status == OutboxMessage.Status.QUEUED
+                else None
+            ),
+            "sent_at": message.sent_at,
+        },
+    )

@@ -10,8 +10,8 @@ A batch runs in three steps, each committed before the next:
    the relay's replies are written back in one update per batch.
 
 A worker that dies between steps 2 and 3 leaves rows with a lease that
-expires; the sweep queues them again and they go out with the stored bytes
-and the same Message-ID. A worker that dies during step 3 may have handed
+expires. The sweep then queues them again, and they go out with the stored
+bytes and the same Message-ID. A worker that dies during step 3 may have handed
 some messages to the relay already, so a recipient can get a second copy,
 but with the same Message-ID and bytes.
 """
@@ -33,15 +33,22 @@ from django.urls import NoReverseMatch, reverse
 from django.utils import timezone
 
 from sealmail.contacts.models import Contact, ContactKey
-from sealmail.core.errors import KeyStoreError, SealmailError
+from sealmail.core.errors import EncryptionError, KeyStoreError, SealmailError
 from sealmail.core.mime import compose as compose_module
-from sealmail.core.mime.message import Attachment, Format, OutgoingMessage
+from sealmail.core.mime.message import (
+    Attachment,
+    ComposedMessage,
+    Format,
+    OutgoingMessage,
+)
 from sealmail.core.pgp.ops import ProviderSigner
 from sealmail.keys.store import get_keystore
 from sealmail.outbox.models import Blob, Category, NoticeState, OutboxMessage
+from sealmail.outbox.service import redact_addresses
 from sealmail.outbox.policy import (
     ENCRYPTED_FORMATS,
     Action,
+    Decision,
     KeyChecker,
     decide,
     requires_encryption,
@@ -104,13 +111,17 @@ def get_transport() -> Transport:
 
 
 def looks_encrypted(data: bytes, format: Format) -> bool:
-    """Whether composed bytes carry an OpenPGP message where the format needs one.
+    """Return whether composed bytes carry an OpenPGP message as ``format`` needs.
 
-    A last check against a composer bug: bytes that fail it are never sent.
+    This is a last check against a composer bug, and bytes that fail it are
+    never sent.
     """
     if format == Format.PGPMIME:
         head = data[:8192].lower()
-        return b"multipart/encrypted" in head and b"-----begin pgp message-----" in data.lower()
+        return (
+            b"multipart/encrypted" in head
+            and b"-----begin pgp message-----" in data.lower()
+        )
     if format == Format.INLINE:
         return b"-----BEGIN PGP MESSAGE-----" in data
     return False
@@ -139,7 +150,9 @@ class BatchContext:
         return self._autocrypt
 
     def attachments(self, message: OutboxMessage) -> tuple[Attachment, ...]:
-        missing = [a["sha256"] for a in message.attachments if a["sha256"] not in self._blobs]
+        missing = [
+            a["sha256"] for a in message.attachments if a["sha256"] not in self._blobs
+        ]
         if missing:
             for sha256, data in Blob.objects.filter(sha256__in=missing).values_list(
                 "sha256", "data"
@@ -176,7 +189,10 @@ def write_fields(messages: Sequence[OutboxMessage], fields: Sequence[str]) -> No
         f"WHERE {quote(OutboxMessage._meta.pk.column)} = %s"
     )
     rows = [
-        [column.get_db_prep_save(getattr(message, column.attname), connection) for column in columns]
+        [
+            column.get_db_prep_save(getattr(message, column.attname), connection)
+            for column in columns
+        ]
         + [message.pk]
         for message in messages
     ]
@@ -210,7 +226,9 @@ def is_stale(message: OutboxMessage, contact: Contact | None) -> bool:
     if message.composed is None:
         return True
     composed_format = Format(message.format)
-    if composed_format not in ENCRYPTED_FORMATS and requires_encryption(message, contact):
+    if composed_format not in ENCRYPTED_FORMATS and requires_encryption(
+        message, contact
+    ):
         return True
     if contact is None:
         return False
@@ -226,7 +244,14 @@ def is_stale(message: OutboxMessage, contact: Contact | None) -> bool:
     )
 
 
-def _retry(message: OutboxMessage, now: datetime, error: str) -> str:
+def _retry(
+    message: OutboxMessage, now: datetime, error: str, *, log: bool = True
+) -> str:
+    """Count a failed attempt and schedule the next one, or fail after the last.
+
+    ``log=False`` leaves logging to the caller, which logs one line for a
+    whole batch that failed for one reason.
+    """
     message.attempts += 1
     message.last_attempt = now
     message.error = error
@@ -235,17 +260,21 @@ def _retry(message: OutboxMessage, now: datetime, error: str) -> str:
     if message.attempts >= max_attempts():
         message.status = Status.FAILED
         logger.error(
-            "message %d failed after %d attempts: %s", message.pk, message.attempts, error
+            "message %d failed after %d attempts: %s",
+            message.pk,
+            message.attempts,
+            redact_addresses(error),
         )
         return "failed"
     message.next_attempt = now + retry_delay(message.attempts)
-    logger.warning(
-        "message %d attempt %d failed, retrying at %s: %s",
-        message.pk,
-        message.attempts,
-        message.next_attempt.isoformat(timespec="seconds"),
-        error,
-    )
+    if log:
+        logger.warning(
+            "message %d attempt %d failed, retrying at %s: %s",
+            message.pk,
+            message.attempts,
+            message.next_attempt.isoformat(timespec="seconds"),
+            redact_addresses(error),
+        )
     return "retry"
 
 
@@ -255,7 +284,7 @@ def _fail(message: OutboxMessage, now: datetime, error: str) -> str:
     message.last_attempt = now
     message.lease_until = None
     message.lease_token = ""
-    logger.error("message %d failed: %s", message.pk, error)
+    logger.error("message %d failed: %s", message.pk, redact_addresses(error))
     return "failed"
 
 
@@ -268,88 +297,117 @@ def prepare(message: OutboxMessage, ctx: BatchContext) -> str:
     message.composed = None
     decision = decide(message, contact, ctx.keys, sign_plain=sign_plain())
     if decision.action == Action.HOLD:
-        message.status = Status.HELD
-        message.hold_reason = decision.reason
-        message.lease_until = None
-        message.lease_token = ""
-        logger.info(
-            "message %d held: contact %s key unusable (%s)",
-            message.pk,
-            message.contact_id,
-            decision.reason,
-        )
-        return "held"
+        return _hold(message, decision.reason)
     if decision.action == Action.FAIL:
         return _fail(message, ctx.now, f"not sent: {decision.reason}")
-    assert decision.format is not None
+
     if contact is not None and not message.explicit_address:
         message.to_address = contact.address
     try:
-        encrypted = decision.format in ENCRYPTED_FORMATS
-        signer = ctx.signer() if decision.format != Format.PLAIN else None
-        try:
-            autocrypt = ctx.autocrypt()
-        except KeyStoreError:
-            if encrypted or signer is not None:
-                raise
-            autocrypt = None
-        outgoing = OutgoingMessage(
-            sender=settings.SEALMAIL_FROM,
-            to=message.to_address,
-            subject=message.subject,
-            text=message.text,
-            html=message.html,
-            attachments=ctx.attachments(message),
-            message_id=message.message_id,
-            date=ctx.now,
-            in_reply_to=message.in_reply_to or None,
-            references=tuple(message.references),
-        )
-        composed = compose_module.compose(
-            outgoing,
-            decision.format,
-            recipients=[decision.certificate] if encrypted and decision.certificate else [],
-            signer=signer,
-            autocrypt_certificate=autocrypt,
-        )
+        composed = _compose(message, decision, ctx)
+    except EncryptionError as exc:
+        reason = ctx.keys.problem(decision.key) if decision.key is not None else ""
+        if not reason:
+            return _retry(message, ctx.now, f"composing failed: {exc}")
+        if message.recipient_key_id is not None:
+            return _fail(message, ctx.now, f"not sent: key_{reason}")
+        return _hold(message, reason)
     except SealmailError as exc:
         return _retry(message, ctx.now, f"composing failed: {exc}")
     except Exception as exc:  # a composer bug must not stop the batch
         logger.exception("composing message %d raised", message.pk)
-        return _retry(message, ctx.now, f"composing failed: {type(exc).__name__}: {exc}")
-    data = bytes(composed.data)
-    if encrypted:
-        expected = decision.certificate.fingerprint.lower() if decision.certificate else ""
-        encrypted_to = [fpr.lower() for fpr in composed.encrypted_to]
-        if (
-            composed.format != decision.format
-            or not looks_encrypted(data, decision.format)
-            or expected not in encrypted_to
-        ):
-            # Never send: the composer returned something other than what was asked.
-            return _retry(
-                message,
-                ctx.now,
-                f"composer returned {composed.format.value} output not encrypted to "
-                f"{expected}; nothing was sent",
-            )
-    if composed.message_id != message.message_id:
         return _retry(
-            message,
-            ctx.now,
-            f"composer changed the Message-ID to {composed.message_id}; nothing was sent",
+            message, ctx.now, f"composing failed: {type(exc).__name__}: {exc}"
         )
-    message.composed = data
-    message.format = decision.format.value
+
+    problem = _composed_problem(message, decision, composed)
+    if problem:
+        return _retry(message, ctx.now, f"{problem}; nothing was sent")
+    encrypted = decision.format in ENCRYPTED_FORMATS
+    message.composed = bytes(composed.data)
+    message.format = composed.format.value
     message.encrypted_to = decision.certificate.fingerprint.lower() if encrypted else ""
     message.signed_by = composed.signed_by or ""
     return "ready"
 
 
-def _mark_key_problem(contact: Contact, key: ContactKey | None, reason: str, now: datetime) -> None:
+def _hold(message: OutboxMessage, reason: str) -> str:
+    message.status = Status.HELD
+    message.hold_reason = reason
+    message.lease_until = None
+    message.lease_token = ""
+    logger.info(
+        "message %d held: contact %s key unusable (%s)",
+        message.pk,
+        message.contact_id,
+        reason,
+    )
+    return "held"
+
+
+def _compose(
+    message: OutboxMessage, decision: Decision, ctx: BatchContext
+) -> ComposedMessage:
+    """Compose ``message`` in the decided format with the provider's keys."""
+    assert decision.format is not None
+    encrypted = decision.format in ENCRYPTED_FORMATS
+    signer = ctx.signer() if decision.format != Format.PLAIN else None
+    try:
+        autocrypt = ctx.autocrypt()
+    except KeyStoreError:
+        # Plain mail may go out without the Autocrypt header; nothing else may.
+        if encrypted or signer is not None:
+            raise
+        autocrypt = None
+    outgoing = OutgoingMessage(
+        sender=settings.SEALMAIL_FROM,
+        to=message.to_address,
+        subject=message.subject,
+        text=message.text,
+        html=message.html,
+        attachments=ctx.attachments(message),
+        message_id=message.message_id,
+        date=ctx.now,
+        in_reply_to=message.in_reply_to or None,
+        references=tuple(message.references),
+    )
+    return compose_module.compose(
+        outgoing,
+        decision.format,
+        recipients=[decision.certificate] if encrypted and decision.certificate else [],
+        signer=signer,
+        autocrypt_certificate=autocrypt,
+    )
+
+
+def _composed_problem(
+    message: OutboxMessage, decision: Decision, composed: ComposedMessage
+) -> str:
+    """Return what is wrong with the composer's output, or "" if it is as requested."""
+    if composed.message_id != message.message_id:
+        return f"composer changed the Message-ID to {composed.message_id}"
+    if composed.format != decision.format:
+        return f"composer returned {composed.format.value}, not {decision.format.value}"
+    if decision.format not in ENCRYPTED_FORMATS:
+        return ""
+    expected = decision.certificate.fingerprint.lower() if decision.certificate else ""
+    encrypted_to = [fingerprint.lower() for fingerprint in composed.encrypted_to]
+    if (
+        not looks_encrypted(bytes(composed.data), decision.format)
+        or expected not in encrypted_to
+    ):
+        return f"composer output is not encrypted to {expected}"
+    return ""
+
+
+def _mark_key_problem(
+    contact: Contact, key: ContactKey | None, reason: str, now: datetime
+) -> None:
     """Record that the contact's active key failed the send-time check."""
     if key is not None:
-        ContactKey.objects.filter(pk=key.pk).update(problem=reason[:32], last_checked=now)
+        ContactKey.objects.filter(pk=key.pk).update(
+            problem=reason[:32], last_checked=now
+        )
     Contact.objects.filter(pk=contact.pk, encryption=Contact.Encryption.ACTIVE).update(
         encryption=Contact.Encryption.KEY_PROBLEM
     )
@@ -375,7 +433,9 @@ def notify_key_problem(contact: Contact, reason: str, now: datetime) -> bool:
         state, _ = NoticeState.objects.get_or_create(contact=contact)
         claimed = (
             NoticeState.objects.filter(pk=state.pk)
-            .filter(Q(last_notice__isnull=True) | Q(last_notice__lte=now - NOTICE_INTERVAL))
+            .filter(
+                Q(last_notice__isnull=True) | Q(last_notice__lte=now - NOTICE_INTERVAL)
+            )
             .update(last_notice=now)
         )
         if not claimed:
@@ -391,7 +451,9 @@ def notify_key_problem(contact: Contact, reason: str, now: datetime) -> bool:
     return True
 
 
-def deliver_batch(ids: Sequence[int], *, transport: Transport | None = None) -> BatchResult:
+def deliver_batch(
+    ids: Sequence[int], *, transport: Transport | None = None
+) -> BatchResult:
     """Compose and send the due, queued messages among ``ids``."""
     now = timezone.now()
     messages = claim(ids, now)
@@ -450,8 +512,14 @@ def _send(
         session = transport.open()
     except (DeliveryFailure, TransportConfigError) as exc:
         error = getattr(exc, "reply", str(exc))
+        logger.warning(
+            "relay unavailable for %d message(s) (first id %d): %s",
+            len(ready),
+            ready[0].pk,
+            redact_addresses(error),
+        )
         for message in ready:
-            outcomes[_retry(message, now, error)].append(message)
+            outcomes[_retry(message, now, error, log=False)].append(message)
         return outcomes
     with session:
         for index, message in enumerate(ready):
@@ -462,7 +530,8 @@ def _send(
                 Format(message.format) not in ENCRYPTED_FORMATS
             ):
                 # prepare() recomposes such rows; this guards against a bug there.
-                outcomes[_fail(message, now, "refused to send plaintext")].append(message)
+                error = "not sent: plaintext for a contact with encryption on"
+                outcomes[_fail(message, now, error)].append(message)
                 continue
             try:
                 delivered = session.send(
@@ -471,17 +540,23 @@ def _send(
             except PermanentFailure as exc:
                 message.attempts += 1
                 message.relay_reply = exc.reply
-                outcomes[_fail(message, now, f"rejected by the relay: {exc.reply}")].append(
-                    message
-                )
+                outcomes[
+                    _fail(message, now, f"rejected by the relay: {exc.reply}")
+                ].append(message)
                 continue
             except TemporaryFailure as exc:
                 message.relay_reply = exc.reply
                 outcomes[_retry(message, now, exc.reply)].append(message)
                 if exc.connection_lost:
-                    for rest in ready[index + 1 :]:
-                        rest.updated = now
-                        outcomes[_retry(rest, now, exc.reply)].append(rest)
+                    rest = ready[index + 1 :]
+                    if rest:
+                        logger.warning(
+                            "connection lost; %d more message(s) wait for a retry",
+                            len(rest),
+                        )
+                    for other in rest:
+                        other.updated = now
+                        outcomes[_retry(other, now, exc.reply, log=False)].append(other)
                     break
                 continue
             message.status = Status.SENT

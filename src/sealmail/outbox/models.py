@@ -14,7 +14,7 @@ from sealmail.contacts.models import Contact, ContactKey, Customer
 
 
 class Category(models.TextChoices):
-    """What a message is about; selects the default template and the policy."""
+    """The topic of a message, which selects the default template and the policy."""
 
     INVOICE = "invoice", "Invoice"
     ORDER_CONFIRMATION = "order_confirmation", "Order confirmation"
@@ -163,7 +163,7 @@ class OutboxMessage(models.Model):
 
 
 class NoticeState(models.Model):
-    """When a contact was last told that mail is held for an unusable key."""
+    """The time a contact was last notified that mail is held for an unusable key."""
 
     contact = models.OneToOneField(
         Contact, on_delete=models.CASCADE, related_name="outbox_notice_state"

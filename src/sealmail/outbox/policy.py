@@ -15,9 +15,10 @@
 from __future__ import annotations
 
 import enum
+import functools
 import logging
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 
 import pysequoia
 
@@ -51,8 +52,31 @@ class Decision:
     reason: str = ""
 
 
+@functools.lru_cache(maxsize=4096)
+def certificate_problem(data: bytes, minute: int) -> str:
+    """Return why the certificate ``data`` is unusable, or "" if it is usable.
+
+    The check runs as of the end of ``minute`` (minutes since the epoch), so
+    a key that expires within that minute already counts as expired, and the
+    result is cached per certificate and minute.
+    """
+    now = datetime.fromtimestamp(minute * 60 + 59, UTC)
+    try:
+        _check(data, now=now)
+    except KeyRejected as exc:
+        return exc.reason
+    return ""
+
+
 class KeyChecker:
-    """Check contact keys at send time, once per key for the lifetime of a batch."""
+    """Check contact keys at send time, once per key for the lifetime of a batch.
+
+    :meth:`check` tests the stored expiry and parses the certificate. The
+    full check (revocation, a live encryption subkey, algorithm policy) runs
+    in the encryption layer for every message, which raises EncryptionError
+    for an unusable key. :meth:`problem` then repeats that check to learn
+    the reason, so a usable key is inspected once per message, not twice.
+    """
 
     def __init__(self, now: datetime) -> None:
         self.now = now
@@ -67,17 +91,18 @@ class KeyChecker:
         self._results[key.pk] = result
         return result
 
+    def problem(self, key: ContactKey) -> str:
+        """Return why ``key`` is unusable by the full certificate check, or ""."""
+        minute = int(self.now.timestamp()) // 60
+        return certificate_problem(bytes(key.certificate), minute)
+
     def _check(self, key: ContactKey) -> tuple[str, pysequoia.Cert | None]:
         if key.usable_until is not None and key.usable_until <= self.now:
             return "expired", None
         data = bytes(key.certificate)
         try:
-            _check(data, now=self.now)
-        except KeyRejected as exc:
-            return exc.reason, None
-        try:
             certificate = pysequoia.Cert.from_bytes(data)
-        except Exception as exc:  # pysequoia raises plain Exception
+        except Exception as exc:  # noqa: BLE001 - pysequoia raises plain Exception
             logger.warning("stored key %d cannot be parsed: %s", key.pk, exc)
             return "malformed", None
         return "", certificate
@@ -105,7 +130,7 @@ def decide(
     *,
     sign_plain: bool,
 ) -> Decision:
-    """Decide how ``message`` leaves for ``contact`` as the database says now."""
+    """Decide how ``message`` leaves, from the contact's current database state."""
     if message.recipient_key_id is not None:
         key = message.recipient_key
         assert key is not None
@@ -132,4 +157,6 @@ def decide(
         # The key checks out again (for example, its expiry was extended), but
         # only the portal turns encryption back on after the customer confirms.
         return Decision(Action.HOLD, reason=key.problem or "key_problem", key=key)
-    return Decision(Action.SEND, encrypted_format(contact), certificate=certificate, key=key)
+    return Decision(
+        Action.SEND, encrypted_format(contact), certificate=certificate, key=key
+    )

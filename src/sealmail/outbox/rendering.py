@@ -16,7 +16,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
-from django.template import Context, engines, Engine, TemplateDoesNotExist, TemplateSyntaxError
+from django.template import (
+    Context,
+    Engine,
+    TemplateDoesNotExist,
+    TemplateSyntaxError,
+    engines,
+)
 from django.template.loader import get_template
 
 TEMPLATE_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
@@ -35,7 +41,7 @@ class Rendered:
 
 @functools.cache
 def _text_engine() -> Engine:
-    """A template engine with the project's template directories and no autoescaping."""
+    """Build an engine with the project's template directories and no autoescaping."""
     config = settings.TEMPLATES[0]
     return Engine(
         dirs=[str(path) for path in config.get("DIRS", [])],
@@ -72,17 +78,6 @@ def _render_html(path: str, context: dict[str, Any]) -> str | None:
     except TemplateSyntaxError as exc:
         raise TemplateError(f"template {path!r} is invalid: {exc}") from exc
     return template.render(context)
-
-
-def template_exists(name: str) -> bool:
-    """Whether a text or HTML template named ``name`` exists."""
-    for path in (f"outbox/{name}.txt", f"outbox/{name}.html"):
-        try:
-            _text_engine().get_template(path)
-            return True
-        except TemplateDoesNotExist:
-            continue
-    return False
 
 
 def render(name: str, context: dict[str, Any], *, subject: str = "") -> Rendered:

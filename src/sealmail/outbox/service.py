@@ -25,9 +25,9 @@ from django.utils import timezone
 from sealmail.contacts.models import Contact, ContactKey, Customer
 from sealmail.core.mime.message import Attachment
 from sealmail.outbox.models import (
+    PUBLIC_CATEGORIES,
     Blob,
     Category,
-    PUBLIC_CATEGORIES,
     NoticeState,
     OutboxMessage,
     SendRequest,
@@ -51,10 +51,18 @@ CONTENT_TYPE = re.compile(
 FILENAME_FORBIDDEN = re.compile(r"[\x00-\x1f\x7f/\\]")
 
 
-class EnqueueError(ValueError):
-    """The request to send cannot be accepted; ``field`` names the culprit.
+ADDRESS = re.compile(r"[^\s<>()\[\]'\",;:]+@[^\s<>()\[\]'\",;:]+")
 
-    ``status`` is the HTTP status the API answers with.
+
+def redact_addresses(text: str) -> str:
+    """Replace email addresses in ``text`` with ``<address>`` before it is logged."""
+    return ADDRESS.sub("<address>", text)
+
+
+class EnqueueError(ValueError):
+    """A request to send is invalid, and ``field`` names the invalid input.
+
+    ``status`` is the HTTP status the API returns for it.
     """
 
     status = 400
@@ -170,7 +178,9 @@ def check_attachments(attachments: Sequence[Attachment]) -> list[Attachment]:
     ]
 
 
-def contacts_of(customers: Iterable[Customer], role: str | None = None) -> list[Contact]:
+def contacts_of(
+    customers: Iterable[Customer], role: str | None = None
+) -> list[Contact]:
     """Return the contacts of ``customers``, only those in ``role`` when given."""
     customers = list(customers)
     if role is not None and role not in Contact.Role.values:
@@ -188,17 +198,19 @@ def contacts_of(customers: Iterable[Customer], role: str | None = None) -> list[
     empty = [c.account_number for c in customers if c.pk not in found]
     if empty:
         suffix = f" with role {role!r}" if role else ""
-        shown = ", ".join(empty[:10]) + (" ..." if len(empty) > 10 else "")
+        listed = ", ".join(empty[:10]) + (" ..." if len(empty) > 10 else "")
         raise EnqueueError(
             "customer",
-            f"customer {shown} has no contact{suffix}; add one with "
+            f"customer {listed} has no contact{suffix}; add one with "
             "POST /api/v1/customers",
         )
     return contacts
 
 
 def _request_hash(
-    contacts: Sequence[Contact], content: dict[str, Any], attachments: Sequence[Attachment]
+    contacts: Sequence[Contact],
+    content: dict[str, Any],
+    attachments: Sequence[Attachment],
 ) -> str:
     digest = hashlib.sha256()
     digest.update(json.dumps(content, sort_keys=True, default=str).encode())
@@ -233,7 +245,8 @@ def _store_blobs(attachments: Sequence[Attachment]) -> list[dict[str, Any]]:
     for attachment in attachments:
         sha256 = hashlib.sha256(attachment.data).hexdigest()
         Blob.objects.get_or_create(
-            sha256=sha256, defaults={"data": attachment.data, "size": len(attachment.data)}
+            sha256=sha256,
+            defaults={"data": attachment.data, "size": len(attachment.data)},
         )
         stored.append(
             {
@@ -268,10 +281,10 @@ def enqueue(
     """Store a message for ``contact``, or for every contact of ``customer``.
 
     With ``customer`` the message fans out to all of its contacts, or to those
-    in ``role``. ``to_address`` sends to another address than the contact's
-    (a confirmation to a new address, a notice to a previous one);
+    in ``role``. ``to_address`` sends to another address than the contact's,
+    such as a confirmation to a new address or a notice to a previous one.
     ``recipient_key`` encrypts to that key of the contact instead of its
-    active key and never falls back to plaintext. Returns one committed row
+    active key, and the message never falls back to plaintext. Returns one committed row
     per recipient; with an ``idempotency_key`` already used by ``source`` it
     returns the rows of the first call instead. Raises :class:`EnqueueError`
     for invalid input and :class:`IdempotencyConflict` when the key was used
@@ -408,13 +421,15 @@ def enqueue_bulk_checked(
     if in_reply_to:
         in_reply_to = _check_message_id(in_reply_to, "in_reply_to")
     references = [
-        _check_message_id(value, f"references[{i}]") for i, value in enumerate(references)
+        _check_message_id(value, f"references[{i}]")
+        for i, value in enumerate(references)
     ]
     for name, body in (("text", text), ("html", html)):
         _check_no_nul(body, name)
         if body is not None and len(body) > MAX_BODY_CHARS:
             raise EnqueueError(
-                name, f"{name} has {len(body)} characters; the maximum is {MAX_BODY_CHARS}"
+                name,
+                f"{name} has {len(body)} characters; the maximum is {MAX_BODY_CHARS}",
             )
     if text is None and html is None and template is None:
         template = category if category != Category.CUSTOM else None
@@ -423,9 +438,7 @@ def enqueue_bulk_checked(
                 "text", "give text, html or a template name for a custom message"
             )
     if template is not None and (text is not None or html is not None):
-        raise EnqueueError(
-            "template", "give either a template or text/html, not both"
-        )
+        raise EnqueueError("template", "give either a template or text/html, not both")
     if context is not None and not isinstance(context, dict):
         raise EnqueueError("context", "context must be an object of template variables")
     attachments = check_attachments(attachments)
@@ -441,7 +454,11 @@ def enqueue_bulk_checked(
                 )
             except TemplateError as exc:
                 raise EnqueueError("template", str(exc)) from exc
-            row_subject, row_text, row_html = rendered.subject, rendered.text, rendered.html
+            row_subject, row_text, row_html = (
+                rendered.subject,
+                rendered.text,
+                rendered.html,
+            )
         else:
             row_subject, row_text, row_html = subject, text, html
         _check_no_nul(row_subject, "subject")
@@ -535,7 +552,7 @@ def insert_messages(
     """Insert ``rows`` of ``request`` with ``executemany`` and set their ids.
 
     ``bulk_create`` compiles every value of every row in Python, and SQLite's
-    999-parameter limit cuts that into statements of a few dozen rows; one
+    999-parameter limit splits the rows into statements of a few dozen. One
     parameterized INSERT run per row is several times faster. The ids come
     back from one SELECT by the request, matched on the unique Message-ID.
     """

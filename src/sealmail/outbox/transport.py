@@ -8,14 +8,18 @@
   STARTTLS when the relay offers it;
 - ``smtps://...``: implicit TLS, port 465 by default.
 
-Query parameters: ``tls=opportunistic`` (default for smtp), ``tls=required``
-(never send without TLS), ``tls=none`` (never start TLS); ``timeout`` in
-seconds for connecting and for each reply (default 30); ``cafile`` with the
-CA certificates that sign the relay's certificate; ``verify=false`` to skip
-certificate verification; ``helo`` for the EHLO name (default: the domain of
-SEALMAIL_FROM). The relay's certificate is verified whenever TLS is used,
-unless ``verify=false``, and a failed verification is a temporary failure,
-never a fallback to plaintext.
+Query parameters:
+
+- ``tls=opportunistic`` (default for smtp), ``tls=required`` (never send
+  without TLS) or ``tls=none`` (never start TLS);
+- ``timeout``: seconds for connecting and for each reply (default 30);
+- ``cafile``: the CA certificates that sign the relay's certificate;
+- ``verify=false``: skip certificate verification;
+- ``helo``: the EHLO name (default: the domain of SEALMAIL_FROM).
+
+The relay's certificate is verified whenever TLS is used, unless
+``verify=false``. A failed verification is a temporary failure, never a
+fallback to plaintext.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Self
 from urllib.parse import parse_qs, unquote, urlsplit
 
 TLS_MODES = ("opportunistic", "required", "none")
@@ -38,7 +43,7 @@ class TransportConfigError(ValueError):
 
 
 class DeliveryFailure(Exception):
-    """A message was not accepted; ``reply`` is the relay's answer or the error."""
+    """A message was not accepted; ``reply`` is the relay's reply or the error."""
 
     def __init__(self, reply: str, *, connection_lost: bool = False) -> None:
         super().__init__(reply)
@@ -51,7 +56,7 @@ class TemporaryFailure(DeliveryFailure):
 
 
 class PermanentFailure(DeliveryFailure):
-    """A 5xx reply: retrying would get the same answer."""
+    """A 5xx reply: retrying would get the same reply."""
 
 
 @dataclass(frozen=True)
@@ -72,7 +77,7 @@ class Session:
     def close(self) -> None:
         pass
 
-    def __enter__(self) -> Session:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc_info: object) -> None:
@@ -158,40 +163,7 @@ def parse_smtp_url(url: str, default_helo: str) -> SmtpConfig:
             "SEALMAIL_SMTP_URL has an invalid port; give a number from 1 to 65535"
         ) from None
     query = {key: values[-1] for key, values in parse_qs(parts.query).items()}
-    unknown = set(query) - {"tls", "timeout", "cafile", "verify", "helo"}
-    if unknown:
-        raise TransportConfigError(
-            f"SEALMAIL_SMTP_URL has unknown parameters {', '.join(sorted(unknown))}; "
-            "known are tls, timeout, cafile, verify and helo"
-        )
-    tls = query.get("tls", "required" if scheme == "smtps" else "opportunistic")
-    if tls not in TLS_MODES:
-        raise TransportConfigError(
-            f"SEALMAIL_SMTP_URL has tls={tls!r}; use opportunistic, required or none"
-        )
-    if scheme == "smtps" and tls != "required":
-        raise TransportConfigError(
-            "smtps:// always uses TLS; drop the tls parameter or use smtp://"
-        )
-    try:
-        timeout = float(query.get("timeout", "30"))
-    except ValueError:
-        timeout = -1.0
-    if not 0 < timeout <= 600:
-        raise TransportConfigError(
-            f"SEALMAIL_SMTP_URL has timeout={query.get('timeout')!r}; give seconds "
-            "between 1 and 600"
-        )
-    verify = query.get("verify", "true").lower()
-    if verify not in {"true", "false"}:
-        raise TransportConfigError(
-            f"SEALMAIL_SMTP_URL has verify={verify!r}; use true or false"
-        )
-    cafile = query.get("cafile")
-    if cafile and not os.path.isfile(cafile):
-        raise TransportConfigError(
-            f"SEALMAIL_SMTP_URL names cafile={cafile!r}, which does not exist"
-        )
+    tls, timeout, verify, cafile = _query_options(query, scheme)
     return SmtpConfig(
         host=parts.hostname,
         port=port,
@@ -201,9 +173,54 @@ def parse_smtp_url(url: str, default_helo: str) -> SmtpConfig:
         password=unquote(parts.password) if parts.password else None,
         timeout=timeout,
         cafile=cafile,
-        verify=verify == "true",
+        verify=verify,
         helo=query.get("helo") or default_helo,
     )
+
+
+def _query_options(
+    query: dict[str, str], scheme: str
+) -> tuple[str, float, bool, str | None]:
+    """Validate the URL's query parameters; return tls, timeout, verify and cafile."""
+    unknown = set(query) - {"tls", "timeout", "cafile", "verify", "helo"}
+    if unknown:
+        raise TransportConfigError(
+            f"SEALMAIL_SMTP_URL has unknown parameters {', '.join(sorted(unknown))}; "
+            "known are tls, timeout, cafile, verify and helo"
+        )
+
+    tls = query.get("tls", "required" if scheme == "smtps" else "opportunistic")
+    if tls not in TLS_MODES:
+        raise TransportConfigError(
+            f"SEALMAIL_SMTP_URL has tls={tls!r}; use opportunistic, required or none"
+        )
+    if scheme == "smtps" and tls != "required":
+        raise TransportConfigError(
+            "smtps:// always uses TLS; drop the tls parameter or use smtp://"
+        )
+
+    try:
+        timeout = float(query.get("timeout", "30"))
+    except ValueError:
+        timeout = -1.0
+    if not 0.1 <= timeout <= 600:
+        raise TransportConfigError(
+            f"SEALMAIL_SMTP_URL has timeout={query.get('timeout')!r}; give seconds "
+            "from 0.1 to 600"
+        )
+
+    verify = query.get("verify", "true").lower()
+    if verify not in {"true", "false"}:
+        raise TransportConfigError(
+            f"SEALMAIL_SMTP_URL has verify={verify!r}; use true or false"
+        )
+
+    cafile = query.get("cafile")
+    if cafile and not os.path.isfile(cafile):
+        raise TransportConfigError(
+            f"SEALMAIL_SMTP_URL names cafile={cafile!r}, which does not exist"
+        )
+    return tls, timeout, verify == "true", cafile
 
 
 class SmtpTransport(Transport):
@@ -250,7 +267,8 @@ class SmtpTransport(Transport):
             raise _failure_from_reply(exc.smtp_code, exc.smtp_error, True) from exc
         except ssl.SSLError as exc:
             raise TemporaryFailure(
-                f"TLS with {config.host}:{config.port} failed: {exc}", connection_lost=True
+                f"TLS with {config.host}:{config.port} failed: {exc}",
+                connection_lost=True,
             ) from exc
         except (OSError, smtplib.SMTPException) as exc:
             raise TemporaryFailure(

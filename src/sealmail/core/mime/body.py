@@ -229,10 +229,11 @@ def _with_legacy_text(text: str, legacy_display: Sequence[tuple[str, str]]) -> s
 def _with_legacy_html(body: str, legacy_display: Sequence[tuple[str, str]]) -> str:
     if not legacy_display:
         return body
-    lines = "<br>\n".join(
+    # RFC 9788 shows the fields as preformatted lines inside a marked div.
+    lines = "\n".join(
         f"{html.escape(name)}: {html.escape(value)}" for name, value in legacy_display
     )
-    element = f'<div class="{_LEGACY_DISPLAY_CLASS}">{lines}</div>\n'
+    element = f'<div class="{_LEGACY_DISPLAY_CLASS}"><pre>{lines}</pre></div>\n'
     match = re.search(r"<body\b[^>]*>", body, re.IGNORECASE)
     if match is None:
         return element + body

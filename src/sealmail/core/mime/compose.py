@@ -42,7 +42,8 @@ from sealmail.core.pgp.ops import ProviderSigner, encrypt_and_sign, sign_detache
 
 logger = logging.getLogger(__name__)
 
-# The outer Subject of a message whose real Subject travels encrypted.
+# The outer Subject of a message whose real Subject travels encrypted, as
+# Thunderbird's OpenPGP mail writes it; the examples in RFC 9788 use "[...]".
 HIDDEN_SUBJECT = "..."
 
 # Fields the composer writes itself; extra headers may not set them.

@@ -190,6 +190,8 @@ def format_unstructured(name: str, value: str) -> bytes:
         )
     # Whitespace at either end would leave a header line ending in a space.
     value = value.strip()
+    if not value:
+        return f"{name}:\r\n".encode("ascii")
     line = f"{name}: {value}"
     if len(line) <= MAX_LINE_LENGTH and _PLAIN_UNSTRUCTURED.fullmatch(value):
         return line.encode("ascii") + b"\r\n"

@@ -28,7 +28,9 @@ def make_boundary() -> str:
 
 def crlf(data: bytes) -> bytes:
     """Return ``data`` with LF line endings turned into CRLF, ending in CRLF."""
-    data = data.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
+    if b"\r" in data:
+        data = data.replace(b"\r\n", b"\n")
+    data = data.replace(b"\n", b"\r\n")
     if not data.endswith(b"\r\n"):
         data += b"\r\n"
     return data
@@ -37,7 +39,7 @@ def crlf(data: bytes) -> bytes:
 def multipart_encrypted(header_block: bytes, armored: bytes) -> bytes:
     """Return a complete ``multipart/encrypted`` message (RFC 3156 section 4).
 
-    ``header_block`` holds the outer header fields, each ending in CRLF,
+    ``header_block`` contains the outer header fields, each ending in CRLF,
     without Content-Type; ``armored`` is the ASCII-armored OpenPGP message.
     """
     boundary = make_boundary().encode("ascii")

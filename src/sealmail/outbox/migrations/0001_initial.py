@@ -5,85 +5,225 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
     dependencies = [
-        ('contacts', '0001_initial'),
+        ("contacts", "0001_initial"),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='Blob',
+            name="Blob",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('sha256', models.CharField(max_length=64, unique=True)),
-                ('data', models.BinaryField()),
-                ('size', models.PositiveBigIntegerField()),
-                ('created', models.DateTimeField(auto_now_add=True)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True,
+                        primary_key=True,
+                        serialize=False,
+                        verbose_name="ID",
+                    ),
+                ),
+                ("sha256", models.CharField(max_length=64, unique=True)),
+                ("data", models.BinaryField()),
+                ("size", models.PositiveBigIntegerField()),
+                ("created", models.DateTimeField(auto_now_add=True)),
             ],
         ),
         migrations.CreateModel(
-            name='NoticeState',
+            name="NoticeState",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('last_notice', models.DateTimeField(blank=True, null=True)),
-                ('contact', models.OneToOneField(on_delete=django.db.models.deletion.CASCADE, related_name='outbox_notice_state', to='contacts.contact')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True,
+                        primary_key=True,
+                        serialize=False,
+                        verbose_name="ID",
+                    ),
+                ),
+                ("last_notice", models.DateTimeField(blank=True, null=True)),
+                (
+                    "contact",
+                    models.OneToOneField(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="outbox_notice_state",
+                        to="contacts.contact",
+                    ),
+                ),
             ],
         ),
         migrations.CreateModel(
-            name='SendRequest',
+            name="SendRequest",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('source', models.CharField(help_text="API token name, 'cli' or the calling module", max_length=100)),
-                ('idempotency_key', models.CharField(blank=True, max_length=200, null=True)),
-                ('request_hash', models.CharField(blank=True, help_text='SHA-256 of the request content', max_length=64)),
-                ('created', models.DateTimeField(auto_now_add=True)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True,
+                        primary_key=True,
+                        serialize=False,
+                        verbose_name="ID",
+                    ),
+                ),
+                (
+                    "source",
+                    models.CharField(
+                        help_text="API token name, 'cli' or the calling module",
+                        max_length=100,
+                    ),
+                ),
+                (
+                    "idempotency_key",
+                    models.CharField(blank=True, max_length=200, null=True),
+                ),
+                (
+                    "request_hash",
+                    models.CharField(
+                        blank=True,
+                        help_text="SHA-256 of the request content",
+                        max_length=64,
+                    ),
+                ),
+                ("created", models.DateTimeField(auto_now_add=True)),
             ],
             options={
-                'constraints': [models.UniqueConstraint(fields=('source', 'idempotency_key'), name='outbox_sendrequest_unique_key')],
+                "constraints": [
+                    models.UniqueConstraint(
+                        fields=("source", "idempotency_key"),
+                        name="outbox_sendrequest_unique_key",
+                    )
+                ],
             },
         ),
         migrations.CreateModel(
-            name='OutboxMessage',
+            name="OutboxMessage",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('category', models.CharField(choices=[('invoice', 'Invoice'), ('order_confirmation', 'Order confirmation'), ('direct_debit', 'Direct debit notice'), ('order_progress', 'Order progress'), ('line_status', 'Line status'), ('ticket_reply', 'Ticket reply'), ('account_notice', 'Account notice'), ('custom', 'Custom'), ('confirmation', 'Key confirmation'), ('key_problem', 'Key problem notice'), ('key_expiry', 'Key expiry warning')], max_length=32)),
-                ('to_address', models.EmailField(max_length=254)),
-                ('explicit_address', models.BooleanField(default=False, help_text="sent to to_address even if the contact's address changes")),
-                ('subject', models.CharField(max_length=998)),
-                ('text', models.TextField(blank=True, null=True)),
-                ('html', models.TextField(blank=True, null=True)),
-                ('attachments', models.JSONField(blank=True, default=list, help_text='[{filename, content_type, sha256, size}]')),
-                ('message_id', models.CharField(max_length=250, unique=True)),
-                ('in_reply_to', models.CharField(blank=True, max_length=250)),
-                ('references', models.JSONField(blank=True, default=list)),
-                ('status', models.CharField(choices=[('queued', 'Queued'), ('sent', 'Sent'), ('held', 'Held until the contact has a usable key'), ('failed', 'Failed')], db_index=True, default='queued', max_length=10)),
-                ('next_attempt', models.DateTimeField(db_index=True)),
-                ('lease_until', models.DateTimeField(blank=True, null=True)),
-                ('lease_token', models.CharField(blank=True, max_length=32)),
-                ('attempts', models.PositiveIntegerField(default=0)),
-                ('last_attempt', models.DateTimeField(blank=True, null=True)),
-                ('sent_at', models.DateTimeField(blank=True, null=True)),
-                ('composed', models.BinaryField(null=True)),
-                ('format', models.CharField(blank=True, max_length=10)),
-                ('encrypted_to', models.CharField(blank=True, max_length=64)),
-                ('signed_by', models.CharField(blank=True, max_length=64)),
-                ('relay_reply', models.TextField(blank=True)),
-                ('tls_protocol', models.CharField(blank=True, max_length=20)),
-                ('tls_cipher', models.CharField(blank=True, max_length=100)),
-                ('error', models.TextField(blank=True)),
-                ('hold_reason', models.CharField(blank=True, max_length=32)),
-                ('created', models.DateTimeField(auto_now_add=True)),
-                ('updated', models.DateTimeField(auto_now=True)),
-                ('contact', models.ForeignKey(null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='outbox_messages', to='contacts.contact')),
-                ('customer', models.ForeignKey(null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='outbox_messages', to='contacts.customer')),
-                ('recipient_key', models.ForeignKey(blank=True, help_text="encrypt to this key instead of the contact's active key", null=True, on_delete=django.db.models.deletion.PROTECT, related_name='+', to='contacts.contactkey')),
-                ('request', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='messages', to='outbox.sendrequest')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True,
+                        primary_key=True,
+                        serialize=False,
+                        verbose_name="ID",
+                    ),
+                ),
+                (
+                    "category",
+                    models.CharField(
+                        choices=[
+                            ("invoice", "Invoice"),
+                            ("order_confirmation", "Order confirmation"),
+                            ("direct_debit", "Direct debit notice"),
+                            ("order_progress", "Order progress"),
+                            ("line_status", "Line status"),
+                            ("ticket_reply", "Ticket reply"),
+                            ("account_notice", "Account notice"),
+                            ("custom", "Custom"),
+                            ("confirmation", "Key confirmation"),
+                            ("key_problem", "Key problem notice"),
+                            ("key_expiry", "Key expiry warning"),
+                        ],
+                        max_length=32,
+                    ),
+                ),
+                ("to_address", models.EmailField(max_length=254)),
+                (
+                    "explicit_address",
+                    models.BooleanField(
+                        default=False,
+                        help_text="sent to to_address even if the contact's address changes",
+                    ),
+                ),
+                ("subject", models.CharField(max_length=998)),
+                ("text", models.TextField(blank=True, null=True)),
+                ("html", models.TextField(blank=True, null=True)),
+                (
+                    "attachments",
+                    models.JSONField(
+                        blank=True,
+                        default=list,
+                        help_text="[{filename, content_type, sha256, size}]",
+                    ),
+                ),
+                ("message_id", models.CharField(max_length=250, unique=True)),
+                ("in_reply_to", models.CharField(blank=True, max_length=250)),
+                ("references", models.JSONField(blank=True, default=list)),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[
+                            ("queued", "Queued"),
+                            ("sent", "Sent"),
+                            ("held", "Held until the contact has a usable key"),
+                            ("failed", "Failed"),
+                        ],
+                        db_index=True,
+                        default="queued",
+                        max_length=10,
+                    ),
+                ),
+                ("next_attempt", models.DateTimeField(db_index=True)),
+                ("lease_until", models.DateTimeField(blank=True, null=True)),
+                ("lease_token", models.CharField(blank=True, max_length=32)),
+                ("attempts", models.PositiveIntegerField(default=0)),
+                ("last_attempt", models.DateTimeField(blank=True, null=True)),
+                ("sent_at", models.DateTimeField(blank=True, null=True)),
+                ("composed", models.BinaryField(null=True)),
+                ("format", models.CharField(blank=True, max_length=10)),
+                ("encrypted_to", models.CharField(blank=True, max_length=64)),
+                ("signed_by", models.CharField(blank=True, max_length=64)),
+                ("relay_reply", models.TextField(blank=True)),
+                ("tls_protocol", models.CharField(blank=True, max_length=20)),
+                ("tls_cipher", models.CharField(blank=True, max_length=100)),
+                ("error", models.TextField(blank=True)),
+                ("hold_reason", models.CharField(blank=True, max_length=32)),
+                ("created", models.DateTimeField(auto_now_add=True)),
+                ("updated", models.DateTimeField(auto_now=True)),
+                (
+                    "contact",
+                    models.ForeignKey(
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="outbox_messages",
+                        to="contacts.contact",
+                    ),
+                ),
+                (
+                    "customer",
+                    models.ForeignKey(
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="outbox_messages",
+                        to="contacts.customer",
+                    ),
+                ),
+                (
+                    "recipient_key",
+                    models.ForeignKey(
+                        blank=True,
+                        help_text="encrypt to this key instead of the contact's active key",
+                        null=True,
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="+",
+                        to="contacts.contactkey",
+                    ),
+                ),
+                (
+                    "request",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="messages",
+                        to="outbox.sendrequest",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['-id'],
-                'indexes': [models.Index(fields=['contact', 'status'], name='outbox_contact_status')],
+                "ordering": ["-id"],
+                "indexes": [
+                    models.Index(
+                        fields=["contact", "status"], name="outbox_contact_status"
+                    )
+                ],
             },
         ),
     ]

@@ -14,7 +14,9 @@ _NBSP = re.compile(rb"\xc2\xa0|\xa0")
 _BEGIN = re.compile(
     rb"(?m)^[ \t]*(?:\xc2\xa0|\xa0)*-----BEGIN PGP (MESSAGE|SIGNED MESSAGE)-----"
 )
-_END = re.compile(rb"(?m)^[ \t]*(?:\xc2\xa0|\xa0)*-----END PGP (?:MESSAGE|SIGNATURE)-----")
+_END = re.compile(
+    rb"(?m)^[ \t]*(?:\xc2\xa0|\xa0)*-----END PGP (?:MESSAGE|SIGNATURE)-----"
+)
 _ARMOR_LINE = re.compile(rb"^\s*-----(?:BEGIN|END) PGP [A-Z ]+-----\s*$")
 _CHARSET = re.compile(rb"(?mi)^Charset:[ \t]*([A-Za-z0-9._:-]+)[ \t]*$")
 

@@ -1,4 +1,4 @@
-"""What the inbound parser found in a message: parts, their security and defects.
+"""The inbound parser's result: parts, their security status and defects.
 
 Every leaf part of the received message becomes one :class:`Part`, carrying
 its own encryption and signature status, so a viewer never has to guess which
@@ -14,7 +14,7 @@ from datetime import datetime
 
 
 class Encryption(enum.StrEnum):
-    """How a part reached us."""
+    """The encryption state of one part as received."""
 
     NONE = "none"  # sent in the clear
     DECRYPTED = "decrypted"  # was encrypted and sealmail decrypted it
@@ -36,7 +36,7 @@ class SignatureStatus(enum.StrEnum):
 
 
 class Scope(enum.StrEnum):
-    """Which bytes a signature covers."""
+    """The extent of the bytes a signature covers."""
 
     MESSAGE = "message"  # the whole message body, or the whole decrypted message
     PART = "part"  # only some parts of the message
@@ -78,7 +78,7 @@ class Signature:
 
 @dataclass
 class DecryptionFailure:
-    """Why an encrypted part stayed encrypted."""
+    """The reason an encrypted part stayed encrypted, with its recipient key IDs."""
 
     reason: str  # "no_key", "no_integrity", "tampered", "malformed", "too_large"
     message: str
@@ -117,7 +117,7 @@ class Part:
 
 @dataclass
 class ParsedMessage:
-    """The outcome of parsing one raw message; never raises for bad input."""
+    """The outcome of parsing one raw message."""
 
     parts: list[Part]
     subject: str = ""
@@ -134,7 +134,9 @@ class ParsedMessage:
 
     @property
     def encryption(self) -> MessageEncryption:
-        relevant = [part for part in self.parts if part.content.strip() or part.encrypted]
+        relevant = [
+            part for part in self.parts if part.content.strip() or part.encrypted
+        ]
         encrypted = [part for part in relevant if part.encrypted]
         if not encrypted:
             return MessageEncryption.NONE

@@ -23,7 +23,9 @@ CertificateLookup = Callable[[list[str]], list[Any]]
 class CheckedSignature:
     """One signature as the OpenPGP layer checked it."""
 
-    status: str  # "good", "bad", "unknown_key", "expired_key", "revoked_key", "unchecked"
+    status: (
+        str  # "good", "bad", "unknown_key", "expired_key", "revoked_key", "unchecked"
+    )
     signer_fingerprint: str | None = None
     key_id: str | None = None
     hash_algorithm: str | None = None
@@ -53,17 +55,19 @@ class OpenPGP(Protocol):
         """Decrypt ``data`` or raise :class:`DecryptionError` with a ``reason``."""
         ...
 
-    def verify_detached(self, data: bytes, signature: bytes) -> list[CheckedSignature]:
-        ...
+    def verify_detached(
+        self, data: bytes, signature: bytes
+    ) -> list[CheckedSignature]: ...
 
-    def verify_inline(self, data: bytes) -> tuple[bytes, list[CheckedSignature]]:
-        ...
+    def verify_inline(self, data: bytes) -> tuple[bytes, list[CheckedSignature]]: ...
 
 
 def describe_failure(exc: DecryptionError) -> Failure:
     """Turn a :class:`DecryptionError` into a reason code, a sentence and key ids."""
     reason = str(getattr(exc, "reason", "") or "malformed")
-    key_ids = tuple(str(key_id) for key_id in getattr(exc, "recipient_key_ids", ()) or ())
+    key_ids = tuple(
+        str(key_id) for key_id in getattr(exc, "recipient_key_ids", ()) or ()
+    )
     messages = {
         "no_key": "encrypted to a key sealmail does not hold",
         "no_integrity": (
@@ -117,7 +121,9 @@ class SequoiaOpenPGP:
         return [_checked(result) for result in results]
 
     def verify_inline(self, data: bytes) -> tuple[bytes, list[CheckedSignature]]:
-        content, results = ops.verify_inline(data, certificates_for=self.certificates_for)
+        content, results = ops.verify_inline(
+            data, certificates_for=self.certificates_for
+        )
         return content, [_checked(result) for result in results]
 
 

@@ -24,7 +24,11 @@ from sealmail.core.mime.inbound.model import (
     Signature,
     SignatureStatus,
 )
-from sealmail.core.mime.inbound.openpgp import CheckedSignature, OpenPGP, describe_failure
+from sealmail.core.mime.inbound.openpgp import (
+    CheckedSignature,
+    OpenPGP,
+    describe_failure,
+)
 from sealmail.core.mime.inbound.structure import (
     Entity,
     clean_text,
@@ -52,17 +56,20 @@ class Limits:
 class _Context:
     path: str
     depth: int
-    whole: bool  # this entity is everything the message says at this level
+    whole: bool  # this entity is all of the message content at this level
     encryption: Encryption = Encryption.NONE
     kind: str = ""
     signatures: tuple[Signature, ...] = field(default=())
 
 
-def parse_message(raw: bytes, openpgp: OpenPGP, limits: Limits | None = None) -> ParsedMessage:
-    """Parse ``raw`` leniently; defects are recorded, never raised.
+def parse_message(
+    raw: bytes, openpgp: OpenPGP, limits: Limits | None = None
+) -> ParsedMessage:
+    """Parse ``raw`` leniently, recording defects instead of raising.
 
-    Any unexpected error in the walk becomes a defect and the raw message
-    is kept as one opaque part, so nothing a customer sent is dropped.
+    An unexpected error in the walk becomes a defect and the raw message is
+    kept as one opaque part, so nothing a customer sent is dropped.
+    tests/inbound/test_fuzz.py feeds it random and mutated MIME.
     """
     walker = _Walker(openpgp, limits or Limits())
     top = parse_entity(raw)
@@ -71,7 +78,7 @@ def parse_message(raw: bytes, openpgp: OpenPGP, limits: Limits | None = None) ->
     _read_headers(top, message)
     try:
         walker.walk(top, _Context(path="1", depth=0, whole=True))
-    except (RecursionError, MemoryError, ValueError, LookupError, TypeError) as exc:
+    except Exception as exc:  # the robustness boundary of the parser, see above
         message.defects.append(f"the parser stopped: {type(exc).__name__}: {exc}")
         message.parts[:] = [
             Part(path="1", content_type="application/octet-stream", content=raw)
@@ -135,7 +142,15 @@ class _Walker:
             self._multipart(entity, context)
         elif content_type == "message/rfc822":
             inner = parse_entity(entity.body)
-            self.walk(inner, replace(context, path=context.path + ".1", depth=context.depth + 1, whole=False))
+            self.walk(
+                inner,
+                replace(
+                    context,
+                    path=context.path + ".1",
+                    depth=context.depth + 1,
+                    whole=False,
+                ),
+            )
         else:
             self._leaf(entity, context)
 
@@ -146,7 +161,9 @@ class _Walker:
         if not boundary:
             self.defects.append(f"{context.path}: multipart without a boundary")
             return []
-        raw_children, defects = split_multipart(entity.body, boundary, self.limits.max_parts)
+        raw_children, defects = split_multipart(
+            entity.body, boundary, self.limits.max_parts
+        )
         self.defects.extend(f"{context.path}: {defect}" for defect in defects)
         return [parse_entity(child) for child in raw_children]
 
@@ -178,22 +195,32 @@ class _Walker:
                 ),
             )
 
-    def _pgp_mime_encrypted(self, entity: Entity, context: _Context, children: list[Entity]) -> None:
+    def _pgp_mime_encrypted(
+        self, entity: Entity, context: _Context, children: list[Entity]
+    ) -> None:
         """Decrypt RFC 3156 ``multipart/encrypted`` (or its repaired Exchange form)."""
-        if len(children) != 2 or children[0].content_type != "application/pgp-encrypted":
+        if (
+            len(children) != 2
+            or children[0].content_type != "application/pgp-encrypted"
+        ):
             self.defects.append(
                 f"{context.path}: multipart/encrypted is not the RFC 3156 shape "
                 "(application/pgp-encrypted, then the ciphertext); shown as parts"
             )
             for number, child in enumerate(children, start=1):
                 path = f"{context.path}.{number}"
-                self._leaf(child, replace(context, path=path, depth=context.depth + 1, whole=False))
+                self._leaf(
+                    child,
+                    replace(context, path=path, depth=context.depth + 1, whole=False),
+                )
             return
         if b"Version: 1" not in children[0].body:
             self.defects.append(f"{context.path}: the control part lacks 'Version: 1'")
         ciphertext, defects = decoded_payload(children[1])
         self.defects.extend(f"{context.path}.2: {defect}" for defect in defects)
-        decrypted = self._decrypt(ciphertext, context, "pgp-mime", "application/pgp-encrypted")
+        decrypted = self._decrypt(
+            ciphertext, context, "pgp-mime", "application/pgp-encrypted"
+        )
         if decrypted is None:
             return
         plaintext, signatures = decrypted
@@ -214,7 +241,9 @@ class _Walker:
     def _pgp_mime_signed(self, entity: Entity, context: _Context) -> None:
         """Verify RFC 3156 ``multipart/signed`` over the first child's raw bytes."""
         boundary = entity.param("boundary") or ""
-        raw_children, defects = split_multipart(entity.body, boundary, self.limits.max_parts)
+        raw_children, defects = split_multipart(
+            entity.body, boundary, self.limits.max_parts
+        )
         self.defects.extend(f"{context.path}: {defect}" for defect in defects)
         protocol = (entity.param("protocol") or "").lower()
         if len(raw_children) != 2 or protocol != "application/pgp-signature":
@@ -224,17 +253,22 @@ class _Walker:
             )
             self._multipart(entity, replace(context, whole=False))
             return
+
         signed_raw = raw_children[0]
         signature_entity = parse_entity(raw_children[1])
         signature_bytes, _ = decoded_payload(signature_entity)
+
         # RFC 3156 signs the canonical form: the received lines with CRLF endings.
         canonical = _LINE_BREAK.sub(b"\r\n", signed_raw)
         try:
             checked = self.openpgp.verify_detached(canonical, signature_bytes)
         except SealmailError as exc:
             checked = [CheckedSignature(status="error", key_id=None)]
-            self.defects.append(f"{context.path}: the signature could not be checked: {exc}")
+            self.defects.append(
+                f"{context.path}: the signature could not be checked: {exc}"
+            )
         signatures = self._signatures(checked, context.whole, "pgp-mime")
+
         self.walk(
             parse_entity(signed_raw),
             replace(
@@ -259,13 +293,19 @@ class _Walker:
         if content_type == "text/plain" and inline.contains_armor(payload):
             self._inline(entity, context, payload)
             return
-        part = self._add(context, content_type, payload, entity=entity, filename=filename)
+        part = self._add(
+            context, content_type, payload, entity=entity, filename=filename
+        )
         if content_type.startswith("text/"):
             part.text, part.charset = decode_text(payload, [entity.param("charset")])
 
-    def _encrypted_attachment(self, entity: Entity, context: _Context, payload: bytes, filename: str) -> None:
+    def _encrypted_attachment(
+        self, entity: Entity, context: _Context, payload: bytes, filename: str
+    ) -> None:
         restored = filename[: -len(".pgp")] or "attachment"
-        decrypted = self._decrypt(payload, context, "attachment", entity.content_type, filename)
+        decrypted = self._decrypt(
+            payload, context, "attachment", entity.content_type, filename
+        )
         if decrypted is None:
             return
         plaintext, signatures = decrypted
@@ -297,14 +337,20 @@ class _Walker:
             path = context.path if only else f"{context.path}.i{number}"
             segment_context = replace(context, path=path, whole=context.whole and only)
             if segment.kind == "plain":
-                part = self._add(segment_context, "text/plain", segment.data, entity=entity)
+                part = self._add(
+                    segment_context, "text/plain", segment.data, entity=entity
+                )
                 part.text, part.charset = decode_text(segment.data, [part_charset])
             elif segment.kind == "encrypted":
-                self._inline_encrypted(segment.data, segment_context, part_charset, entity)
+                self._inline_encrypted(
+                    segment.data, segment_context, part_charset, entity
+                )
             else:
                 self._inline_signed(segment.data, segment_context, part_charset, entity)
 
-    def _inline_encrypted(self, block: bytes, context: _Context, part_charset: str | None, entity: Entity) -> None:
+    def _inline_encrypted(
+        self, block: bytes, context: _Context, part_charset: str | None, entity: Entity
+    ) -> None:
         armored = inline.normalise_encrypted(block)
         decrypted = self._decrypt(armored, context, "inline", "text/plain")
         if decrypted is None:
@@ -321,15 +367,21 @@ class _Walker:
             plaintext,
             entity=entity,
         )
-        part.text, part.charset = decode_text(plaintext, [inline.armor_charset(armored), part_charset])
+        part.text, part.charset = decode_text(
+            plaintext, [inline.armor_charset(armored), part_charset]
+        )
 
-    def _inline_signed(self, block: bytes, context: _Context, part_charset: str | None, entity: Entity) -> None:
+    def _inline_signed(
+        self, block: bytes, context: _Context, part_charset: str | None, entity: Entity
+    ) -> None:
         armored = inline.normalise_signed(block)
         try:
             content, checked = self.openpgp.verify_inline(armored)
         except SealmailError as exc:
             content, checked = armored, [CheckedSignature(status="error")]
-            self.defects.append(f"{context.path}: the inline signature could not be checked: {exc}")
+            self.defects.append(
+                f"{context.path}: the inline signature could not be checked: {exc}"
+            )
         signatures = self._signatures(checked, context.whole, "inline")
         part = self._add(
             replace(context, signatures=context.signatures + signatures),
@@ -337,7 +389,9 @@ class _Walker:
             content,
             entity=entity,
         )
-        part.text, part.charset = decode_text(content, [inline.armor_charset(armored), part_charset])
+        part.text, part.charset = decode_text(
+            content, [inline.armor_charset(armored), part_charset]
+        )
 
     # endregion
     # region helpers ###########################################################
@@ -361,7 +415,9 @@ class _Walker:
                 ciphertext,
                 filename=filename,
             )
-            part.failure = DecryptionFailure(failure.reason, failure.message, failure.recipient_key_ids)
+            part.failure = DecryptionFailure(
+                failure.reason, failure.message, failure.recipient_key_ids
+            )
             part.is_attachment = True
             return None
         if len(result.plaintext) > self.limits.max_plaintext_bytes:
@@ -378,10 +434,14 @@ class _Walker:
             )
             part.is_attachment = True
             return None
-        return result.plaintext, self._signatures(result.signatures, context.whole, "combined")
+        return result.plaintext, self._signatures(
+            result.signatures, context.whole, "combined"
+        )
 
     @staticmethod
-    def _signatures(checked: list[CheckedSignature], whole: bool, kind: str) -> tuple[Signature, ...]:
+    def _signatures(
+        checked: list[CheckedSignature], whole: bool, kind: str
+    ) -> tuple[Signature, ...]:
         scope = Scope.MESSAGE if whole else Scope.PART
         signatures = []
         for item in checked:
@@ -393,7 +453,8 @@ class _Walker:
                 Signature(
                     status=status,
                     scope=scope,
-                    signer_fingerprint=(item.signer_fingerprint or None) and item.signer_fingerprint.lower(),
+                    signer_fingerprint=(item.signer_fingerprint or None)
+                    and item.signer_fingerprint.lower(),
                     key_id=item.key_id,
                     hash_algorithm=item.hash_algorithm,
                     created=item.created,
@@ -434,7 +495,7 @@ class _Walker:
 
 
 def _narrowed(signatures: tuple[Signature, ...]) -> tuple[Signature, ...]:
-    """A signature inside an encrypted attachment covers that attachment only."""
+    """Narrow ``signatures`` to the part: inside an encrypted attachment they cover only it."""
     return tuple(replace(signature, scope=Scope.PART) for signature in signatures)
 
 
@@ -450,7 +511,9 @@ def _filename(entity: Entity) -> str | None:
     return "".join(ch for ch in name if ch.isprintable()) or None
 
 
-def _looks_encrypted_attachment(filename: str, content_type: str, payload: bytes) -> bool:
+def _looks_encrypted_attachment(
+    filename: str, content_type: str, payload: bytes
+) -> bool:
     if not filename.lower().endswith(ENCRYPTED_SUFFIXES):
         return False
     if content_type in {"application/pgp-signature", "application/pgp-keys"}:
@@ -473,12 +536,19 @@ def _mixed_up_shape(children: list[Entity]) -> list[Entity] | None:
     application/octet-stream part with the ciphertext.
     """
     rest = list(children)
-    if len(rest) == 3 and rest[0].content_type == "text/plain" and not rest[0].body.strip():
+    if (
+        len(rest) == 3
+        and rest[0].content_type == "text/plain"
+        and not rest[0].body.strip()
+    ):
         rest = rest[1:]
     if len(rest) != 2:
         return None
     control, data = rest
-    if control.content_type != "application/pgp-encrypted" or b"Version: 1" not in control.body:
+    if (
+        control.content_type != "application/pgp-encrypted"
+        or b"Version: 1" not in control.body
+    ):
         return None
     if data.content_type != "application/octet-stream":
         return None

@@ -15,9 +15,9 @@ from email.header import decode_header, make_header
 from email.message import Message
 from email.parser import BytesParser
 
-# compat32 leaves header values unparsed until asked, which keeps parsing
-# several times faster than email.policy.default; only the few headers the
-# parser reads are decoded, by Entity.header().
+# compat32 leaves header values unparsed until they are read, which makes
+# parsing several times faster than with email.policy.default. Entity.header()
+# decodes the few headers the parser reads.
 POLICY = email.policy.compat32
 _HEADER_PARSER = BytesParser(policy=POLICY)
 _BODY_SEPARATOR = re.compile(rb"\r?\n\r?\n")
@@ -70,7 +70,7 @@ def clean_text(text: str) -> str:
 
 
 def parse_entity(raw: bytes) -> Entity:
-    """Parse ``raw`` into headers and body; never raises."""
+    """Parse ``raw`` into headers and body, recording header defects."""
     match = _BODY_SEPARATOR.search(raw)
     if raw.startswith((b"\r\n", b"\n")):
         head, body = b"", raw[2 if raw.startswith(b"\r\n") else 1 :]
@@ -83,7 +83,9 @@ def parse_entity(raw: bytes) -> Entity:
     return Entity(raw, headers, body, defects)
 
 
-def split_multipart(body: bytes, boundary: str, max_parts: int) -> tuple[list[bytes], list[str]]:
+def split_multipart(
+    body: bytes, boundary: str, max_parts: int
+) -> tuple[list[bytes], list[str]]:
     """Return the raw bytes of each child between the ``boundary`` delimiters.
 
     The line break before a delimiter belongs to the delimiter (RFC 2046,
@@ -91,7 +93,9 @@ def split_multipart(body: bytes, boundary: str, max_parts: int) -> tuple[list[by
     """
     defects: list[str] = []
     delimiter = re.compile(
-        rb"(?m)^--" + re.escape(boundary.encode("ascii", "replace")) + rb"(--)?[ \t]*\r?$"
+        rb"(?m)^--"
+        + re.escape(boundary.encode("ascii", "replace"))
+        + rb"(--)?[ \t]*\r?$"
     )
     children: list[bytes] = []
     start: int | None = None
@@ -124,7 +128,7 @@ def split_multipart(body: bytes, boundary: str, max_parts: int) -> tuple[list[by
 
 
 def decoded_payload(entity: Entity) -> tuple[bytes, list[str]]:
-    """Undo the Content-Transfer-Encoding of a leaf; never raises."""
+    """Undo the Content-Transfer-Encoding of a leaf, recording defects instead of raising."""
     message = _HEADER_PARSER.parsebytes(entity.raw)
     try:
         payload = message.get_payload(decode=True)

@@ -86,6 +86,7 @@ class Command(BaseCommand):
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
+        # Keys
         parser.add_argument(
             "--recipient-key",
             action="append",
@@ -96,14 +97,18 @@ class Command(BaseCommand):
         )
         parser.add_argument(
             "--signing-key",
+            required=True,
             metavar="FILE",
-            help="provider's OpenPGP secret key used to sign; required for signed",
+            help="provider's OpenPGP secret key: signs the message (all formats but "
+            "plain) and goes into the Autocrypt header",
         )
         parser.add_argument(
             "--signing-key-passphrase-file",
             metavar="FILE",
             help="file whose first line is the signing key's passphrase",
         )
+
+        # Message
         parser.add_argument(
             "--from",
             dest="sender",
@@ -129,6 +134,8 @@ class Command(BaseCommand):
             metavar="FILE",
             help="file to attach, its type guessed from the name; repeatable",
         )
+
+        # Output
         parser.add_argument(
             "--format",
             required=True,
@@ -153,6 +160,7 @@ class Command(BaseCommand):
     def handle(self, *args: Any, **options: Any) -> None:
         if not options["text"] and not options["html"]:
             raise CommandError("give --text FILE, --html FILE or both")
+
         attachments = []
         for path in options["attach"]:
             content_type = mimetypes.guess_type(path)[0] or "application/octet-stream"
@@ -166,13 +174,12 @@ class Command(BaseCommand):
             html=_read_text(options["html"], "HTML body") if options["html"] else None,
             attachments=tuple(attachments),
         )
+
         recipients = [_load_certificate(p) for p in options["recipient_key"]]
-        signer = None
-        if options["signing_key"]:
-            signer = _load_signer(
-                options["signing_key"],
-                options["signing_key_passphrase_file"],
-            )
+        signer = _load_signer(
+            options["signing_key"], options["signing_key_passphrase_file"]
+        )
+
         try:
             composed = compose(
                 message,
@@ -183,6 +190,7 @@ class Command(BaseCommand):
             )
         except SealmailError as exc:
             raise CommandError(str(exc)) from exc
+
         logger.info(
             "composed %s message %s", composed.format.value, composed.message_id
         )

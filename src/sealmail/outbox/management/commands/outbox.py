@@ -27,7 +27,8 @@ class Command(BaseCommand):
         )
         release.add_argument("contact", type=int, help="contact id")
         sub.add_parser(
-            "sweep", help="queue messages whose task was lost (the worker does this every minute)"
+            "sweep",
+            help="queue messages whose task was lost (the worker does this every minute)",
         )
 
     def handle(self, *args: Any, action: str, **options: Any) -> None:

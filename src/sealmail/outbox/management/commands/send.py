@@ -37,7 +37,9 @@ def _attachment(spec: str) -> Attachment:
     try:
         data = path.read_bytes()
     except OSError as exc:
-        raise CommandError(f"cannot read attachment {str(path)!r}: {exc.strerror}") from exc
+        raise CommandError(
+            f"cannot read attachment {str(path)!r}: {exc.strerror}"
+        ) from exc
     if not content_type:
         content_type = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
     return Attachment(path.name, content_type, data)
@@ -88,7 +90,9 @@ class Command(BaseCommand):
             if contact is None:
                 raise CommandError(f"contact {options['contact']} not found")
         else:
-            customer = Customer.objects.filter(account_number=options["customer"]).first()
+            customer = Customer.objects.filter(
+                account_number=options["customer"]
+            ).first()
             if customer is None:
                 raise CommandError(
                     f"customer {options['customer']!r} not found; create it with "
@@ -119,4 +123,6 @@ class Command(BaseCommand):
         except EnqueueError as exc:
             raise CommandError(f"{exc.field}: {exc.message}") from exc
         for message in messages:
-            self.stdout.write(f"{message.pk}\t{message.to_address}\t{message.message_id}")
+            self.stdout.write(
+                f"{message.pk}\t{message.to_address}\t{message.message_id}"
+            )

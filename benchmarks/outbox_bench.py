@@ -1,0 +1,542 @@
+"""Measure bulk sending: one API call for N recipients until a relay accepted all.
+
+Each configuration runs a fresh sealmail instance in subprocesses.
+``sealmail web`` (gunicorn) receives one ``POST /api/v1/messages`` naming N
+customers. One or more ``sealmail worker`` processes compose the messages
+(encrypted and signed, PGP/MIME) and deliver them to an aiosmtpd relay with
+STARTTLS on 127.0.0.1, which counts what it accepted. The clock runs from just before the POST
+until the relay accepted the N-th message. Every contact has an active
+Cv25519 key of its own, so no per-certificate cache helps. The message is
+the same short text for everyone, except in the ``default-template``
+configuration, which renders the line status template per recipient.
+
+The baseline, in the same run, is the composer alone: N messages composed in
+one thread of this process with no database, queue or SMTP.
+
+Usage::
+
+    .venv/bin/python benchmarks/outbox_bench.py [--count 10000]
+        [--configs default,pg-redis-1,pg-redis-2]
+        [--postgres postgres://127.0.0.1:5432/postgres]
+        [--redis redis://127.0.0.1:6379/14]
+
+The PostgreSQL URL names a server and a database to connect to for creating
+and dropping a benchmark database; the Redis database is flushed before and
+after use. Both must be on loopback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing
+import os
+import platform
+import signal
+import socket
+import ssl
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+import uuid
+from dataclasses import dataclass
+from datetime import UTC
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+ROOT = Path(__file__).resolve().parents[1]
+LOOPBACK = {"127.0.0.1", "::1", "localhost"}
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+# --- the relay, in its own process ------------------------------------------
+
+
+def run_relay(
+    port: int,
+    certfile: str,
+    keyfile: str,
+    target: int,
+    accepted,
+    encrypted,
+    done,
+    done_at,
+) -> None:
+    from aiosmtpd.controller import Controller
+
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(certfile, keyfile)
+
+    class Handler:
+        async def handle_DATA(self, server, session, envelope):
+            head = envelope.original_content[:4096]
+            with accepted.get_lock():
+                accepted.value += 1
+                if b"multipart/encrypted" in head:
+                    encrypted.value += 1
+                if accepted.value == target:
+                    done_at.value = time.monotonic()
+                    done.set()
+            return "250 2.0.0 Ok"
+
+    controller = Controller(
+        Handler(), hostname="127.0.0.1", port=port, tls_context=context
+    )
+    controller.start()
+    while True:  # until the benchmark terminates this process
+        time.sleep(3600)
+
+
+# --- instance setup, run inside the instance's environment -------------------
+
+
+def generate_certificates(count: int, path: Path) -> None:
+    """Write ``count`` new Cv25519 public certificates to ``path``, concatenated."""
+    import pysequoia
+
+    with path.open("wb") as handle:
+        for n in range(count):
+            tsk = pysequoia.Tsk.generate(
+                user_ids=[f"Customer {n} <c{n}@customer.test>"],
+                cipher_suite=pysequoia.CipherSuite.Cv25519,
+            )
+            handle.write(bytes(tsk.extract_certificate()))
+
+
+def setup_instance(count: int, certificates: str) -> None:
+    """Create ``count`` customers with one encrypted contact each (subprocess)."""
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "sealmail.project.settings")
+    import django
+
+    django.setup()
+    from datetime import datetime
+
+    import pysequoia
+
+    from sealmail.contacts.models import Contact, ContactKey, Customer
+
+    pool = pysequoia.Cert.split_bytes(Path(certificates).read_bytes())
+    assert len(pool) >= count, "fewer certificates than customers"
+    customers = Customer.objects.bulk_create(
+        (
+            Customer(account_number=f"K-{n:06d}", name=f"Customer {n}")
+            for n in range(count)
+        ),
+        batch_size=1000,
+    )
+    contacts = Contact.objects.bulk_create(
+        (
+            Contact(customer=customer, address=f"c{n}@customer.test")
+            for n, customer in enumerate(customers)
+        ),
+        batch_size=1000,
+    )
+    now = datetime.now(UTC)
+    keys = ContactKey.objects.bulk_create(
+        (
+            ContactKey(
+                contact=contact,
+                fingerprint=pool[n].fingerprint.lower(),
+                certificate=bytes(pool[n]),
+                version=4,
+                algorithm="ed25519/cv25519",
+                user_ids=[str(uid) for uid in pool[n].user_ids],
+                key_created=now,
+                usable_until=pool[n].expiration,
+            )
+            for n, contact in enumerate(contacts)
+        ),
+        batch_size=1000,
+    )
+    for contact, key in zip(contacts, keys, strict=True):
+        contact.active_key = key
+        contact.encryption = Contact.Encryption.ACTIVE
+    Contact.objects.bulk_update(contacts, ["active_key", "encryption"], batch_size=1000)
+
+
+def report_instance() -> None:
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "sealmail.project.settings")
+    import django
+
+    django.setup()
+    from django.db.models import Count
+
+    from sealmail.outbox.models import OutboxMessage
+
+    counts = dict(OutboxMessage.objects.values_list("status").annotate(n=Count("id")))
+    formats = dict(OutboxMessage.objects.values_list("format").annotate(n=Count("id")))
+    print(json.dumps({"status": counts, "format": formats}))
+
+
+# --- the baseline -----------------------------------------------------------
+
+
+TEXT = (
+    "Dear Customer,\n\nyour line FTTH-4711 has been down since 10:02.\n\n"
+    "Cause: fibre cut. We expect it to work again by 14:00.\n\n"
+    "Kind regards,\nYour network operations team\n"
+)
+
+
+def composer_baseline(count: int, certificates: Path) -> float:
+    """Seconds to compose ``count`` encrypted, signed messages in one thread."""
+    import pysequoia
+
+    from sealmail.core.mime.compose import compose
+    from sealmail.core.mime.message import Format, OutgoingMessage
+    from sealmail.core.pgp.ops import ProviderSigner
+
+    signer = ProviderSigner.from_tsk(
+        pysequoia.Tsk.generate(
+            user_ids=["<billing@provider.test>"],
+            cipher_suite=pysequoia.CipherSuite.Cv25519,
+        )
+    )
+    pool = pysequoia.Cert.split_bytes(certificates.read_bytes())
+    started = time.perf_counter()
+    for n in range(count):
+        message = OutgoingMessage(
+            sender="billing@provider.test",
+            to=f"c{n}@customer.test",
+            subject="Line FTTH-4711 is down",
+            text=TEXT,
+            message_id=f"<{uuid.uuid4().hex}@provider.test>",
+        )
+        compose(
+            message,
+            Format.PGPMIME,
+            recipients=[pool[n]],
+            signer=signer,
+            autocrypt_certificate=signer.certificate,
+        )
+    return time.perf_counter() - started
+
+
+# --- one configuration ------------------------------------------------------
+
+
+@dataclass
+class Result:
+    name: str
+    workers: int
+    api_seconds: float
+    total_seconds: float
+    accepted: int
+    encrypted: int
+    peak_rss_mb: list[float]
+    status: dict
+
+
+def peak_rss_mb(pid: int) -> float:
+    """VmHWM of a process (peak resident set size) in MiB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def run(env: dict[str, str], *args: str, timeout: float = 600) -> str:
+    proc = subprocess.run(
+        [sys.executable, *args],
+        check=False,
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    if proc.returncode:
+        raise SystemExit(f"{' '.join(args)} failed:\n{proc.stderr}")
+    return proc.stdout
+
+
+def create_postgres_database(admin_url: str) -> str:
+    import psycopg
+
+    name = f"sealmail_bench_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(admin_url, autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    return urlunsplit(urlsplit(admin_url)._replace(path=f"/{name}"))
+
+
+def drop_postgres_database(admin_url: str, url: str) -> None:
+    import psycopg
+
+    name = urlsplit(url).path.lstrip("/")
+    with psycopg.connect(admin_url, autocommit=True) as admin:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def run_config(
+    name: str,
+    *,
+    count: int,
+    workers: int,
+    database_url: str | None,
+    queue_url: str | None,
+    tmp: Path,
+    certificates: Path,
+    template: bool,
+) -> Result:
+    import trustme
+
+    instance = tmp / name
+    ca = trustme.CA()
+    cert = ca.issue_cert("127.0.0.1")
+    certfile, keyfile, cafile = (
+        instance / "relay.pem",
+        instance / "relay.key",
+        instance / "ca.pem",
+    )
+    instance.mkdir(parents=True)
+    cert.cert_chain_pems[0].write_to_path(str(certfile))
+    cert.private_key_pem.write_to_path(str(keyfile))
+    ca.cert_pem.write_to_path(str(cafile))
+
+    relay_port, web_port = free_port(), free_port()
+    env = {
+        **os.environ,
+        "SEALMAIL_DATA_DIR": str(instance / "data"),
+        "SEALMAIL_FROM": "billing@provider.test",
+        "SEALMAIL_SMTP_URL": f"smtp://127.0.0.1:{relay_port}?cafile={cafile}",
+        "SEALMAIL_WEB_ADDR": f"127.0.0.1:{web_port}",
+        "SEALMAIL_LOG_LEVEL": "WARNING",
+    }
+    env.pop("DJANGO_SETTINGS_MODULE", None)
+    env.pop("DATABASE_URL", None)
+    env.pop("SEALMAIL_QUEUE_URL", None)
+    if database_url:
+        env["DATABASE_URL"] = database_url
+    if queue_url:
+        env["SEALMAIL_QUEUE_URL"] = queue_url
+
+    run(env, "-m", "sealmail", "migrate", "--no-input", "-v", "0")
+    run(env, "-m", "sealmail", "orgkey", "generate", "--if-missing")
+    token = run(env, "-m", "sealmail", "apitoken", "create", "bench").strip()
+    run(env, str(Path(__file__).resolve()), "_setup", str(count), str(certificates))
+
+    context = multiprocessing.get_context("spawn")
+    accepted, encrypted = context.Value("i", 0), context.Value("i", 0)
+    done, done_at = context.Event(), context.Value("d", 0.0)
+    relay = context.Process(
+        target=run_relay,
+        args=(
+            relay_port,
+            str(certfile),
+            str(keyfile),
+            count,
+            accepted,
+            encrypted,
+            done,
+            done_at,
+        ),
+    )
+    relay.start()
+    processes: list[subprocess.Popen[bytes]] = []
+    try:
+        web = subprocess.Popen(
+            [sys.executable, "-m", "sealmail", "web", "--workers", "2"],
+            env=env,
+            cwd=ROOT,
+            stdout=subprocess.DEVNULL,
+            stderr=(instance / "web.log").open("w"),
+        )
+        processes.append(web)
+        worker_processes = [
+            subprocess.Popen(
+                [sys.executable, "-m", "sealmail", "worker"],
+                env=env,
+                cwd=ROOT,
+                stdout=subprocess.DEVNULL,
+                stderr=(instance / f"worker{n}.log").open("w"),
+            )
+            for n in range(workers)
+        ]
+        processes.extend(worker_processes)
+        wait_for_port(web_port)
+        wait_for_port(relay_port)
+        time.sleep(1.0)  # let the workers start their consumers
+
+        content = (
+            {
+                "category": "line_status",
+                "context": {
+                    "line_id": "FTTH-4711",
+                    "state": "down",
+                    "since": "10:02",
+                    "reason": "fibre cut",
+                    "estimate": "14:00",
+                },
+            }
+            if template
+            else {
+                "category": "custom",
+                "subject": "Line FTTH-4711 is down",
+                "text": TEXT,
+            }
+        )
+        body = json.dumps(
+            {"customers": [f"K-{n:06d}" for n in range(count)], **content}
+        ).encode()
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{web_port}/api/v1/messages",
+            data=body,
+            headers={
+                "Authorization": f"Bearer {token}",
+                "Content-Type": "application/json",
+            },
+        )
+        started = time.monotonic()
+        with urllib.request.urlopen(request, timeout=120) as response:
+            created = json.load(response)
+        api_seconds = time.monotonic() - started
+        assert len(created["messages"]) == count
+        if not done.wait(timeout=600):
+            raise SystemExit(
+                f"{name}: only {accepted.value} of {count} accepted in 600 s"
+            )
+        total_seconds = done_at.value - started
+        peaks = [peak_rss_mb(p.pid) for p in worker_processes]
+    finally:
+        for process in processes:
+            process.send_signal(signal.SIGINT)
+        for process in processes:
+            try:
+                process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                process.kill()
+        relay.terminate()
+        relay.join(timeout=10)
+    status = json.loads(run(env, str(Path(__file__).resolve()), "_report"))
+    return Result(
+        name,
+        workers,
+        api_seconds,
+        total_seconds,
+        accepted.value,
+        encrypted.value,
+        peaks,
+        status,
+    )
+
+
+def wait_for_port(port: int, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.1)
+    raise SystemExit(f"nothing listens on 127.0.0.1:{port} after {timeout} s")
+
+
+def check_loopback(url: str, option: str) -> None:
+    host = urlsplit(url).hostname or ""
+    if host not in LOOPBACK:
+        raise SystemExit(f"{option} {url!r} is not on loopback; use 127.0.0.1")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--count", type=int, default=10_000, help="recipients (default 10000)"
+    )
+    parser.add_argument(
+        "--configs",
+        default="default,default-template,pg-redis-1,pg-redis-2",
+        help="comma-separated: default, default-template, pg-redis-1, pg-redis-2",
+    )
+    parser.add_argument(
+        "--postgres",
+        default="postgres://127.0.0.1:5432/postgres",
+        help="PostgreSQL server to create the benchmark database on",
+    )
+    parser.add_argument(
+        "--redis",
+        default="redis://127.0.0.1:6379/14",
+        help="Redis database to use and flush",
+    )
+    args = parser.parse_args()
+    check_loopback(args.postgres, "--postgres")
+    check_loopback(args.redis, "--redis")
+
+    print(
+        f"machine: {platform.machine()}, {os.cpu_count()} CPUs, Python "
+        f"{platform.python_version()}, load average {os.getloadavg()[0]:.1f}"
+    )
+    results = []
+    with tempfile.TemporaryDirectory(prefix="sealmail-bench-") as tmp:
+        certificates = Path(tmp) / "certificates.bin"
+        generate_certificates(args.count, certificates)
+        baseline = composer_baseline(args.count, certificates)
+        print(f"baseline: composer alone, {args.count} messages: {baseline:.2f} s")
+        for name in args.configs.split(","):
+            database_url = queue_url = None
+            workers = 1
+            if name.startswith("pg-redis-"):
+                import redis
+
+                workers = int(name.rpartition("-")[2])
+                database_url = create_postgres_database(args.postgres)
+                queue_url = args.redis
+                redis.Redis.from_url(queue_url).flushdb()
+            elif name not in {"default", "default-template"}:
+                raise SystemExit(f"unknown configuration {name!r}")
+            try:
+                result = run_config(
+                    name,
+                    count=args.count,
+                    workers=workers,
+                    database_url=database_url,
+                    queue_url=queue_url,
+                    tmp=Path(tmp),
+                    certificates=certificates,
+                    template=name == "default-template",
+                )
+            finally:
+                if database_url:
+                    drop_postgres_database(args.postgres, database_url)
+                if queue_url:
+                    import redis
+
+                    redis.Redis.from_url(queue_url).flushdb()
+            results.append(result)
+            print(
+                f"{name}: {result.total_seconds:.2f} s total, API call "
+                f"{result.api_seconds:.2f} s, {result.accepted} accepted, "
+                f"{result.encrypted} encrypted, worker peak RSS "
+                f"{', '.join(f'{mb:.0f} MiB' for mb in result.peak_rss_mb)}, "
+                f"outbox {result.status}, load average {os.getloadavg()[0]:.1f}"
+            )
+
+    print()
+    print(
+        "| configuration | workers | API call (s) | until all accepted (s) | messages/s | worker peak RSS (MiB) |"
+    )
+    print("|---|---|---|---|---|---|")
+    print(
+        f"| baseline: composer alone, one thread | - | - | {baseline:.2f} | {args.count / baseline:.0f} | - |"
+    )
+    for result in results:
+        print(
+            f"| {result.name} | {result.workers} | {result.api_seconds:.2f} | "
+            f"{result.total_seconds:.2f} | {args.count / result.total_seconds:.0f} | "
+            f"{', '.join(f'{mb:.0f}' for mb in result.peak_rss_mb)} |"
+        )
+
+
+if __name__ == "__main__":
+    if len(sys.argv) > 1 and sys.argv[1] == "_setup":
+        setup_instance(int(sys.argv[2]), sys.argv[3])
+    elif len(sys.argv) > 1 and sys.argv[1] == "_report":
+        report_instance()
+    else:
+        main()
