@@ -170,3 +170,15 @@ def test_control_characters_rejected(customers):
     message = str(excinfo.value)
     assert "entry 1: line id" in message
     assert "entry 2: the label contains a line break" in message
+
+
+def test_api_nul_in_path_not_found(api, customers):
+    assert api.get("/api/v1/registry/lines/L%001").status_code == 404
+    assert api.delete("/api/v1/registry/orders/O%001").status_code == 404
+
+
+def test_nul_account_number_rejected(customers):
+    with pytest.raises(
+        RegistryError, match="account number contains a control character"
+    ):
+        sync("orders", [_entry("O-1", "K\x00-1")])

@@ -214,10 +214,15 @@ def sync_orders(request: HttpRequest, payload: OrderSyncIn):
     return _sync("orders", entries, payload.replace)
 
 
+def _find(model: type[Line] | type[Order], id_field: str, item_id: str):
+    # PostgreSQL rejects NUL in a query, and no stored id contains one.
+    if "\x00" in item_id:
+        return model.objects.none()
+    return model.objects.filter(**{id_field: item_id})
+
+
 def _get(model: type[Line] | type[Order], id_field: str, item_id: str):
-    item = (
-        model.objects.select_related("customer").filter(**{id_field: item_id}).first()
-    )
+    item = _find(model, id_field, item_id).select_related("customer").first()
     if item is None:
         noun = id_field.removesuffix("_id")
         return Status(404, {"detail": f"{noun} {item_id!r} is not in the registry"})
@@ -233,7 +238,7 @@ def _get(model: type[Line] | type[Order], id_field: str, item_id: str):
 
 def _delete(model: type[Line] | type[Order], id_field: str, item_id: str):
     with transaction.atomic():
-        _, per_model = model.objects.filter(**{id_field: item_id}).delete()
+        _, per_model = _find(model, id_field, item_id).delete()
     if not per_model.get(model._meta.label):
         noun = id_field.removesuffix("_id")
         return Status(404, {"detail": f"{noun} {item_id!r} is not in the registry"})

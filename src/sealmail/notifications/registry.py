@@ -116,7 +116,7 @@ def sync(
         for e in entries
     ]
     errors = _validate(entries, noun)
-    numbers = {entry.account_number for entry in entries}
+    numbers = {e.account_number for e in entries if e.account_number.isprintable()}
     customers: dict[str, int] = {}
     for chunk in chunks(sorted(numbers)):
         for pk, number in Customer.objects.filter(account_number__in=chunk).values_list(
