@@ -257,7 +257,8 @@ def create_messages(request: HttpRequest, payload: MessageIn):
     call's ids when ``idempotency_key`` was used before with the same
     content. Errors name the ``field`` and explain how to fix it.
     """
-    source = f"api:{request.auth.name}"
+    # Token names have up to 100 characters, like the source column.
+    source = f"api:{request.auth.name}"[:100]
     try:
         contacts = _resolve_recipients(payload)
         attachments = _decode_attachments(payload.attachments)
