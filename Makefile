@@ -9,9 +9,9 @@ SEALMAIL := $(BIN)/sealmail
 # Tools the tests drive as the customer's side, as COMMAND=DEBIAN_PACKAGE.
 TEST_TOOLS := gpg=gnupg gpg-agent=gpg-agent sq=sq sqop=sqop rnp=rnp gosop=gosop \
 	pgpainless-cli=pgpainless-cli notmuch=notmuch chromium=chromium tmux=tmux \
-	node=nodejs npm=npm
+	node=nodejs npm=npm postfix=postfix curl=curl mutt=mutt
 
-.PHONY: run test install install-test system-packages clean
+.PHONY: run test install install-test system-packages node-peer clean
 
 $(BIN)/python:
 	@$(PYTHON) -c 'import ensurepip' 2>/dev/null || (apt-get update -q && apt-get install -y -q python3-venv)
@@ -28,10 +28,14 @@ $(VENV)/.installed-test: $(VENV)/.installed
 
 install: $(VENV)/.installed
 
-install-test: $(VENV)/.installed-test system-packages
+install-test: $(VENV)/.installed-test system-packages node-peer
 
 system-packages:
 	scripts/install-system-packages $(TEST_TOOLS)
+
+# OpenPGP.js, pinned in tests/peers/node/package-lock.json, for the interop tests.
+node-peer: system-packages
+	cd tests/peers/node && npm ci --no-audit --no-fund --loglevel=error
 
 run: install
 	$(SEALMAIL) migrate --no-input -v 0

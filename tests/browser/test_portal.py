@@ -88,6 +88,10 @@ def test_register_key_and_change_address(
     assert contact.encryption == Contact.Encryption.ACTIVE
     assert contact.active_key.fingerprint.upper() == fingerprint
 
+    page.goto(link)
+    page.wait_for_selector("text=already confirmed")
+    shoot(page, screenshot_dir, "08a-link-used")
+
     page.goto(live_server.url + "/")
     page.wait_for_selector("text=Encryption active")
     page.set_viewport_size({"width": 390, "height": 800})
@@ -126,6 +130,8 @@ def test_rejected_secret_key_page(
     user = get_user_model().objects.create_user("dave", "dave@customer.test", PASSWORD)
     customer.users.add(user)
     contact = Contact.objects.create(customer=customer, address="dave@customer.test")
+    page.goto(live_server.url + "/accounts/password_reset/")
+    shoot(page, screenshot_dir, "11-password-reset")
     page.goto(live_server.url + "/accounts/login/")
     page.fill("#id_username", "dave")
     page.fill("#id_password", PASSWORD)

@@ -139,3 +139,18 @@ def test_session_post_needs_csrf(world, gpg_keys, sent) -> None:
     assert sent.calls == []
     contact = Contact.objects.get(pk=world["acme_contact"].pk)
     assert contact.encryption == Contact.Encryption.NONE
+
+
+def test_token_skips_client_limit(world, gpg_keys, token, sent, settings) -> None:
+    settings.SEALMAIL_CHANGE_LIMIT_CLIENT = 1
+    for contact, key in [
+        (world["acme_contact"], gpg_keys["alice_public"]),
+        (world["beta_contact"], gpg_keys["other_public"]),
+    ]:
+        response = api_post(
+            Client(),
+            f"/api/v1/contacts/{contact.pk}/key",
+            {"key": key.decode()},
+            HTTP_AUTHORIZATION=f"Bearer {token}",
+        )
+        assert response.status_code == 202

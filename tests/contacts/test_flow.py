@@ -400,3 +400,23 @@ def test_openapi_lists_contact_routes(db) -> None:
     schema = Client().get("/api/openapi.json").json()
     assert "/api/v1/contacts/{contact_id}" in schema["paths"]
     assert "/api/v1/contacts/{contact_id}/key" in schema["paths"]
+
+
+def test_expiry_task_runs_job(alice_client, world, gpg_keys, sent) -> None:
+    from sealmail.contacts.tasks import expire_pending_changes
+
+    paste(
+        alice_client, world["acme_contact"], key_text=gpg_keys["alice_public"].decode()
+    )
+    PendingChange.objects.update(expires=timezone.now() - timedelta(minutes=1))
+    assert expire_pending_changes.call_local() == 1
+    assert PendingChange.objects.get().state == PendingChange.State.EXPIRED
+
+
+def test_home_shows_provider_keys(client: Client, db) -> None:
+    from sealmail.keys.store import get_keystore
+
+    body = client.get("/").content.decode()
+    fingerprint = get_keystore().certificates()[0].fingerprint.upper()
+    assert " ".join(fingerprint[i : i + 4] for i in range(0, 40, 4)) in body
+    assert reverse("contacts:provider_keys") in body

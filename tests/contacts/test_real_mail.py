@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -54,7 +55,20 @@ def test_reset_mail_encrypted_to_key(encrypted_contact, outbox_runs_inline) -> N
     (message,) = messages_to("alice@customer.test")
     assert message.get_content_type() == "multipart/encrypted"
     text = decrypt_text(gpg, message)
-    assert "/accounts/reset/" in text
+    link = re.search(r"https?://\S+(/accounts/reset/\S+/)", text)
+    assert link is not None, text
+
+    client = Client()
+    form_page = client.get(link.group(1), follow=True)
+    assert b"Choose a new password" in form_page.content
+    new_password = "a new and long passphrase 42"
+    done = client.post(
+        form_page.redirect_chain[-1][0],
+        {"new_password1": new_password, "new_password2": new_password},
+        follow=True,
+    )
+    assert b"Password set" in done.content
+    assert Client().login(username="alice", password=new_password)
 
 
 def test_key_removal_confirmed_through_key(

@@ -234,3 +234,35 @@ def test_redact_link_tokens(path: str, expected: str) -> None:
     from sealmail.contacts.logfilters import redact
 
     assert redact(path) == expected
+
+
+def test_login_locks_across_addresses(world: dict[str, Any], settings) -> None:
+    settings.SEALMAIL_LOGIN_MAX_FAILURES = 1
+    for number in range(4):
+        login(Client(REMOTE_ADDR=f"203.0.113.{20 + number}"), "wrong password")
+    locked = login(Client(REMOTE_ADDR="203.0.113.99"), PASSWORD)
+    assert b"Too many failed logins" in locked.content
+
+
+def test_purge_drops_old_hits(db) -> None:
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from sealmail.contacts import ratelimit
+    from sealmail.contacts.models import RateLimitHit
+
+    RateLimitHit.objects.create(bucket="old", time=timezone.now() - timedelta(days=2))
+    RateLimitHit.objects.create(bucket="new", time=timezone.now())
+    assert ratelimit.purge(timedelta(days=1)) == 1
+    assert list(RateLimitHit.objects.values_list("bucket", flat=True)) == ["new"]
+
+
+@pytest.mark.parametrize(
+    "path",
+    ["/accounts/login/", "/accounts/password_reset/", "/accounts/password_reset/done/"],
+)
+def test_auth_pages_use_portal_layout(path: str, db) -> None:
+    body = Client().get(path).content.decode()
+    assert "sealmail/site.css" in body
+    assert "Django administration" not in body

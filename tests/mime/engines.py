@@ -13,9 +13,18 @@ from tests.peers.rnp import Rnp
 from tests.peers.sop import Sop
 from tests.peers.sq import Sq
 
-# OpenPGP hash algorithm ids (RFC 9580 section 9.5) as GnuPG status lines give them.
-HASH_NAMES = {"1": "MD5", "2": "SHA1", "3": "RIPEMD160", "8": "SHA256", "9": "SHA384",
-              "10": "SHA512", "11": "SHA224", "12": "SHA3-256", "14": "SHA3-512"}
+# OpenPGP hash algorithm IDs, as the hash field of GnuPG's VALIDSIG status line.
+HASH_NAMES = {
+    "1": "MD5",
+    "2": "SHA1",
+    "3": "RIPEMD160",
+    "8": "SHA256",
+    "9": "SHA384",
+    "10": "SHA512",
+    "11": "SHA224",
+    "12": "SHA3-256",
+    "14": "SHA3-512",
+}
 
 
 class GnuPGPeer:
@@ -47,11 +56,8 @@ def _signatures(status: list[str], stderr: str) -> list[Verification]:
     return results
 
 
-PEERS = ["gpg", "sq", "rnp", "openpgpjs", "sqop", "gosop", "pgpainless-cli"]
-
-
 def make_peer(name: str, key: CustomerKey, provider: Provider, home: Path) -> Peer:
-    """Return peer ``name`` holding ``key``'s secret and the provider certificate."""
+    """Return peer ``name`` with ``key``'s secret and the provider certificate."""
     if name == "gpg":
         assert key.gnupg is not None, f"GnuPG 2.2 cannot read the {key.name} key"
         home.mkdir(parents=True, exist_ok=True)

@@ -2,7 +2,8 @@
 
 notmuch is strict about multipart/signed boundaries: a signed entity whose
 final line break is not covered by the signature shows up as a bad
-signature here even where the OpenPGP engines alone accept it.
+signature here even where the OpenPGP engines alone accept it. notmuch
+decrypts PGP/MIME only, so test_interop.py checks inline PGP.
 """
 
 from __future__ import annotations
@@ -37,12 +38,18 @@ def notmuch(tmp_path, customer_keys) -> Notmuch:
 
 
 def check_in_notmuch(
-    notmuch: Notmuch, raw: bytes, message_id: str, message: OutgoingMessage,
-    *, encrypted: bool, signed: bool, legacy_subject: str | None,
+    notmuch: Notmuch,
+    raw: bytes,
+    message_id: str,
+    message: OutgoingMessage,
+    *,
+    encrypted: bool,
+    signed: bool,
+    legacy_subject: str | None,
 ) -> dict[str, Any]:
     notmuch.deliver(raw)
-    shown = notmuch.show(message_id)
-    crypto = shown.get("crypto", {})
+    displayed = notmuch.show(message_id)
+    crypto = displayed.get("crypto", {})
     if signed:
         statuses = crypto["signed"]["status"]
         assert [s["status"] for s in statuses] == ["good"], statuses
@@ -51,30 +58,43 @@ def check_in_notmuch(
     if encrypted:
         assert crypto["decrypted"]["status"] == "full"
         # notmuch takes the protected Subject from inside the encryption.
-        assert shown["headers"]["Subject"] == message.subject
-    parts = leaf_parts(shown["body"])
-    texts = [p for p in parts if p["content-type"] == "text/plain" and "filename" not in p]
+        assert displayed["headers"]["Subject"] == message.subject
+    parts = leaf_parts(displayed["body"])
+    texts = [
+        p for p in parts if p["content-type"] == "text/plain" and "filename" not in p
+    ]
     assert texts[0]["content"] == mailcheck.expected_text(message, legacy_subject)
 
     attachments = [p for p in parts if p.get("content-disposition") == "attachment"]
     attachments = [p for p in attachments if p.get("filename") != "signature.asc"]
-    assert [p["filename"] for p in attachments] == [a.filename for a in message.attachments]
+    assert [p["filename"] for p in attachments] == [
+        a.filename for a in message.attachments
+    ]
     for part, attachment in zip(attachments, message.attachments, strict=True):
         data = notmuch.part(message_id, part["id"])
         assert hashlib.sha256(data).hexdigest() == mailcheck.sha256(attachment.data)
-    return shown
+    return displayed
 
 
 @pytest.mark.parametrize("case", ["hard", "html_only", "notification"])
 def test_notmuch_reads_pgpmime(case, notmuch, provider, customer_keys):
     message = mailcheck.CASES[case]()
     key = customer_keys["cv25519"]
-    composed = compose(message, Format.PGPMIME, recipients=[key.certificate], signer=provider.signer)
-    shown = check_in_notmuch(
-        notmuch, composed.data, composed.message_id, message,
-        encrypted=True, signed=True, legacy_subject=message.subject,
+    composed = compose(
+        message, Format.PGPMIME, recipients=[key.certificate], signer=provider.signer
     )
-    assert shown["crypto"]["decrypted"]["header-mask"] == {"Subject": HIDDEN_SUBJECT}
+    displayed = check_in_notmuch(
+        notmuch,
+        composed.data,
+        composed.message_id,
+        message,
+        encrypted=True,
+        signed=True,
+        legacy_subject=message.subject,
+    )
+    assert displayed["crypto"]["decrypted"]["header-mask"] == {
+        "Subject": HIDDEN_SUBJECT
+    }
 
 
 @pytest.mark.parametrize("case", ["hard", "html_only", "notification"])
@@ -82,33 +102,51 @@ def test_notmuch_reads_signed(case, notmuch, provider):
     message = mailcheck.CASES[case]()
     composed = compose(message, Format.SIGNED, signer=provider.signer)
     check_in_notmuch(
-        notmuch, composed.data, composed.message_id, message,
-        encrypted=False, signed=True, legacy_subject=None,
+        notmuch,
+        composed.data,
+        composed.message_id,
+        message,
+        encrypted=False,
+        signed=True,
+        legacy_subject=None,
     )
 
 
 def test_notmuch_reads_plain(notmuch, provider):
     message = mailcheck.hard_message()
     composed = compose(message, Format.PLAIN, signer=provider.signer)
-    shown = check_in_notmuch(
-        notmuch, composed.data, composed.message_id, message,
-        encrypted=False, signed=False, legacy_subject=None,
+    displayed = check_in_notmuch(
+        notmuch,
+        composed.data,
+        composed.message_id,
+        message,
+        encrypted=False,
+        signed=False,
+        legacy_subject=None,
     )
-    assert shown["headers"]["Subject"] == message.subject
+    assert displayed["headers"]["Subject"] == message.subject
 
 
 def test_notmuch_shows_subject_when_not_hidden(notmuch, provider, customer_keys):
     message = mailcheck.notification_message()
     key = customer_keys["cv25519"]
     composed = compose(
-        message, Format.PGPMIME, recipients=[key.certificate], signer=provider.signer,
+        message,
+        Format.PGPMIME,
+        recipients=[key.certificate],
+        signer=provider.signer,
         hide_subject=False,
     )
-    shown = check_in_notmuch(
-        notmuch, composed.data, composed.message_id, message,
-        encrypted=True, signed=True, legacy_subject=None,
+    displayed = check_in_notmuch(
+        notmuch,
+        composed.data,
+        composed.message_id,
+        message,
+        encrypted=True,
+        signed=True,
+        legacy_subject=None,
     )
-    assert "header-mask" not in shown["crypto"]["decrypted"]
+    assert "header-mask" not in displayed["crypto"]["decrypted"]
 
 
 def test_notmuch_rejects_unsigned_final_line_break(notmuch, provider):
@@ -121,6 +159,6 @@ def test_notmuch_rejects_unsigned_final_line_break(notmuch, provider):
     header_block = header.split(b"MIME-Version:")[0]
     raw = wire.multipart_signed(header_block, entity, wrong.armored, wrong.micalg)
     notmuch.deliver(raw)
-    shown = notmuch.show(composed.message_id)
-    statuses = shown["crypto"]["signed"]["status"]
+    displayed = notmuch.show(composed.message_id)
+    statuses = displayed["crypto"]["signed"]["status"]
     assert [s["status"] for s in statuses] == ["bad"], statuses

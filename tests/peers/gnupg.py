@@ -26,7 +26,8 @@ class GnuPG:
         self.home.mkdir(parents=True, exist_ok=True)
         self.home.chmod(0o700)
         (self.home / "gpg.conf").write_text("no-auto-key-locate\nno-auto-key-retrieve\n")
-        (self.home / "gpg-agent.conf").write_text("allow-loopback-pinentry\n")
+        # The lowest S2K count keeps passphrase-protected test keys quick to unlock.
+        (self.home / "gpg-agent.conf").write_text("allow-loopback-pinentry\ns2k-count 65536\n")
 
     def run(
         self,
@@ -129,7 +130,7 @@ class GnuPG:
 
 @dataclass
 class GpgVerdict:
-    """What ``gpg --show-keys --with-colons`` says about one certificate."""
+    """GnuPG's verdict on one certificate, from ``gpg --show-keys --with-colons``."""
 
     validity: str  # field 2 of the pub line: "-", "e" expired, "r" revoked, "i" invalid
     capabilities: str  # field 12: upper-case letters are usable capabilities of the whole key

@@ -1,7 +1,7 @@
 """notmuch (GMime and GPGME, Debian 12: notmuch 0.37) as a mail client.
 
 The message is delivered into a Maildir, indexed, and read back with
-``notmuch show --decrypt=true``; GPGME uses the GnuPG home that holds the
+``notmuch show --decrypt=true``; GPGME uses the GnuPG home that contains the
 customer's secret key.
 """
 
@@ -57,14 +57,21 @@ class Notmuch:
     def show(self, message_id: str) -> dict[str, Any]:
         """Return the message as ``notmuch show --format=json`` decrypts it."""
         output = self._run(
-            "show", "--format=json", "--decrypt=true", "--include-html",
-            "--entire-thread=false", f"id:{message_id.strip('<>')}",
+            "show",
+            "--format=json",
+            "--decrypt=true",
+            "--include-html",
+            "--entire-thread=false",
+            f"id:{message_id.strip('<>')}",
         )
         return json.loads(output)[0][0][0]
 
     def part(self, message_id: str, number: int) -> bytes:
         """Return the decoded content of MIME part ``number``."""
         return self._run(
-            "show", "--format=raw", "--decrypt=true", f"--part={number}",
+            "show",
+            "--format=raw",
+            "--decrypt=true",
+            f"--part={number}",
             f"id:{message_id.strip('<>')}",
         )

@@ -86,3 +86,50 @@ def _verification(item: dict[str, object]) -> Verification:
         json.dumps(item),
         hash_name.upper() if isinstance(hash_name, str) else None,
     )
+
+
+class OpenPgpJsSender(OpenPgpJs):
+    """A customer who writes with OpenPGP.js and a Curve25519 key it generated."""
+
+    def __init__(self, name: str, address: str) -> None:
+        super().__init__()
+        keys = self._call({"op": "generate", "userID": {"name": name, "email": address}})
+        self.private_key = str(keys["privateKey"])
+        self.public_key = str(keys["publicKey"])
+
+    def certificate(self) -> bytes:
+        return self.public_key.encode("ascii")
+
+    def encrypt(self, data: bytes, recipient: bytes, *, sign: bool = True) -> bytes:
+        """Return an armored message to the ``recipient`` certificate."""
+        result = self._call(
+            {
+                "op": "encrypt",
+                "data": base64.b64encode(data).decode(),
+                "encryptionKey": recipient.decode("ascii"),
+                "signingKey": self.private_key if sign else None,
+            }
+        )
+        return str(result["message"]).encode("ascii")
+
+    def sign_detached(self, data: bytes) -> bytes:
+        result = self._call(
+            {
+                "op": "sign",
+                "data": base64.b64encode(data).decode(),
+                "signingKey": self.private_key,
+                "cleartext": False,
+            }
+        )
+        return str(result["signature"]).encode("ascii")
+
+    def clearsign(self, data: bytes) -> bytes:
+        result = self._call(
+            {
+                "op": "sign",
+                "data": base64.b64encode(data).decode(),
+                "signingKey": self.private_key,
+                "cleartext": True,
+            }
+        )
+        return str(result["signature"]).encode("utf-8")

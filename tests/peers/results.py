@@ -11,7 +11,9 @@ class Verification:
 
     valid: bool
     detail: str  # the peer's own words, for assertion messages
-    hash_algorithm: str | None = None  # upper case, e.g. "SHA512", when the peer says
+    hash_algorithm: str | None = (
+        None  # upper case, e.g. "SHA512", when the peer reports it
+    )
 
 
 @dataclass

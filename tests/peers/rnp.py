@@ -57,7 +57,9 @@ class Rnp:
         sig_path = self.home / "signed.bin.asc"
         data_path.write_bytes(data)
         sig_path.write_bytes(signature)
-        proc = self._run(self.rnp, ["--verify", str(sig_path), "--source", str(data_path)])
+        proc = self._run(
+            self.rnp, ["--verify", str(sig_path), "--source", str(data_path)]
+        )
         stderr = proc.stderr.decode("utf-8", "replace")
         signatures = _signatures(stderr, proc.returncode)
         return signatures[0] if signatures else Verification(False, stderr)
@@ -65,7 +67,9 @@ class Rnp:
 
 def _signatures(stderr: str, returncode: int) -> list[Verification]:
     good = re.findall(r"^Good signature.*$", stderr, re.MULTILINE)
-    bad = re.findall(r"^(?:BAD signature|Signature verification failure).*$", stderr, re.MULTILINE)
+    bad = re.findall(
+        r"^(?:BAD signature|Signature verification failure).*$", stderr, re.MULTILINE
+    )
     results = [Verification(returncode == 0, line + "\n" + stderr) for line in good]
     results += [Verification(False, line + "\n" + stderr) for line in bad]
     if not results:

@@ -17,7 +17,7 @@ from tests.support import require_tool
 # command -> Debian package; each takes the same SOP subcommands.
 IMPLEMENTATIONS = {"sqop": "sqop", "gosop": "gosop", "pgpainless-cli": "pgpainless-cli"}
 
-# gosop 0.0.0 only knows the older spelling of --verifications-out.
+# gosop 0.0.0 accepts only the older spelling of --verifications-out.
 _VERIFICATIONS_OPTION = {"gosop": "--verify-out"}
 
 
@@ -62,12 +62,16 @@ class Sop:
         proc = self._run(args, ciphertext)
         stderr = proc.stderr.decode("utf-8", "replace")
         if proc.returncode != 0:
-            raise AssertionError(f"{self.command} decrypt failed ({proc.returncode}):\n{stderr}")
+            raise AssertionError(
+                f"{self.command} decrypt failed ({proc.returncode}):\n{stderr}"
+            )
         # Each line of the verifications file is one signature that verified.
         lines = verifications.read_text().splitlines() if verifications.exists() else []
         signatures = [Verification(True, line) for line in lines if line.strip()]
         if not signatures:
-            signatures = [Verification(False, f"no verified signature; stderr:\n{stderr}")]
+            signatures = [
+                Verification(False, f"no verified signature; stderr:\n{stderr}")
+            ]
         return Decryption(proc.stdout, signatures)
 
     def verify_detached(self, data: bytes, signature: bytes) -> Verification:
@@ -77,3 +81,51 @@ class Sop:
         proc = self._run(args, data)
         output = (proc.stdout + proc.stderr).decode("utf-8", "replace")
         return Verification(proc.returncode == 0 and bool(proc.stdout.strip()), output)
+
+
+class SopSender:
+    """A customer who writes with one SOP implementation and a key it generated."""
+
+    def __init__(self, command: str, home: Path, user_id: str) -> None:
+        self.command = command
+        self.binary = require_tool(command, IMPLEMENTATIONS[command])
+        self.home = Path(home)
+        self.home.mkdir(parents=True, exist_ok=True)
+        # gosop 0.0.0 crashes on short relative file names, so every path
+        # passed to a SOP tool is absolute.
+        self.key = self.home / "sender-key.asc"
+        self.cert = self.home / "sender-cert.asc"
+        self.key.write_bytes(self._run(["generate-key", user_id]))
+        self.cert.write_bytes(self._run(["extract-cert"], self.key.read_bytes()))
+
+    def _run(self, args: list[str], data: bytes = b"") -> bytes:
+        proc = subprocess.run(
+            [self.binary, *args],
+            input=data,
+            capture_output=True,
+            timeout=120,
+            cwd=self.home,
+            env={"HOME": str(self.home), "PATH": "/usr/bin:/bin"},
+        )
+        if proc.returncode != 0:
+            stderr = proc.stderr.decode("utf-8", "replace")
+            raise AssertionError(f"{self.command} {args[0]} failed ({proc.returncode}):\n{stderr}")
+        return proc.stdout
+
+    def certificate(self) -> bytes:
+        return self.cert.read_bytes()
+
+    def encrypt(self, data: bytes, recipient: bytes, *, sign: bool = True) -> bytes:
+        """Return an armored message to the ``recipient`` certificate."""
+        recipient_path = self.home / "recipient-cert.asc"
+        recipient_path.write_bytes(recipient)
+        args = ["encrypt"]
+        if sign:
+            args.append(f"--sign-with={self.key}")
+        return self._run([*args, str(recipient_path)], data)
+
+    def sign_detached(self, data: bytes) -> bytes:
+        return self._run(["sign", str(self.key)], data)
+
+    def clearsign(self, data: bytes) -> bytes:
+        return self._run(["inline-sign", "--as=clearsigned", str(self.key)], data)

@@ -25,7 +25,7 @@ class SqResult:
 
 @dataclass
 class SqVerdict:
-    """What ``sq inspect`` says: whether the primary key and an encryption subkey are valid."""
+    """The verdict of ``sq inspect``: whether the primary key and an encryption subkey are valid."""
 
     primary_ok: bool
     encryption_ok: bool

@@ -1,8 +1,8 @@
 """The key corpus for intake tests, generated with GnuPG 2.2 and pysequoia.
 
-Each entry has the verdict sealmail must reach and what GnuPG 2.2 and sq
-0.27 are expected to say. Where they differ from sealmail on purpose, the
-entry says why in ``difference``.
+Each entry has the verdict sealmail must reach and the verdicts expected
+from GnuPG 2.2 and sq 0.27. Where they differ from sealmail on purpose,
+``difference`` explains why.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from tests.peers.gnupg import GnuPG
 # GnuPG runs with this faked clock for keys that must be old by now.
 PAST = "20230101T000000"
 FUTURE = "20400101T000000"
-FLOOD_CERTIFICATIONS = 5000
+FLOOD_CERTIFICATIONS = 3000
 
 USABLE = "usable"
 NOT_USABLE = "not usable"

@@ -99,6 +99,16 @@ def test_orgkey_lifecycle(tmp_path):
         assert role_export.getvalue() != exported.getvalue()
 
 
+def test_get_keystore_is_shared(tmp_path):
+    with override_settings(KEYS_DIR=tmp_path / "keys"):
+        store = get_keystore()
+        assert get_keystore() is store
+        store.generate(["<billing@provider.test>"])
+        assert get_keystore().signer() is store.signer()
+    with override_settings(KEYS_DIR=tmp_path / "other"):
+        assert get_keystore() is not store
+
+
 def test_orgkey_import_from_file(tmp_path, customer):
     gpg, _ = customer
     fingerprint = gpg.generate("import@provider.test", "future-default", "never")

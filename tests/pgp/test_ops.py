@@ -8,7 +8,13 @@ import pytest
 from sealmail.core.errors import DecryptionError, EncryptionError
 from sealmail.core.pgp import packets as pk
 from sealmail.core.pgp.keystore import KeyStore
-from sealmail.core.pgp.ops import decrypt, encrypt_and_sign, sign_detached, verify_detached
+from sealmail.core.pgp.ops import (
+    decrypt,
+    encrypt_and_sign,
+    sign_detached,
+    verify_detached,
+    verify_inline,
+)
 from tests.peers.gnupg import GnuPG
 from tests.pgp.corpus import PAST
 
@@ -122,7 +128,6 @@ def test_compressed_message_with_forged_signature(store, customer_gpg, tmp_path)
 def test_compressed_message_to_protected_key_is_unchecked(tmp_path, customer_gpg):
     gpg, fingerprint, cert = customer_gpg
     provider = GnuPG(tmp_path / "provider")
-    provider.home.joinpath("gpg-agent.conf").write_text("allow-loopback-pinentry\ns2k-count 65536\n")
     provider.run("--passphrase", "pw", "--quick-generate-key", "p@provider.test",
                  "future-default", "default", "never")
     provider_fpr = provider.fingerprint("p@provider.test")
@@ -326,3 +331,38 @@ def test_seipd_version_by_recipient_version(store):
 def test_encrypt_without_recipients(store):
     with pytest.raises(EncryptionError):
         encrypt_and_sign(b"x", [], store.signer())
+
+
+def test_verify_inline_signed_message(customer_gpg):
+    gpg, fingerprint, cert = customer_gpg
+    signed = gpg.run("--sign", "--local-user", fingerprint, input=b"inline body").stdout
+    content, results = verify_inline(signed, certificates_for=lambda ids: [cert])
+    assert content == b"inline body"
+    assert [(r.status, r.signer_fingerprint) for r in results] == [("good", fingerprint.lower())]
+    _, unknown = verify_inline(signed, certificates_for=lambda ids: [])
+    assert [r.status for r in unknown] == ["unknown_key"]
+
+
+def test_verify_inline_cleartext(customer_gpg):
+    gpg, fingerprint, cert = customer_gpg
+    text = b"- starts with a dash\nsecond line\n"
+    signed = gpg.run("--clearsign", "--local-user", fingerprint, input=text).stdout
+    content, results = verify_inline(signed, certificates_for=lambda ids: [cert])
+    assert content.rstrip(b"\n") == text.rstrip(b"\n")
+    assert [r.status for r in results] == ["good"]
+    tampered = signed.replace(b"second line", b"second lime")
+    content, results = verify_inline(tampered, certificates_for=lambda ids: [cert])
+    assert b"second lime" in content
+    assert [r.status for r in results] == ["bad"]
+
+
+def test_openpgpjs_reads_provider_messages(store, customer_gpg):
+    from tests.peers.openpgpjs import OpenPgpJs
+
+    peer = OpenPgpJs()
+    gpg, fingerprint, cert = customer_gpg
+    peer.add_secret_key(gpg.export(fingerprint, secret=True))
+    peer.add_certificate(store.export().encode())
+    result = peer.decrypt(encrypt_and_sign(b"hello OpenPGP.js", [cert], store.signer()))
+    assert result.plaintext == b"hello OpenPGP.js"
+    assert result.verified, [sig.detail for sig in result.signatures]

@@ -4,11 +4,16 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
+from django.http import HttpRequest, HttpResponse
 from ninja import NinjaAPI, Schema
 
 from sealmail import __version__
 from sealmail.api.auth import TokenAuth
 from sealmail.contacts.api import router as contacts_router
+from sealmail.contacts.api_customers import router as customers_router
+from sealmail.inbound.api import router as tickets_router
+from sealmail.notifications.api import router as notifications_router
+from sealmail.outbox.api import router as messages_router
 
 api = NinjaAPI(
     title="sealmail API",
@@ -34,25 +39,21 @@ def health(request) -> dict[str, str]:
     return {"status": "ok", "version": __version__}
 
 
-def _register_outbox_routers() -> None:
-    from sealmail.contacts.api_customers import router as customers_router
-    from sealmail.outbox.api import router as messages_router
-
-    api.add_router("/v1/customers", customers_router)
-    api.add_router("/v1/messages", messages_router)
-
-    @api.exception_handler(RequestDataTooBig)
-    def request_too_big(request, exc):
-        return api.create_response(
-            request,
-            {
-                "detail": "the request body is larger than "
-                f"{settings.DATA_UPLOAD_MAX_MEMORY_SIZE} bytes; send smaller "
-                "attachments or split the request"
-            },
-            status=413,
-        )
+@api.exception_handler(RequestDataTooBig)
+def request_too_big(request: HttpRequest, exc: RequestDataTooBig) -> HttpResponse:
+    return api.create_response(
+        request,
+        {
+            "detail": "the request body is larger than "
+            f"{settings.DATA_UPLOAD_MAX_MEMORY_SIZE} bytes; send smaller "
+            "attachments or split the request"
+        },
+        status=413,
+    )
 
 
-_register_outbox_routers()
+api.add_router("/v1/customers", customers_router)
 api.add_router("/v1/contacts", contacts_router)
+api.add_router("/v1/messages", messages_router)
+api.add_router("/v1/tickets", tickets_router)
+api.add_router("/v1/", notifications_router)

@@ -61,6 +61,7 @@ class OutboxPasswordResetForm(PasswordResetForm):
 
 class PasswordResetView(auth_views.PasswordResetView):
     form_class = OutboxPasswordResetForm
+    template_name = "portal/password_reset_form.html"
     email_template_name = "registration/reset_mail.txt"
     subject_template_name = "registration/reset_mail_subject.txt"
     success_url = reverse_lazy("password_reset_done")
@@ -82,4 +83,27 @@ urlpatterns = [
         name="login",
     ),
     path("password_reset/", PasswordResetView.as_view(), name="password_reset"),
+    # The admin app ships templates under the same registration/ names and
+    # comes first in INSTALLED_APPS, so the portal's pages have their own names.
+    path(
+        "password_reset/done/",
+        auth_views.PasswordResetDoneView.as_view(
+            template_name="portal/password_reset_done.html"
+        ),
+        name="password_reset_done",
+    ),
+    path(
+        "reset/<uidb64>/<token>/",
+        auth_views.PasswordResetConfirmView.as_view(
+            template_name="portal/password_reset_confirm.html"
+        ),
+        name="password_reset_confirm",
+    ),
+    path(
+        "reset/done/",
+        auth_views.PasswordResetCompleteView.as_view(
+            template_name="portal/password_reset_complete.html"
+        ),
+        name="password_reset_complete",
+    ),
 ]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from datetime import datetime
+from typing import Any
 
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
@@ -76,8 +77,35 @@ class KeyAccepted(Schema):
 
 
 class Problem(Schema):
-    reason: str
-    message: str
+    """An error body: ``detail`` for people, ``reason`` as a stable code.
+
+    A body that is not JSON at all gets ninja's own 400 without a reason.
+    """
+
+    detail: str
+    reason: str | None = None
+
+
+class DetailOut(Schema):
+    detail: str
+
+
+class ValidationErrorOut(Schema):
+    """The body of a 422 response: where the request did not match the schema."""
+
+    detail: list[dict[str, Any]]
+
+
+# Responses every route may give besides its own: a missing token or CSRF
+# token, an unknown or foreign contact, a body over the size limit, and a
+# request that does not match the schema.
+COMMON_ERRORS: dict[int, type[Schema]] = {
+    401: DetailOut,
+    403: DetailOut,
+    404: DetailOut,
+    413: DetailOut,
+    422: ValidationErrorOut,
+}
 
 
 def _contact_for(request: HttpRequest, contact_id: int) -> Contact:
@@ -92,7 +120,9 @@ def _contact_for(request: HttpRequest, contact_id: int) -> Contact:
 
 def _actor(request: HttpRequest) -> Actor:
     if isinstance(request.auth, ApiToken):
-        return Actor(f"api:{request.auth.name}", client_address(request))
+        return Actor(
+            f"api:{request.auth.name}", client_address(request), api_client=True
+        )
     return Actor(request.auth.get_username(), client_address(request), request.auth.pk)
 
 
@@ -107,7 +137,7 @@ def _pending_out(change: PendingChange | None) -> dict | None:
     }
 
 
-@router.get("/{contact_id}", response=ContactOut)
+@router.get("/{contact_id}", response={200: ContactOut, **COMMON_ERRORS})
 def get_contact(request: HttpRequest, contact_id: int) -> dict:
     """Return a contact's address, role, mode, encryption status and active key."""
     contact = _contact_for(request, contact_id)
@@ -128,7 +158,7 @@ def get_contact(request: HttpRequest, contact_id: int) -> dict:
 
 @router.post(
     "/{contact_id}/key",
-    response={202: KeyAccepted, 400: Problem, 429: Problem},
+    response={202: KeyAccepted, 400: Problem, 429: Problem, **COMMON_ERRORS},
 )
 def register_key(
     request: HttpRequest, contact_id: int, body: KeyIn
@@ -145,13 +175,14 @@ def register_key(
     except ValidationError:
         return 400, {
             "reason": "invalid_address",
-            "message": f"{address!r} is not a valid email address; give one like name@example.net",
+            "detail": f"{address!r} is not a valid email address; "
+            "give one like name@example.net",
         }
     try:
         report = inspect_key(body.key)
     except KeyRejected as exc:
         logger.info("API key for contact %s rejected: %s", contact.pk, exc.reason)
-        return 400, {"reason": exc.reason, "message": exc.message}
+        return 400, {"reason": exc.reason, "detail": exc.message}
     try:
         change = changes.request_change(
             contact,
@@ -162,9 +193,9 @@ def register_key(
             actor=_actor(request),
         )
     except RateLimited as exc:
-        return 429, {"reason": "rate_limited", "message": str(exc)}
+        return 429, {"reason": "rate_limited", "detail": str(exc)}
     except ChangeError as exc:
-        return 400, {"reason": "change_rejected", "message": str(exc)}
+        return 400, {"reason": "change_rejected", "detail": str(exc)}
     return 202, {
         "change": _pending_out(change),
         "key": {

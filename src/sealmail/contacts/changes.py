@@ -1,7 +1,7 @@
 """Contact changes that need the customer's confirmation by mail.
 
 A change (new address, new key, key removal) is stored as a
-:class:`PendingChange`; the contact keeps its current settings until someone
+:class:`PendingChange`, and the contact keeps its current settings until someone
 follows the mailed link and presses the confirm button. The mail goes to the
 new address, encrypted to the new key when one is given. Removing encryption
 is a downgrade, so that confirmation goes to the current address, encrypted
@@ -60,6 +60,9 @@ class Actor:
     name: str
     client_address: str | None = None
     user_id: int | None = None
+    # A calling system with an API token sends many customers' changes from
+    # one address, so only the per-contact limit applies to it.
+    api_client: bool = False
 
 
 def audit(
@@ -94,9 +97,9 @@ def _check_rate(contact: Contact, actor: Actor) -> None:
             f"This contact had {settings.SEALMAIL_CHANGE_LIMIT_CONTACT} change requests "
             "in the last hour. Wait an hour, or use the link in the last mail we sent."
         )
-    client_bucket = (
-        f"change:client:{actor.client_address}" if actor.client_address else None
-    )
+    client_bucket = None
+    if actor.client_address and not actor.api_client:
+        client_bucket = f"change:client:{actor.client_address}"
     if client_bucket and ratelimit.exceeded(
         client_bucket, settings.SEALMAIL_CHANGE_LIMIT_CLIENT, RATE_WINDOW
     ):

@@ -17,8 +17,8 @@ from sealmail.core.pgp.inspect import MAX_INPUT_BYTES, KeyReport, inspect_key
 
 logger = logging.getLogger(__name__)
 
-# A public key with a few subkeys and self-signatures is a few kilobytes;
-# inspect_key rejects anything larger than this, so the form does too.
+# A public key with a few subkeys and self-signatures is typically a few
+# kilobytes. inspect_key rejects input larger than this, so the form does too.
 KEY_MAX_BYTES = MAX_INPUT_BYTES
 LOGIN_WINDOW = timedelta(minutes=15)
 
@@ -110,8 +110,9 @@ class ContactForm(forms.Form):
 class RateLimitedLoginForm(AuthenticationForm):
     """Django's login form, locked for a user name after repeated failures.
 
-    Failures are counted per user name and client address and, with a four
-    times higher limit, per client address alone, in the database.
+    Failures are counted in the database per user name and client address
+    and, with a four times higher limit, per client address and per user name
+    alone, so rotating addresses does not allow unlimited guesses.
     """
 
     def clean(self) -> dict[str, Any]:
@@ -119,9 +120,12 @@ class RateLimitedLoginForm(AuthenticationForm):
         client = client_address(self.request) if self.request else None
         user_bucket = f"login:user:{username}:{client}"
         client_bucket = f"login:client:{client}"
+        any_client_bucket = f"login:user:{username}"
         limit = settings.SEALMAIL_LOGIN_MAX_FAILURES
-        if ratelimit.exceeded(user_bucket, limit, LOGIN_WINDOW) or ratelimit.exceeded(
-            client_bucket, 4 * limit, LOGIN_WINDOW
+        if (
+            ratelimit.exceeded(user_bucket, limit, LOGIN_WINDOW)
+            or ratelimit.exceeded(client_bucket, 4 * limit, LOGIN_WINDOW)
+            or ratelimit.exceeded(any_client_bucket, 4 * limit, LOGIN_WINDOW)
         ):
             logger.warning("login locked after repeated failures from %s", client)
             raise forms.ValidationError(
@@ -134,6 +138,7 @@ class RateLimitedLoginForm(AuthenticationForm):
         except forms.ValidationError:
             ratelimit.hit(user_bucket, LOGIN_WINDOW)
             ratelimit.hit(client_bucket, LOGIN_WINDOW)
+            ratelimit.hit(any_client_bucket, LOGIN_WINDOW)
             raise
         finally:
             if self.user_cache is not None:

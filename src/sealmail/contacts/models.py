@@ -58,6 +58,11 @@ class Contact(models.Model):
     active_key = models.ForeignKey(
         "ContactKey", null=True, blank=True, on_delete=models.PROTECT, related_name="+"
     )
+    wkd_refresh = models.BooleanField(
+        default=False,
+        help_text="look for a refreshed copy of the active key in the address's "
+        "Web Key Directory",
+    )
     created = models.DateTimeField(auto_now_add=True)
     updated = models.DateTimeField(auto_now=True)
 

@@ -30,3 +30,11 @@ def hit(bucket: str, window: timedelta) -> None:
 def clear(bucket: str) -> None:
     """Forget every hit of ``bucket``, for example after a successful login."""
     RateLimitHit.objects.filter(bucket=bucket).delete()
+
+
+def purge(older_than: timedelta) -> int:
+    """Delete hits older than ``older_than`` in every bucket and return how many."""
+    deleted, _ = RateLimitHit.objects.filter(
+        time__lte=timezone.now() - older_than
+    ).delete()
+    return deleted

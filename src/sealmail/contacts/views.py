@@ -70,7 +70,7 @@ def provider_keys() -> list[dict[str, str]]:
 
 def home(request: HttpRequest) -> HttpResponse:
     if not request.user.is_authenticated:
-        return render(request, "sealmail/home.html")
+        return render(request, "sealmail/home.html", {"provider_keys": provider_keys()})
     contacts = list(contacts_of(request.user))
     pending = {
         change.contact_id: change

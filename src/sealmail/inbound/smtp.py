@@ -35,7 +35,12 @@ class RoleAddressHandler:
         self.max_bytes = max_bytes
 
     async def handle_RCPT(
-        self, server: SMTP, session: Session, envelope: Envelope, address: str, rcpt_options: list[str]
+        self,
+        server: SMTP,
+        session: Session,
+        envelope: Envelope,
+        address: str,
+        rcpt_options: list[str],
     ) -> str:
         if address.lower() not in self.role_addresses:
             logger.info("%s: rejected recipient %r", session.peer, address)
@@ -43,11 +48,18 @@ class RoleAddressHandler:
         envelope.rcpt_tos.append(address)
         return "250 2.1.5 OK"
 
-    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+    async def handle_DATA(
+        self, server: SMTP, session: Session, envelope: Envelope
+    ) -> str:
         content = envelope.original_content or b""
-        if len(content) > self.max_bytes:
-            return S552_TOO_BIG
         protocol = "lmtp" if server.__class__.__name__ == "LMTP" else "smtp"
+        # LMTP replies once per accepted recipient after DATA (RFC 2033).
+        replies = len(envelope.rcpt_tos) if protocol == "lmtp" else 1
+        if len(content) > self.max_bytes:
+            logger.info(
+                "%s: rejected %d bytes over the size limit", session.peer, len(content)
+            )
+            return "\r\n".join([S552_TOO_BIG] * replies)
         try:
             message_id = await sync_to_async(self.store, thread_sensitive=True)(
                 protocol,
@@ -58,21 +70,47 @@ class RoleAddressHandler:
             )
         except Exception:
             logger.exception("%s: storing a message failed; answered 451", session.peer)
-            return S451_STORE_FAILED
-        logger.info("%s: stored inbound message %d (%d bytes)", session.peer, message_id, len(content))
-        if protocol == "lmtp":
-            # LMTP answers once per recipient (RFC 2033); they share one stored copy.
-            return "\r\n".join([S250_OK] * len(envelope.rcpt_tos))
-        return S250_OK
+            return "\r\n".join([S451_STORE_FAILED] * replies)
+        logger.info(
+            "%s: stored inbound message %d (%d bytes)",
+            session.peer,
+            message_id,
+            len(content),
+        )
+        # The recipients share one stored copy.
+        return "\r\n".join([S250_OK] * replies)
 
 
-def store_raw(protocol: str, peer: str, mail_from: str, rcpt_to: list[str], raw: bytes) -> int:
-    from django.db import close_old_connections
+def store_raw(
+    protocol: str, peer: str, mail_from: str, rcpt_to: list[str], raw: bytes
+) -> int:
+    """Commit the raw message, then queue it for parsing; return its id.
+
+    The row is committed (autocommit) before the task is queued, so a
+    failure to queue loses nothing: ``parse_forgotten`` picks the message up.
+    """
+    from django.db import connection
 
     from sealmail.inbound.models import InboundMessage
 
-    close_old_connections()
+    # The server thread lives long: drop a broken connection, but keep a
+    # working one, because reopening costs more than storing a message.
+    if connection.connection is not None and not connection.is_usable():
+        connection.close()
     message = InboundMessage.objects.create(
-        protocol=protocol, peer=peer, mail_from=mail_from, rcpt_to=rcpt_to, raw=raw, size=len(raw)
+        protocol=protocol,
+        peer=peer,
+        mail_from=mail_from,
+        rcpt_to=rcpt_to,
+        raw=raw,
+        size=len(raw),
     )
+    try:
+        from sealmail.inbound.tasks import parse_inbound
+
+        parse_inbound(message.pk)
+    except Exception:
+        logger.exception(
+            "inbound message %d stored but queueing its parsing failed", message.pk
+        )
     return message.pk

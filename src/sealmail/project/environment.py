@@ -77,6 +77,40 @@ def env_int(name: str, default: int) -> int:
         ) from None
 
 
+def env_int_list(name: str, default: list[int]) -> list[int]:
+    """Parse comma-separated positive integers from ``name``, largest first."""
+    value = os.environ.get(name)
+    if value is None or value.strip() == "":
+        return sorted(default, reverse=True)
+    try:
+        numbers = [int(item) for item in value.split(",") if item.strip()]
+    except ValueError:
+        numbers = []
+    if not numbers or any(number <= 0 for number in numbers):
+        raise ImproperlyConfigured(
+            f"{name}={value!r} is not a list of positive integers; "
+            "give comma-separated numbers like 30,7,1"
+        )
+    return sorted(set(numbers), reverse=True)
+
+
+def env_mapping(name: str) -> dict[str, str]:
+    """Parse comma-separated ``KEY=VALUE`` pairs from ``name``; keys are lower-cased."""
+    value = os.environ.get(name, "")
+    mapping: dict[str, str] = {}
+    for item in value.split(","):
+        if not item.strip():
+            continue
+        key, sep, target = item.partition("=")
+        if not sep or not key.strip() or not target.strip():
+            raise ImproperlyConfigured(
+                f"{name} contains {item.strip()!r}, which is not KEY=VALUE; give "
+                "comma-separated pairs like example.net=https://mirror.example.net"
+            )
+        mapping[key.strip().lower()] = target.strip()
+    return mapping
+
+
 def env_addr(name: str, default: str) -> tuple[str, int]:
     """Parse ``HOST:PORT`` (``[::1]:PORT`` for IPv6) from ``name``."""
     value = os.environ.get(name) or default

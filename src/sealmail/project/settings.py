@@ -17,6 +17,8 @@ from sealmail.project.environment import (
     env_addr,
     env_bool,
     env_int,
+    env_int_list,
+    env_mapping,
     ensure_secret_key,
     huey_from_url,
     role_addresses,
@@ -40,6 +42,10 @@ SEALMAIL_BASE_URL = os.environ.get(
     "SEALMAIL_BASE_URL", f"http://{SEALMAIL_WEB_ADDR[0]}:{SEALMAIL_WEB_ADDR[1]}"
 ).rstrip("/")
 SEALMAIL_SMTPD_MAX_BYTES = env_int("SEALMAIL_SMTPD_MAX_BYTES", 25 * 1024 * 1024)
+SEALMAIL_INBOUND_MAX_PLAINTEXT_BYTES = env_int(
+    "SEALMAIL_INBOUND_MAX_PLAINTEXT_BYTES", 64 * 1024 * 1024
+)
+SEALMAIL_INBOUND_ACKNOWLEDGE = env_bool("SEALMAIL_INBOUND_ACKNOWLEDGE", True)
 # Outgoing mail: sign mail to contacts without a key; retry temporary delivery
 # failures after SEALMAIL_SEND_RETRY_SECONDS, doubling each time, up to
 # SEALMAIL_SEND_MAX_ATTEMPTS attempts.
@@ -56,6 +62,27 @@ SEALMAIL_CHANGE_LIMIT_CONTACT = env_int("SEALMAIL_CHANGE_LIMIT_CONTACT", 5)
 SEALMAIL_CHANGE_LIMIT_CLIENT = env_int("SEALMAIL_CHANGE_LIMIT_CLIENT", 20)
 SEALMAIL_LOGIN_MAX_FAILURES = env_int("SEALMAIL_LOGIN_MAX_FAILURES", 5)
 
+# Notifications: changes of a line within this many seconds of the first
+# change go out as one summary mail.
+SEALMAIL_FLAP_WINDOW_SECONDS = env_int("SEALMAIL_FLAP_WINDOW_SECONDS", 300)
+# Days before a contact key stops being usable on which its contact is warned.
+SEALMAIL_KEY_WARNING_DAYS = env_int_list("SEALMAIL_KEY_WARNING_DAYS", [30, 7, 1])
+# UTC hour of the daily key check (re-validation, WKD refresh, expiry warnings).
+SEALMAIL_KEY_CHECK_HOUR = env_int("SEALMAIL_KEY_CHECK_HOUR", 3)
+# Mail domains whose provider keys are published by Web Key Directory;
+# by default the domains of SEALMAIL_FROM and the role addresses.
+SEALMAIL_WKD_DOMAINS = [
+    domain.strip().lower()
+    for domain in os.environ.get("SEALMAIL_WKD_DOMAINS", "").split(",")
+    if domain.strip()
+] or sorted(
+    {address.rpartition("@")[2] for address in [SEALMAIL_FROM, *SEALMAIL_ROLE_ADDRESSES]}
+)
+# DOMAIN=URL pairs that send WKD lookups for DOMAIN to URL instead of the
+# domain's own web server (an internal mirror), and a CA bundle to trust.
+SEALMAIL_WKD_URLS = env_mapping("SEALMAIL_WKD_URLS")
+SEALMAIL_WKD_CA_FILE = os.environ.get("SEALMAIL_WKD_CA_FILE", "")
+
 ALLOWED_HOSTS = [
     host.strip()
     for host in os.environ.get("SEALMAIL_ALLOWED_HOSTS", "").split(",")
@@ -64,6 +91,12 @@ ALLOWED_HOSTS = [
 _base_host = SEALMAIL_BASE_URL.split("://", 1)[-1].split("/", 1)[0].rsplit(":", 1)[0]
 if _base_host and _base_host not in ALLOWED_HOSTS:
     ALLOWED_HOSTS.append(_base_host)
+# Web Key Directory clients ask DOMAIN (direct layout) and
+# openpgpkey.DOMAIN (advanced layout).
+for _domain in SEALMAIL_WKD_DOMAINS:
+    for _host in (_domain, f"openpgpkey.{_domain}"):
+        if _host not in ALLOWED_HOSTS:
+            ALLOWED_HOSTS.append(_host)
 CSRF_TRUSTED_ORIGINS = [SEALMAIL_BASE_URL]
 
 INSTALLED_APPS = [

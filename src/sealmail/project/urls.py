@@ -8,5 +8,7 @@ urlpatterns = [
     path("api/", api.urls),
     path("accounts/", include("sealmail.contacts.accounts")),
     path("accounts/", include("django.contrib.auth.urls")),
+    path("staff/", include("sealmail.inbound.urls")),
+    path("", include("sealmail.keys.urls")),
     path("", include("sealmail.contacts.urls")),
 ]

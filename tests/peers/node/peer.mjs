@@ -3,6 +3,12 @@
 //   {"op": "decrypt", "message": armored or base64, "binary": bool,
 //    "privateKey": armored, "verificationKey": armored}
 //   {"op": "verify", "data": base64, "signature": armored, "verificationKey": armored}
+//   {"op": "generate", "userID": {"name", "email"}}
+//     -> {"privateKey": armored, "publicKey": armored}
+//   {"op": "encrypt", "data": base64, "encryptionKey": armored,
+//    "signingKey": armored or null} -> {"message": armored}
+//   {"op": "sign", "data": base64, "signingKey": armored, "cleartext": bool}
+//     -> {"signature": armored detached signature, or the cleartext-signed text}
 // Result: {"data": base64 (decrypt only), "signatures": [{"valid", "keyID",
 // "hash", "error"}]}
 import * as openpgp from "openpgp";
@@ -61,8 +67,47 @@ async function verify(request) {
   return { signatures: await describe(signatures) };
 }
 
+async function generate(request) {
+  const { privateKey, publicKey } = await openpgp.generateKey({
+    type: "ecc",
+    curve: "curve25519",
+    userIDs: [request.userID],
+    format: "armored",
+  });
+  return { privateKey, publicKey };
+}
+
+async function encrypt(request) {
+  const message = await openpgp.createMessage({
+    binary: Buffer.from(request.data, "base64"),
+  });
+  const signingKeys = request.signingKey
+    ? await openpgp.readPrivateKey({ armoredKey: request.signingKey })
+    : undefined;
+  const armored = await openpgp.encrypt({
+    message,
+    encryptionKeys: await openpgp.readKey({ armoredKey: request.encryptionKey }),
+    signingKeys,
+  });
+  return { message: armored };
+}
+
+async function sign(request) {
+  const signingKeys = await openpgp.readPrivateKey({ armoredKey: request.signingKey });
+  if (request.cleartext) {
+    const message = await openpgp.createCleartextMessage({
+      text: Buffer.from(request.data, "base64").toString("utf8"),
+    });
+    return { signature: await openpgp.sign({ message, signingKeys }) };
+  }
+  const message = await openpgp.createMessage({
+    binary: Buffer.from(request.data, "base64"),
+  });
+  return { signature: await openpgp.sign({ message, signingKeys, detached: true }) };
+}
+
 const request = await readStdin();
-const operations = { decrypt, verify };
+const operations = { decrypt, verify, generate, encrypt, sign };
 try {
   const result = await operations[request.op](request);
   process.stdout.write(JSON.stringify(result));

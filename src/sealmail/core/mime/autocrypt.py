@@ -1,9 +1,10 @@
 """The Autocrypt header that carries the provider's certificate.
 
-Autocrypt Level 1 asks for a minimal ``keydata``: the primary key, the
-user ID for the sender address with its self-signatures, and the subkeys
-with their binding signatures. Third-party certifications and other user
-IDs are dropped, which keeps the header small.
+Autocrypt Level 1 recommends a small ``keydata``. This one contains the
+primary key, the user ID for the sender address with its self-signatures,
+and every subkey with its binding signatures. The signing subkey stays
+because receivers need it to check the provider's signatures. Third-party
+certifications, other user IDs and user attributes are dropped.
 """
 
 from __future__ import annotations
@@ -17,12 +18,24 @@ from pysequoia.packet import Tag
 from sealmail.core.errors import CompositionError
 
 _KEYDATA_LINE_LENGTH = 76
-_SUBKEY_TAGS = (Tag.PublicSubkey, Tag.SecretSubkey)
+_CACHE_SIZE = 64
+_by_object: dict[str, tuple[pysequoia.Cert, bytes]] = {}
+_SECRET_TAGS = (Tag.SecretKey, Tag.SecretSubkey)
 
 
 def autocrypt_header(addr: str, certificate: pysequoia.Cert) -> bytes:
     """Return the folded ``Autocrypt:`` header line for ``addr``."""
-    return _autocrypt_header(addr.lower(), certificate.fingerprint, bytes(certificate))
+    addr = addr.lower()
+    # The caller passes the same Cert object for every message, so the entry
+    # keeps a reference to it and is reused while that object is passed.
+    cached = _by_object.get(addr)
+    if cached is not None and cached[0] is certificate:
+        return cached[1]
+    header = _autocrypt_header(addr, certificate.fingerprint, bytes(certificate))
+    if len(_by_object) >= _CACHE_SIZE:
+        _by_object.clear()
+    _by_object[addr] = (certificate, header)
+    return header
 
 
 def minimal_certificate(certificate: pysequoia.Cert, addr: str) -> bytes:
@@ -30,18 +43,29 @@ def minimal_certificate(certificate: pysequoia.Cert, addr: str) -> bytes:
     primary_fingerprint = certificate.fingerprint.lower()
     addr = addr.lower()
     packets = list(pysequoia.packet.PacketPile.from_bytes(bytes(certificate)))
-    kept: list[pysequoia.packet.Packet] = []
+    if any(packet.tag in _SECRET_TAGS for packet in packets):
+        raise CompositionError(
+            f"the Autocrypt certificate {certificate.fingerprint} contains secret key "
+            "material; pass the public certificate (Tsk.extract_certificate())"
+        )
+
     # The user ID for addr, else the first one, decides which user ID survives.
     user_ids = [p.user_id for p in packets if p.tag == Tag.UserID]
     chosen = next(
-        (uid for uid in user_ids if uid and (user_id_address(uid) or "").lower() == addr),
+        (
+            uid
+            for uid in user_ids
+            if uid and (user_id_address(uid) or "").lower() == addr
+        ),
         user_ids[0] if user_ids else None,
     )
+
     # Signatures follow the key, user ID or subkey they belong to.
+    kept: list[pysequoia.packet.Packet] = []
     keep_section = True
     for packet in packets:
         tag = packet.tag
-        if tag in (Tag.PublicKey, Tag.SecretKey) or tag in _SUBKEY_TAGS:
+        if tag in (Tag.PublicKey, Tag.PublicSubkey):
             keep_section = True
         elif tag == Tag.UserID:
             keep_section = packet.user_id == chosen
@@ -56,6 +80,7 @@ def minimal_certificate(certificate: pysequoia.Cert, addr: str) -> bytes:
             continue
         if keep_section:
             kept.append(packet)
+
     try:
         return bytes(pysequoia.Cert.from_packets(kept))
     except Exception as exc:  # pysequoia raises plain Exception
@@ -72,7 +97,7 @@ def user_id_address(user_id: str) -> str | None:
     return user_id if "@" in user_id else None
 
 
-@functools.lru_cache(maxsize=64)
+@functools.lru_cache(maxsize=_CACHE_SIZE)
 def _autocrypt_header(addr: str, fingerprint: str, certificate_bytes: bytes) -> bytes:
     certificate = pysequoia.Cert.from_bytes(certificate_bytes)
     keydata = base64.b64encode(minimal_certificate(certificate, addr)).decode("ascii")

@@ -42,16 +42,29 @@ from sealmail.core.pgp.ops import ProviderSigner, encrypt_and_sign, sign_detache
 
 logger = logging.getLogger(__name__)
 
-# The outer Subject of a message whose real Subject travels encrypted.
+# The outer Subject of a message whose real Subject travels encrypted, as
+# Thunderbird's OpenPGP mail writes it; the examples in RFC 9788 use "[...]".
 HIDDEN_SUBJECT = "..."
 
 # Fields the composer writes itself; extra headers may not set them.
 _RESERVED_HEADERS = frozenset(
     name.lower()
     for name in (
-        "From", "To", "Cc", "Bcc", "Subject", "Date", "Message-ID", "In-Reply-To",
-        "References", "MIME-Version", "Content-Type", "Content-Transfer-Encoding",
-        "Content-Disposition", "Autocrypt", "HP-Outer",
+        "From",
+        "To",
+        "Cc",
+        "Bcc",
+        "Subject",
+        "Date",
+        "Message-ID",
+        "In-Reply-To",
+        "References",
+        "MIME-Version",
+        "Content-Type",
+        "Content-Transfer-Encoding",
+        "Content-Disposition",
+        "Autocrypt",
+        "HP-Outer",
     )
 )
 # Hashes RFC 3156 signers must not use any more.
@@ -60,7 +73,7 @@ _WEAK_MICALGS = frozenset({"pgp-md5", "pgp-sha1", "pgp-ripemd160"})
 
 @dataclass(frozen=True)
 class _Field:
-    """One top-level header field: its name, decoded value and wire bytes."""
+    """One top-level header field: its name, its value as given and its wire bytes."""
 
     name: str
     value: str
@@ -96,7 +109,9 @@ def compose(
             "none was given, so the message was not composed"
         )
     if format is Format.SIGNED and signer is None:
-        raise SigningError("format signed needs the provider signing key; none was given")
+        raise SigningError(
+            "format signed needs the provider signing key; none was given"
+        )
 
     sender = h.parse_mailbox(message.sender, "sender")
     fields = _header_fields(message, sender)
@@ -105,21 +120,30 @@ def compose(
     autocrypt = autocrypt_header(sender.addr_spec, certificate) if certificate else b""
 
     if format is Format.PGPMIME:
-        data = _compose_pgpmime(message, fields, autocrypt, recipients, signer, hide_subject)
+        data = _compose_pgpmime(
+            message, fields, autocrypt, recipients, signer, hide_subject
+        )
     elif format is Format.INLINE:
-        data = _compose_inline(message, fields, autocrypt, recipients, signer, hide_subject)
+        data = _compose_inline(
+            message, fields, autocrypt, recipients, signer, hide_subject
+        )
     elif format is Format.SIGNED:
         assert signer is not None
         data = _compose_signed(message, fields, autocrypt, signer)
     else:
         data = _compose_plain(message, fields, autocrypt)
 
+    logger.debug(
+        "composed %s message %s, %d bytes", format.value, message_id, len(data)
+    )
     encrypted = format in (Format.PGPMIME, Format.INLINE)
     return ComposedMessage(
         data=data,
         message_id=message_id,
         format=format,
-        encrypted_to=tuple(cert.fingerprint for cert in recipients) if encrypted else (),
+        encrypted_to=tuple(cert.fingerprint for cert in recipients)
+        if encrypted
+        else (),
         signed_by=signer.fingerprint if signer and format is not Format.PLAIN else None,
     )
 
@@ -133,9 +157,13 @@ def _header_fields(message: OutgoingMessage, sender: Address) -> list[_Field]:
     )
     date = h.format_date(message.date)
     fields = [
-        _Field("From", str(sender), h.format_mailboxes("From", [sender])),
-        _Field("To", str(to), h.format_mailboxes("To", [to])),
-        _Field("Subject", message.subject, h.format_unstructured("Subject", message.subject)),
+        _Field("From", message.sender, h.format_mailboxes("From", [sender])),
+        _Field("To", message.to, h.format_mailboxes("To", [to])),
+        _Field(
+            "Subject",
+            message.subject,
+            h.format_unstructured("Subject", message.subject),
+        ),
         _Field("Date", date, h.format_raw("Date", date)),
         _Field("Message-ID", message_id, h.format_raw("Message-ID", message_id)),
     ]
@@ -144,7 +172,9 @@ def _header_fields(message: OutgoingMessage, sender: Address) -> list[_Field]:
         fields.append(_Field("In-Reply-To", value, h.format_raw("In-Reply-To", value)))
     if message.references:
         wire_bytes = h.format_message_ids("References", message.references)
-        value = " ".join(h.normalize_message_id(v, "References") for v in message.references)
+        value = " ".join(
+            h.normalize_message_id(v, "References") for v in message.references
+        )
         fields.append(_Field("References", value, wire_bytes))
     for name, value in message.headers:
         if name.lower() in _RESERVED_HEADERS:
@@ -173,17 +203,17 @@ def _compose_pgpmime(
     outer = _outer_fields(fields, hide_subject)
     legacy_display = [
         (inner.name, inner.value)
-        for inner, shown in zip(fields, outer, strict=True)
-        if inner.value != shown.value
+        for inner, outer_field in zip(fields, outer, strict=True)
+        if inner.value != outer_field.value
     ]
     tree = mime_body.build_body(message, hp="cipher", legacy_display=legacy_display)
-    # RFC 9788: HP-Outer records what the outer header shows for each field.
-    hp_outer = b"".join(
-        h.format_unstructured("HP-Outer", f"{f.name}: {f.value}") for f in outer
-    )
+    # RFC 9788: HP-Outer records each outer field as it appears on the wire.
+    hp_outer = b"".join(h.prefix_field("HP-Outer", f.wire) for f in outer)
     inner = b"".join(f.wire for f in fields) + hp_outer + mime_body.serialize(tree)
     armored = encrypt_and_sign(inner, recipients, signer, armor=True)
-    return wire.multipart_encrypted(b"".join(f.wire for f in outer) + autocrypt, armored)
+    return wire.multipart_encrypted(
+        b"".join(f.wire for f in outer) + autocrypt, armored
+    )
 
 
 def _compose_signed(
@@ -216,12 +246,20 @@ def _compose_inline(
     hide_subject: bool,
 ) -> bytes:
     outer = _outer_fields(fields, hide_subject)
+    for attachment in message.attachments:
+        # Checked although the parts go out as application/octet-stream.
+        mime_body.check_filename(attachment.filename)
+        mime_body.split_content_type(attachment.content_type, attachment.filename)
     text, _html = mime_body.message_text(message)
     if hide_subject:
         # Nothing but the file names may leave in clear, so the real Subject
         # opens the encrypted text the way a legacy display element does.
         text = f"Subject: {message.subject}\n\n{text}"
-    plaintext = text.replace("\r\n", "\n").replace("\n", "\r\n").encode("utf-8")
+    lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
+    try:
+        plaintext = "\r\n".join(lines).encode("utf-8")
+    except UnicodeError as exc:
+        raise CompositionError(f"the text body cannot be encoded: {exc}") from exc
     armored = encrypt_and_sign(plaintext, recipients, signer, armor=True)
     header_block = b"".join(f.wire for f in outer) + autocrypt
     if not message.attachments:
@@ -241,7 +279,6 @@ def _compose_inline(
     text_part.set_content(armored.decode("ascii"), charset="utf-8", cte="7bit")
     root.attach(text_part)
     for attachment in message.attachments:
-        mime_body.check_filename(attachment.filename)
         encrypted = encrypt_and_sign(attachment.data, recipients, signer, armor=False)
         sealed = Attachment(
             attachment.filename + ".pgp", "application/octet-stream", encrypted

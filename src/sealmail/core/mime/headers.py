@@ -1,18 +1,20 @@
 """Render message header fields as folded, 7-bit CRLF bytes.
 
-The ``email`` package's header registry does the RFC 2047 encoding and the
-folding. Parsing a header through it costs about half a millisecond, so
-values that need no encoding take a direct path, and encoded results are
-cached because bulk mail repeats the same sender and subject.
+The ``email`` package does the RFC 2047 encoding and the folding. Its header
+registry takes hundreds of microseconds per header, so plain ASCII values
+and short non-ASCII ones take a direct path. Other results are cached
+because bulk mail repeats the same sender and subject.
 """
 
 from __future__ import annotations
 
+import email.charset
 import email.policy
 import email.utils
 import functools
 import re
 import secrets
+import time
 from collections.abc import Iterable
 from datetime import datetime, timezone
 from email.headerregistry import Address
@@ -20,6 +22,9 @@ from email.headerregistry import Address
 from sealmail.core.errors import CompositionError
 
 MAX_LINE_LENGTH = 78
+# RFC 2047 section 2: an encoded word is at most 75 characters long.
+_MAX_ENCODED_WORD_LENGTH = 75
+_UTF8 = email.charset.Charset("utf-8")
 
 
 class CachingPolicy(email.policy.EmailPolicy):
@@ -34,7 +39,7 @@ class CachingPolicy(email.policy.EmailPolicy):
     def header_store_parse(self, name: str, value: object) -> tuple[str, object]:
         if isinstance(value, str):
             if "\r" in value or "\n" in value:
-                raise ValueError("Header values may not contain linefeed or carriage return characters")
+                raise ValueError(f"header {name} contains a line break: {value!r}")
             return (name, _parse_header(self, name, value))
         return super().header_store_parse(name, value)
 
@@ -86,16 +91,21 @@ def _fold_header(
 
 # SMTP settings: CRLF line endings, RFC 2047 for non-ASCII, lines folded at 78.
 WIRE_POLICY = CachingPolicy(linesep="\r\n", max_line_length=MAX_LINE_LENGTH)
-# A message identifier cannot be folded, and RFC 5322 limits a line to 998 octets.
-MAX_MESSAGE_ID_LENGTH = 250
+# A message identifier cannot be folded, and RFC 5322 limits a line to 998
+# octets including the longest field name that carries one ("In-Reply-To: ").
+MAX_MESSAGE_ID_LENGTH = 980
 
 # RFC 5322 atext: characters a dot-atom local part and an unquoted phrase may use.
 _ATEXT = r"A-Za-z0-9!#$%&'*+/=?^_`{|}~-"
-_PLAIN_ADDR = re.compile(rf"[{_ATEXT}]+(?:\.[{_ATEXT}]+)*@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*")
+_PLAIN_ADDR = re.compile(
+    rf"[{_ATEXT}]+(?:\.[{_ATEXT}]+)*@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*"
+)
 _PLAIN_PHRASE = re.compile(rf"[{_ATEXT}]+(?: [{_ATEXT}]+)*")
 # "Name <user@example.org>" or "user@example.org" with nothing to quote or decode.
+# A display-name word: atext or any non-ASCII character (encoded on output).
+_NAME_WORD = rf"[\u0080-\U0010ffff{_ATEXT}]+"
 _PLAIN_MAILBOX = re.compile(
-    rf"\s*(?:(?P<name>[{_ATEXT}]+(?: [{_ATEXT}]+)*)\s*<)?"
+    rf"\s*(?:(?P<name>{_NAME_WORD}(?: {_NAME_WORD})*)\s*<)?"
     rf"(?P<username>[{_ATEXT}]+(?:\.[{_ATEXT}]+)*)@"
     rf"(?P<domain>[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*)(?(name)>)\s*"
 )
@@ -103,6 +113,7 @@ _PLAIN_UNSTRUCTURED = re.compile(r"[\x21-\x7e]+(?: [\x21-\x7e]+)*")
 _MSGID = re.compile(r"<[\x21-\x3b\x3d\x3f-\x7e]+@[\x21-\x3b\x3d\x3f-\x7e]+>")
 
 
+@functools.lru_cache(maxsize=1024)
 def parse_mailbox(value: str, field: str) -> Address:
     """Parse one ``Name <addr@domain>`` or ``addr@domain`` into an Address.
 
@@ -143,7 +154,9 @@ def parse_mailbox(value: str, field: str) -> Address:
     try:
         return Address(display_name=display_name, username=local_part, domain=domain)
     except (ValueError, TypeError) as exc:
-        raise CompositionError(f"{field} address {addr_spec!r} is invalid: {exc}") from exc
+        raise CompositionError(
+            f"{field} address {addr_spec!r} is invalid: {exc}"
+        ) from exc
 
 
 def format_mailboxes(name: str, mailboxes: Iterable[Address]) -> bytes:
@@ -159,6 +172,8 @@ def format_mailboxes(name: str, mailboxes: Iterable[Address]) -> bytes:
             parts.append(addr_spec)
         elif _PLAIN_PHRASE.fullmatch(display_name):
             parts.append(f"{display_name} <{addr_spec}>")
+        elif (word := _encoded_word(display_name)) is not None:
+            parts.append(f"{word} <{addr_spec}>")
         else:
             return _fold_cached(name, key)
     line = f"{name}: {', '.join(parts)}"
@@ -170,13 +185,54 @@ def format_mailboxes(name: str, mailboxes: Iterable[Address]) -> bytes:
 def format_unstructured(name: str, value: str) -> bytes:
     """Render an unstructured field (Subject, Comments, most X- fields)."""
     if "\r" in value or "\n" in value:
-        raise CompositionError(f"header {name} {value!r} contains a line break; remove it")
+        raise CompositionError(
+            f"header {name} {value!r} contains a line break; remove it"
+        )
     # Whitespace at either end would leave a header line ending in a space.
     value = value.strip()
+    if not value:
+        return f"{name}:\r\n".encode("ascii")
     line = f"{name}: {value}"
     if len(line) <= MAX_LINE_LENGTH and _PLAIN_UNSTRUCTURED.fullmatch(value):
         return line.encode("ascii") + b"\r\n"
+    if not value.isascii() and (word := _encoded_word(value)) is not None:
+        line = f"{name}: {word}"
+        if len(line) <= MAX_LINE_LENGTH:
+            return line.encode("ascii") + b"\r\n"
     return _fold_cached(name, value)
+
+
+def _encoded_word(text: str) -> str | None:
+    """Return ``text`` as one RFC 2047 encoded word, or None if it is too long.
+
+    The email package picks the shorter of Q and B encoding. Its Q encoding
+    escapes every character that is special in a phrase, so the word is
+    valid in a display name as well as in unstructured text.
+    """
+    if not text.isprintable():
+        return None
+    word = _UTF8.header_encode(text)
+    return word if len(word) <= _MAX_ENCODED_WORD_LENGTH else None
+
+
+def prefix_field(name: str, field: bytes) -> bytes:
+    """Return the rendered ``field`` as the value of a new unstructured field.
+
+    ``HP-Outer: To: =?utf-8?q?...?= <a@example.org>`` decodes to the same
+    text as the outer To field. Lines that grow past 78 characters are
+    folded again at a space, which unfolding turns back into that space.
+    """
+    lines = (f"{name}: ".encode("ascii") + field).split(b"\r\n")
+    folded = []
+    for line in lines[:-1]:
+        while len(line) > MAX_LINE_LENGTH:
+            cut = line.rfind(b" ", len(name) + 2, MAX_LINE_LENGTH)
+            if cut <= len(name) + 2:
+                break  # no space to fold at; RFC 5322 allows up to 998
+            folded.append(line[:cut])
+            line = line[cut:]
+        folded.append(line)
+    return b"\r\n".join(folded) + b"\r\n"
 
 
 def format_message_ids(name: str, message_ids: Iterable[str]) -> bytes:
@@ -209,10 +265,15 @@ def make_message_id(domain: str) -> str:
 def format_date(value: datetime | None) -> str:
     """Return an RFC 5322 date; a naive datetime is taken as UTC, None as now."""
     if value is None:
-        value = datetime.now(timezone.utc)
-    elif value.tzinfo is None:
+        return _format_now(int(time.time()))
+    if value.tzinfo is None:
         value = value.replace(tzinfo=timezone.utc)
     return email.utils.format_datetime(value)
+
+
+@functools.lru_cache(maxsize=1)
+def _format_now(timestamp: int) -> str:
+    return email.utils.format_datetime(datetime.fromtimestamp(timestamp, timezone.utc))
 
 
 def format_raw(name: str, value: str) -> bytes:
@@ -240,9 +301,13 @@ def _fold_cached(name: str, value: str | tuple[tuple[str, str, str], ...]) -> by
             header = WIRE_POLICY.header_factory(name, value)
         folded = header.fold(policy=WIRE_POLICY)
     except (ValueError, TypeError, IndexError) as exc:
-        raise CompositionError(f"header {name} {value!r} cannot be encoded: {exc}") from exc
+        raise CompositionError(
+            f"header {name} {value!r} cannot be encoded: {exc}"
+        ) from exc
     if header.defects:
-        raise CompositionError(f"header {name} {value!r} is invalid: {header.defects[0]}")
+        raise CompositionError(
+            f"header {name} {value!r} is invalid: {header.defects[0]}"
+        )
     try:
         return folded.encode("ascii")
     except UnicodeEncodeError as exc:

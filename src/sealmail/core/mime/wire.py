@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import secrets
 
-ENCRYPTED_PREAMBLE = b"This is an OpenPGP/MIME encrypted message (RFC 4880 and 3156)\r\n"
+ENCRYPTED_PREAMBLE = (
+    b"This is an OpenPGP/MIME encrypted message (RFC 4880 and 3156)\r\n"
+)
 SIGNED_PREAMBLE = b"This is an OpenPGP/MIME signed message (RFC 4880 and 3156)\r\n"
 
 
@@ -26,7 +28,9 @@ def make_boundary() -> str:
 
 def crlf(data: bytes) -> bytes:
     """Return ``data`` with LF line endings turned into CRLF, ending in CRLF."""
-    data = data.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
+    if b"\r" in data:
+        data = data.replace(b"\r\n", b"\n")
+    data = data.replace(b"\n", b"\r\n")
     if not data.endswith(b"\r\n"):
         data += b"\r\n"
     return data
@@ -35,7 +39,7 @@ def crlf(data: bytes) -> bytes:
 def multipart_encrypted(header_block: bytes, armored: bytes) -> bytes:
     """Return a complete ``multipart/encrypted`` message (RFC 3156 section 4).
 
-    ``header_block`` holds the outer header fields, each ending in CRLF,
+    ``header_block`` contains the outer header fields, each ending in CRLF,
     without Content-Type; ``armored`` is the ASCII-armored OpenPGP message.
     """
     boundary = make_boundary().encode("ascii")
@@ -43,8 +47,8 @@ def multipart_encrypted(header_block: bytes, armored: bytes) -> bytes:
         (
             header_block,
             b"MIME-Version: 1.0\r\n",
-            b'Content-Type: multipart/encrypted; protocol="application/pgp-encrypted";\r\n'
-            b' boundary="',
+            b"Content-Type: multipart/encrypted;\r\n"
+            b' protocol="application/pgp-encrypted";\r\n boundary="',
             boundary,
             b'"\r\n\r\n',
             ENCRYPTED_PREAMBLE,

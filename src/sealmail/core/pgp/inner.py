@@ -100,6 +100,7 @@ def _session_key(pkesk: bytes, secret: _EcdhSecret) -> tuple[int, bytes] | None:
     if len(point) != 33 or point[0] != 0x40 or offset >= len(pkesk):
         return None
     wrapped = pkesk[offset + 1 : offset + 1 + pkesk[offset]]
+
     private = X25519PrivateKey.from_private_bytes(secret.scalar)
     shared = private.exchange(X25519PublicKey.from_public_bytes(point[1:]))
     parameters = (
@@ -112,10 +113,12 @@ def _session_key(pkesk: bytes, secret: _EcdhSecret) -> tuple[int, bytes] | None:
     if hash_function is None or kek_size is None:
         return None
     kek = hash_function(b"\x00\x00\x00\x01" + shared + parameters).digest()[:kek_size]
+
     try:
         padded = aes_key_unwrap(kek, wrapped)
     except (InvalidUnwrap, ValueError):
         return None
+
     padding = padded[-1]
     if padding == 0 or padding > 8 or padded[-padding:] != bytes([padding]) * padding:
         return None

@@ -7,9 +7,9 @@ reason code and a sentence the customer can act on.
 Sequoia (through pysequoia) verifies every self-signature: a subkey counts
 as usable only when pysequoia's own recipient selection accepts it. The
 time-dependent parts (expiry, creation in the future) and the reasons for a
-rejection come from reading the packets with :mod:`sealmail.core.pgp.packets`,
-because pysequoia 0.1.35 exposes neither subkey expiry nor key sizes, and
-its ``encrypt()`` falls back to an expired encryption subkey.
+rejection come from reading the packets with :mod:`sealmail.core.pgp.packets`.
+pysequoia 0.1.35 exposes neither subkey expiry nor key sizes, and its
+``encrypt()`` falls back to an expired encryption subkey.
 """
 
 from __future__ import annotations
@@ -51,7 +51,7 @@ class SubkeyReport:
 
 @dataclass(frozen=True)
 class KeyReport:
-    """What intake understood about a usable certificate."""
+    """The result of intake for a usable certificate."""
 
     fingerprint: str
     version: int
@@ -78,7 +78,7 @@ class KeyReport:
         return True
 
     def as_dict(self) -> dict[str, object]:
-        """The report as JSON-ready values (ISO 8601 times), without the certificate."""
+        """Return the report as JSON-ready values (ISO 8601 times), without the certificate."""
 
         def iso(value: datetime | None) -> str | None:
             return value.isoformat() if value else None
@@ -235,6 +235,7 @@ def _split(packets: list[RawPacket]) -> _ParsedCert:
             f"This is a version {primary_key.version} key, an obsolete format that is no "
             "longer accepted. Create a new key (e.g. `gpg --quick-generate-key YOUR-ADDRESS`).",
         )
+
     parsed = _ParsedCert(_Component(packets[0], primary_key))
     current = parsed.primary
     skip_component = False
@@ -513,8 +514,10 @@ def _subkey_report(parsed: _ParsedCert, component: _Component, now: datetime) ->
     flags = binding.key_flags if binding is not None else _any_flags(component)
     if not key.can_encrypt or flags is None or not flags & pk.FLAGS_ENCRYPT:
         return None
+
     revoked = any(info.type == pk.SIG_SUBKEY_REVOCATION for _, info in component.signatures)
     expires = _expiry(key, binding) if binding is not None else None
+
     problem = None
     weak = _weak_key_reason(key)
     if weak:
@@ -527,6 +530,7 @@ def _subkey_report(parsed: _ParsedCert, component: _Component, now: datetime) ->
         problem = f"it was created in the future ({key.created:%Y-%m-%d})"
     elif expires is not None and expires <= now:
         problem = f"it expired on {expires:%Y-%m-%d}"
+
     accepted = problem is None and _sequoia_encrypts_to(
         parsed.serialize(subkeys=[component]), key.key_id
     )
@@ -559,7 +563,7 @@ def _any_flags(component: _Component) -> int | None:
 
 @functools.lru_cache(maxsize=4096)
 def _sequoia_encrypts_to(cert_bytes: bytes, key_id: str) -> bool:
-    """Whether pysequoia's recipient selection picks the key ``key_id`` of this certificate.
+    """Return whether pysequoia's recipient selection picks the key ``key_id`` of this certificate.
 
     pysequoia picks valid, non-revoked, policy-compliant encryption keys and
     verifies their binding signatures. Expiry is checked separately by the
@@ -679,7 +683,7 @@ def _group(packets: list[RawPacket]) -> _ParsedCert:
 def encryption_secret_variants(tsk_bytes: bytes) -> list[tuple[str, bytes]]:
     """Split a secret key into one key per encryption-capable subkey.
 
-    Returns ``(key_id, binary key)`` pairs; each binary key holds the
+    Returns ``(key_id, binary key)`` pairs. Each binary key contains the
     primary key, the user IDs and that one subkey, so that pysequoia's
     ``Tsk.decryptor()`` uses exactly that subkey.
     """

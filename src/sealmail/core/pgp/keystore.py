@@ -1,9 +1,9 @@
 """Provider keys on disk: the signing key, rotated keys and role-address keys.
 
-One directory (mode 0700) holds one armored secret key per file
-(``FINGERPRINT.key``, mode 0600) and ``keys.json``, the index that says
-which key signs now, which keys are retired and which role address has its
-own decryption key. Passphrases are never stored: a protected key names the
+One directory (mode 0700) contains one armored secret key per file
+(``FINGERPRINT.key``, mode 0600) and ``keys.json``. The index records which
+key signs now, which keys are retired and which role address has its own
+decryption key. Passphrases are never stored: a protected key names the
 environment variable or file that holds its passphrase.
 
 Secret material never appears in log lines or error messages; errors name
@@ -114,6 +114,7 @@ class KeyStore:
         self._cache_stamp: tuple[int, ...] | None = None
         self._signer: ProviderSigner | None = None
         self._decryption_keys: list[DecryptionKey] | None = None
+        self._certificates: list[pysequoia.Cert] | None = None
 
     # --- index ------------------------------------------------------------
 
@@ -167,9 +168,10 @@ class KeyStore:
             self._cache_stamp = None
             self._signer = None
             self._decryption_keys = None
+            self._certificates = None
 
     def _stamp(self) -> tuple[int, ...]:
-        """A cheap fingerprint of the directory state: the index's and directory's mtimes."""
+        """Return a cheap fingerprint of the directory state from the index's and directory's stat."""
         stamps = []
         for path in (self.index_path, self.directory):
             try:
@@ -184,6 +186,7 @@ class KeyStore:
         if stamp != self._cache_stamp:
             self._signer = None
             self._decryption_keys = None
+            self._certificates = None
             self._cache_stamp = stamp
 
     def _key_path(self, fingerprint: str) -> Path:
@@ -281,12 +284,16 @@ class KeyStore:
             return self._signer
 
     def certificates(self) -> list[pysequoia.Cert]:
-        """Return the public certificates of the provider keys, the current one first."""
-        return [
-            self._load(key.fingerprint).extract_certificate()
-            for key in self.list()
-            if key.role is None
-        ]
+        """Return the public certificates of the provider keys, the current one first (cached)."""
+        with self._lock:
+            self._fresh()
+            if self._certificates is None:
+                self._certificates = [
+                    self._load(key.fingerprint).extract_certificate()
+                    for key in self.list()
+                    if key.role is None
+                ]
+            return list(self._certificates)
 
     def certificate(self, fingerprint: str | None = None) -> pysequoia.Cert:
         """Return one public certificate; the current provider key by default."""

@@ -7,7 +7,7 @@ OpenPGP data; they wrap every pysequoia error in a
 Certificates for signature checks come from a ``certificates_for``
 callable: it receives a list of lowercase hex key IDs or fingerprints (the
 issuers named in the signatures) and returns the ``pysequoia.Cert`` objects
-it knows for them, or an empty list.
+it finds for them, or an empty list.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ import pysequoia
 from sealmail.core.errors import (
     DecryptionError,
     EncryptionError,
+    KeyStoreError,
     SigningError,
     VerificationError,
 )
@@ -91,8 +92,9 @@ class SignatureResult:
     """The outcome of checking one signature.
 
     ``status`` is one of ``good``, ``bad``, ``unknown_key``, ``expired_key``,
-    ``revoked_key`` or ``unchecked`` (pysequoia could not check a signature
-    inside a compressed encrypted message; treat it as not verified).
+    ``revoked_key`` or ``unchecked``. ``unchecked`` means that no check was
+    possible (a compressed encrypted message to a key that
+    :mod:`sealmail.core.pgp.inner` cannot open), so treat it as not verified.
     """
 
     status: str
@@ -180,7 +182,7 @@ def _recipient_facts(cert_bytes: bytes, minute: int) -> _RecipientFacts:
 
 @functools.lru_cache(maxsize=1)
 def _seipd_v1_anchor() -> pysequoia.Cert:
-    """A throwaway v4 certificate whose features list only SEIPDv1.
+    """Return a throwaway v4 certificate whose features list only SEIPDv1.
 
     Sequoia picks SEIPDv2 when every recipient advertises it. Adding this
     recipient makes it pick SEIPDv1. Its secret key is discarded at once, so
@@ -207,7 +209,7 @@ def encrypt_and_sign(
     only when all recipients are v6 keys or advertise SEIPDv2 and none is v4.
     """
     if not recipients:
-        raise EncryptionError("no recipient certificate given; refusing to encrypt")
+        raise EncryptionError("no recipient certificate given; pass at least one certificate")
     minute = int(datetime.now(timezone.utc).timestamp()) // 60
     facts = []
     for cert in recipients:
@@ -312,14 +314,18 @@ def decryption_keys_of(tsk: pysequoia.Tsk, password: str | None = None) -> list[
 
     pysequoia's ``Tsk.decryptor()`` uses only the first live encryption
     subkey, so each subkey gets its own key built from the packets.
-    Raises :class:`DecryptionError` (reason ``no_key``) when a subkey
-    cannot be unlocked.
+    A subkey that cannot be unlocked (wrong passphrase, expired) is logged
+    and skipped. Raises :class:`KeyStoreError` when the packets cannot be read.
     """
     from sealmail.core.pgp.inspect import encryption_secret_variants
 
     keys = []
     fingerprint = tsk.extract_certificate().fingerprint
-    for key_id, variant in encryption_secret_variants(bytes(tsk)):
+    try:
+        variants = encryption_secret_variants(bytes(tsk))
+    except PacketError as exc:
+        raise KeyStoreError(f"the secret key {fingerprint} could not be read: {exc}") from None
+    for key_id, variant in variants:
         try:
             decryptor = pysequoia.Tsk.from_bytes(variant).decryptor(password)
         except Exception as exc:  # pysequoia raises plain Exception
@@ -423,9 +429,12 @@ def _decrypt_unsupported_compression(
         return None
     signatures = []
     for packet in inner.signatures:
-        signatures.extend(
-            verify_detached(inner.literal, packet.serialize(), certificates_for=certificates_for)
-        )
+        try:
+            signatures.extend(
+                verify_detached(inner.literal, packet.serialize(), certificates_for=certificates_for)
+            )
+        except VerificationError:
+            signatures.append(SignatureResult(UNCHECKED, None, None, None, None))
     logger.info("decrypted a message pysequoia could not decompress, with key %s", key.fingerprint)
     return inner.literal, signatures
 
@@ -450,7 +459,7 @@ def _decryption_failure(message: str, recipient_ids: list[str]) -> DecryptionErr
 
 
 class _Lookup:
-    """Wraps ``certificates_for`` to record which issuers pysequoia asked for."""
+    """A wrapper around ``certificates_for`` that records which issuers pysequoia requested."""
 
     def __init__(self, certificates_for: CertificateLookup) -> None:
         self.certificates_for = certificates_for
@@ -497,7 +506,7 @@ def _signatures_in_message(
 def _signatures_in_compressed(
     data: bytes, plaintext: bytes, secret: bytes, certificates_for: CertificateLookup
 ) -> list[SignatureResult] | None:
-    """Check the signatures of a compressed message; None when it cannot be opened."""
+    """Return the signature results of a compressed message, or None when it cannot be opened."""
     from sealmail.core.pgp.inner import inner_message
 
     inner = inner_message(data, secret)
@@ -505,9 +514,12 @@ def _signatures_in_compressed(
         return None
     results = []
     for packet in inner.signatures:
-        results.extend(
-            verify_detached(plaintext, packet.serialize(), certificates_for=certificates_for)
-        )
+        try:
+            results.extend(
+                verify_detached(plaintext, packet.serialize(), certificates_for=certificates_for)
+            )
+        except VerificationError:
+            return None
     return results
 
 
@@ -656,7 +668,10 @@ def _verify_cleartext(
     except Exception:  # pysequoia raises plain Exception for every failed check
         content, valid = text, []
     for packet in _signature_packets(signature):
-        info = pk.parse_signature(packet)
+        try:
+            info = pk.parse_signature(packet)
+        except PacketError as exc:
+            raise VerificationError(f"a signature packet is damaged: {exc}") from None
         issuer = _issuer(info)
         match = next(
             (sig for sig in valid if issuer and _names(issuer, sig.signing_key, sig.certificate)),
@@ -678,8 +693,8 @@ def _split_cleartext(data: bytes) -> tuple[bytes, bytes]:
     """Split a cleartext-signed text into its dash-unescaped text and signature block."""
     start = data.index(b"-----BEGIN PGP SIGNED MESSAGE-----")
     rest = data[start:].split(b"\n", 1)[1] if b"\n" in data[start:] else b""
-    header, _, rest = rest.partition(b"\n\n") if b"\n\n" in rest else rest.partition(b"\r\n\r\n")
-    del header
+    # The armor headers (Hash: ...) end at the first empty line.
+    _, _, rest = rest.partition(b"\n\n") if b"\n\n" in rest else rest.partition(b"\r\n\r\n")
     marker = rest.find(b"-----BEGIN PGP SIGNATURE-----")
     if marker < 0:
         raise VerificationError("the cleartext-signed text has no signature block")

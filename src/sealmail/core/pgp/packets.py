@@ -1,9 +1,9 @@
 """A small OpenPGP packet reader for what pysequoia 0.1.35 does not expose.
 
-pysequoia parses, verifies and encrypts; this module only reads packet
-framing (RFC 9580 section 4), key packets (algorithm, size, curve,
-fingerprint), signature subpackets (key flags, expiry, features,
-preferences) and the session key packets of a message. It never verifies
+pysequoia parses, verifies and encrypts. This module only reads packet
+framing (RFC 9580 section 4) and key packets (algorithm, size, curve,
+fingerprint). It also reads signature subpackets (key flags, expiry,
+features, preferences) and the session key packets of a message. It never verifies
 a signature: cryptographic checks stay with Sequoia.
 """
 
@@ -274,8 +274,13 @@ def read_packets(data: bytes, *, max_packets: int | None = None) -> list[RawPack
     return packets
 
 
-def iter_packets(data: bytes) -> Iterator[RawPacket]:
-    """Yield the packets of binary OpenPGP data one by one; see :func:`read_packets`."""
+def iter_packets(data: bytes, *, head_only: frozenset[int] = frozenset()) -> Iterator[RawPacket]:
+    """Yield the packets of binary OpenPGP data one by one; see :func:`read_packets`.
+
+    For a tag in ``head_only`` the packet carries only the start of its body
+    (at least its first octet) and iteration stops after it, so a caller can
+    read the version of a large encrypted data packet without copying it.
+    """
     offset = 0
     size = len(data)
     while offset < size:
@@ -283,6 +288,10 @@ def iter_packets(data: bytes) -> Iterator[RawPacket]:
         if not header & 0x80:
             raise PacketError(f"byte {offset} is not a packet header (0x{header:02x})")
         offset += 1
+        if header & 0x40 and header & 0x3F in head_only:
+            start = _body_start(data, offset)
+            yield RawPacket(header & 0x3F, bytes(data[start : start + 1]))
+            return
         if header & 0x40:
             tag = header & 0x3F
             body, offset = _read_new_format_body(data, offset)
@@ -304,6 +313,16 @@ def iter_packets(data: bytes) -> Iterator[RawPacket]:
         if tag == 0:
             raise PacketError("a packet has the reserved tag 0")
         yield RawPacket(tag, bytes(body))
+
+
+def _body_start(data: bytes, offset: int) -> int:
+    """Return where the body of a new-format packet starts, given its length offset."""
+    if offset >= len(data):
+        raise PacketError("a packet length is truncated")
+    first = data[offset]
+    if first < 192 or 224 <= first < 255:
+        return offset + 1
+    return offset + (2 if first < 224 else 5)
 
 
 def _read_new_format_body(data: bytes, offset: int) -> tuple[bytes, int]:
@@ -569,7 +588,7 @@ class SignatureInfo:
         return data[0], data[1:].decode("utf-8", "replace")
 
     def issued_by(self, key: KeyInfo) -> bool:
-        """Whether the issuer subpackets name ``key`` (no cryptographic check)."""
+        """Check whether the issuer subpackets name ``key``, without a cryptographic check."""
         fingerprint = self.issuer_fingerprint
         if fingerprint is not None:
             return fingerprint == key.fingerprint
@@ -663,7 +682,7 @@ def parse_pkesk(packet: RawPacket) -> SessionKeyRecipient:
 
 @dataclass
 class MessageOutline:
-    """What the outer packets of an OpenPGP message show before decryption."""
+    """The outer packets of an OpenPGP message, as read before decryption."""
 
     recipients: list[SessionKeyRecipient] = field(default_factory=list)
     passwords: int = 0
@@ -678,7 +697,8 @@ class MessageOutline:
 def outline_message(data: bytes) -> MessageOutline:
     """Read the session key packets and the kind of encrypted data packet."""
     outline = MessageOutline()
-    for packet in iter_packets(dearmor(data).data):
+    encrypted_tags = frozenset({TAG_SED, TAG_SEIPD, TAG_AEAD})
+    for packet in iter_packets(dearmor(data).data, head_only=encrypted_tags):
         if packet.tag == TAG_PKESK:
             outline.recipients.append(parse_pkesk(packet))
         elif packet.tag == TAG_SKESK:

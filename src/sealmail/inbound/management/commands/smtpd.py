@@ -34,7 +34,9 @@ class Command(BaseCommand):
     def handle(self, *args, lmtp: bool, **options) -> None:
         host, port = settings.SEALMAIL_SMTPD_ADDR
         handler = RoleAddressHandler(
-            settings.SEALMAIL_ROLE_ADDRESSES, store_raw, settings.SEALMAIL_SMTPD_MAX_BYTES
+            settings.SEALMAIL_ROLE_ADDRESSES,
+            store_raw,
+            settings.SEALMAIL_SMTPD_MAX_BYTES,
         )
         controller_class = LMTPController if lmtp else Controller
         controller = controller_class(

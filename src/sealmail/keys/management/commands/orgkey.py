@@ -44,7 +44,7 @@ class Command(BaseCommand):
         import_.add_argument(
             "--passphrase-env",
             metavar="VARIABLE",
-            help="environment variable that holds the key's passphrase "
+            help="environment variable that contains the key's passphrase "
             "(default SEALMAIL_KEY_PASSPHRASE)",
         )
         import_.add_argument(
@@ -88,8 +88,8 @@ class Command(BaseCommand):
                 return
         user_ids = options.get("user_id") or ([f"<{role}>"] if role else provider_user_ids())
         cert = store.generate(user_ids, role=role)
-        what = f"key for role {role}" if role else "provider key"
-        self.stdout.write(f"generated {what} {cert.fingerprint.upper()}")
+        description = f"key for role {role}" if role else "provider key"
+        self.stdout.write(f"generated {description} {cert.fingerprint.upper()}")
 
     def _import(self, store, options) -> None:
         source = options["file"]

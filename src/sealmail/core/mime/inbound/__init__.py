@@ -1,0 +1,29 @@
+"""Parse inbound mail: PGP/MIME and inline PGP, per-part security status."""
+
+from sealmail.core.mime.inbound.model import (
+    DecryptionFailure,
+    Encryption,
+    MessageEncryption,
+    ParsedMessage,
+    Part,
+    Scope,
+    Signature,
+    SignatureStatus,
+)
+from sealmail.core.mime.inbound.openpgp import OpenPGP, SequoiaOpenPGP
+from sealmail.core.mime.inbound.parse import Limits, parse_message
+
+__all__ = [
+    "DecryptionFailure",
+    "Encryption",
+    "Limits",
+    "MessageEncryption",
+    "OpenPGP",
+    "ParsedMessage",
+    "Part",
+    "Scope",
+    "SequoiaOpenPGP",
+    "Signature",
+    "SignatureStatus",
+    "parse_message",
+]
