@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 from django.core.exceptions import ImproperlyConfigured
-from huey import RedisHuey, SqliteHuey
+from huey import PriorityRedisHuey, SqliteHuey
 
 from sealmail.project import environment
 
@@ -73,7 +73,7 @@ def test_bad_boolean_named(monkeypatch):
 def test_queue_url_selects_backend(tmp_path):
     assert isinstance(environment.huey_from_url("", tmp_path / "q", immediate=False), SqliteHuey)
     redis = environment.huey_from_url("redis://127.0.0.1:6379/3", tmp_path / "q", immediate=False)
-    assert isinstance(redis, RedisHuey)
+    assert isinstance(redis, PriorityRedisHuey)
     with pytest.raises(ImproperlyConfigured, match="amqp://"):
         environment.huey_from_url("amqp://x", tmp_path / "q", immediate=False)
 
@@ -98,6 +98,6 @@ def test_settings_follow_environment(tmp_path):
         [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
     ).stdout.splitlines()
     assert output[0] == "django.db.backends.postgresql db.internal"
-    assert output[1] == "RedisHuey smtp://relay.internal:25"
+    assert output[1] == "PriorityRedisHuey smtp://relay.internal:25"
     assert output[2] == "support@isp.example,sales@isp.example,accounts@isp.example"
     assert (Path(tmp_path) / "secret_key").exists()

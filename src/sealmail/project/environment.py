@@ -12,7 +12,7 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 from django.core.exceptions import ImproperlyConfigured
-from huey import RedisHuey, SqliteHuey
+from huey import PriorityRedisHuey, SqliteHuey
 from huey.api import Huey
 
 HUEY_NAME = "sealmail"
@@ -145,7 +145,8 @@ def huey_from_url(url: str, sqlite_path: Path, *, immediate: bool) -> Huey:
         return SqliteHuey(HUEY_NAME, filename=str(sqlite_path), immediate=immediate)
     parsed = urlparse(url)
     if parsed.scheme in {"redis", "rediss"}:
-        return RedisHuey(HUEY_NAME, url=url, immediate=immediate)
+        # Delivery tasks carry priorities, which plain RedisHuey cannot enqueue.
+        return PriorityRedisHuey(HUEY_NAME, url=url, immediate=immediate)
     if parsed.scheme == "sqlite":
         return SqliteHuey(HUEY_NAME, filename=parsed.path, immediate=immediate)
     raise ImproperlyConfigured(
