@@ -18,11 +18,12 @@ Usage::
     .venv/bin/python benchmarks/outbox_bench.py [--count 10000]
         [--configs default,pg-redis-1,pg-redis-2]
         [--postgres postgres://127.0.0.1:5432/postgres]
-        [--redis redis://127.0.0.1:6379/14]
+        [--redis redis://127.0.0.1:6379/12]
 
 The PostgreSQL URL names a server and a database to connect to for creating
-and dropping a benchmark database; the Redis database is flushed before and
-after use. Both must be on loopback.
+and dropping a benchmark database. The Redis database must be empty at the
+start, because other programs' tasks in it would reach the benchmark's
+workers; it is flushed after each configuration. Both must be on loopback.
 """
 
 from __future__ import annotations
@@ -461,8 +462,8 @@ def main() -> None:
     )
     parser.add_argument(
         "--redis",
-        default="redis://127.0.0.1:6379/14",
-        help="Redis database to use and flush",
+        default="redis://127.0.0.1:6379/12",
+        help="an empty Redis database, flushed after use",
     )
     args = parser.parse_args()
     check_loopback(args.postgres, "--postgres")
@@ -485,9 +486,13 @@ def main() -> None:
                 import redis
 
                 workers = int(name.rpartition("-")[2])
-                database_url = create_postgres_database(args.postgres)
                 queue_url = args.redis
-                redis.Redis.from_url(queue_url).flushdb()
+                if redis.Redis.from_url(queue_url).dbsize():
+                    raise SystemExit(
+                        f"Redis database {queue_url} is not empty; another program "
+                        "uses it, so pick an unused one with --redis"
+                    )
+                database_url = create_postgres_database(args.postgres)
             elif name not in {"default", "default-template"}:
                 raise SystemExit(f"unknown configuration {name!r}")
             try:

@@ -9,7 +9,7 @@ from django.test import Client
 
 from sealmail.api.models import ApiToken
 from sealmail.contacts.models import Contact, Customer
-from sealmail.outbox import service
+from sealmail.outbox import api, service
 from sealmail.outbox.models import Blob, OutboxMessage
 
 pytestmark = [pytest.mark.django_db, pytest.mark.db_backends]
@@ -268,6 +268,19 @@ def test_message_bad_input(client, extra, status, field):
         assert response.json()["field"] == field
         assert response.json()["detail"]
     assert OutboxMessage.objects.count() == 0
+
+
+def test_too_many_recipients(client):
+    body = {
+        "contacts": list(range(1, api.MAX_RECIPIENTS + 2)),
+        "category": "custom",
+        "subject": "x",
+        "text": "x",
+    }
+    response = post(client, "/api/v1/messages", body)
+    assert response.status_code == 400
+    assert response.json()["field"] == "contacts"
+    assert "split the request" in response.json()["detail"]
 
 
 def test_get_unknown_message(client):

@@ -179,16 +179,19 @@ def test_encrypted_invoice_decrypts_with_gpg(alice, relay, gpg, provider_cert):
         attachments=[Attachment("R-2026-77.pdf", "application/pdf", pdf)],
     )
     run_worker()
+
     message.refresh_from_db()
     assert message.status == Status.SENT
     assert message.format == "pgpmime"
     assert message.encrypted_to == alice.active_key.fingerprint
     assert message.signed_by.lower() == provider_cert.fingerprint.lower()
+
     [received] = relay.received
     assert received.data == bytes(message.composed)
     assert b"R-2026-77" not in received.data
     assert b"89.00" not in received.data
     assert received.message["Subject"] == "..."
+
     inner, status = decrypt_pgpmime(gpg, received)
     assert any(line.startswith("GOODSIG") for line in status)
     assert any(
@@ -198,6 +201,7 @@ def test_encrypted_invoice_decrypts_with_gpg(alice, relay, gpg, provider_cert):
     )
     assert inner["Subject"] == "Your invoice R-2026-77"
     assert "Amount due:      89.00 EUR" in text_of(inner)
+
     [pdf_part] = list(inner.iter_attachments())
     assert pdf_part.get_filename() == "R-2026-77.pdf"
     assert pdf_part.get_content_type() == "application/pdf"

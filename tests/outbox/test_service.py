@@ -192,6 +192,16 @@ def test_invoice_template_renders_per_contact(make_contact):
     assert "<strong>R-2026-1234</strong>" in message.html
 
 
+def test_rendered_subject_too_long(make_contact):
+    with pytest.raises(EnqueueError) as info:
+        enqueue(
+            make_contact(),
+            category="order_progress",
+            context={"order_number": "A-1", "step": "x" * 500},
+        )
+    assert info.value.field == "subject"
+
+
 def test_html_template_escapes_context(make_contact):
     [message] = enqueue(
         make_contact(),

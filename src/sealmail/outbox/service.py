@@ -461,7 +461,7 @@ def enqueue_bulk_checked(
             )
         else:
             row_subject, row_text, row_html = subject, text, html
-        _check_no_nul(row_subject, "subject")
+        row_subject = _check_subject(row_subject)
         _check_no_nul(row_text, "text")
         _check_no_nul(row_html, "html")
         if not row_subject:
