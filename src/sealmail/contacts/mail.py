@@ -81,7 +81,12 @@ def send_change_notice(
     previous_key: ContactKey | None,
     when: datetime,
 ) -> None:
-    """Queue the notice to the previous address, encrypted to the previous key if any."""
+    """Queue the notice to the previous address, encrypted to the previous key if any.
+
+    NOTE: without a previous key the outbox encrypts the notice to the
+    contact's new active key, if there is one, so the previous address
+    cannot read it when it belongs to someone else.
+    """
     context = {
         "change": change,
         "contact": contact,
