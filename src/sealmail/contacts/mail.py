@@ -1,7 +1,8 @@
 """The mails of a contact change, queued through the outbox.
 
-The texts live in ``contacts/mail/*.txt`` templates; the outbox signs every
-message and encrypts it to ``recipient_key`` when one is given.
+The texts live in ``contacts/mail/*.txt`` templates. The outbox encrypts and
+signs a mail when it has ``recipient_key`` or the contact has an active key.
+A mail without either goes out plain, or signed when SEALMAIL_SIGN_PLAIN is on.
 """
 
 from __future__ import annotations
