@@ -22,20 +22,33 @@ CHROMIUM_ARGS = [
 ]
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[object]:
+    """Chromium for one test module.
+
+    Playwright's sync API keeps an asyncio event loop running in this thread
+    while it is open, which breaks later tests that call asyncio.run(), so
+    the browser closes at the end of each module.
+    """
     executable = require_tool("chromium", "chromium")
-    # Playwright's sync API runs an event loop in this thread, so Django raises
-    # SynchronousOnlyOperation for ORM calls in the test body without this.
+    # Django raises SynchronousOnlyOperation for ORM calls from the test body
+    # while that event loop runs, unless this is set.
+    previous = os.environ.get("DJANGO_ALLOW_ASYNC_UNSAFE")
     os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
     from playwright.sync_api import sync_playwright
 
-    with sync_playwright() as playwright:
-        instance = playwright.chromium.launch(
-            executable_path=executable, args=CHROMIUM_ARGS
-        )
-        yield instance
-        instance.close()
+    try:
+        with sync_playwright() as playwright:
+            instance = playwright.chromium.launch(
+                executable_path=executable, args=CHROMIUM_ARGS
+            )
+            yield instance
+            instance.close()
+    finally:
+        if previous is None:
+            os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
+        else:
+            os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = previous
 
 
 @pytest.fixture

@@ -1,7 +1,8 @@
 """The mails of a contact change, queued through the outbox.
 
-The texts live in ``contacts/mail/*.txt`` templates; the outbox signs every
-message and encrypts it to ``recipient_key`` when one is given.
+The texts live in ``contacts/mail/*.txt`` templates. The outbox encrypts and
+signs a mail when it has ``recipient_key`` or the contact has an active key.
+A mail without either goes out plain, or signed when SEALMAIL_SIGN_PLAIN is on.
 """
 
 from __future__ import annotations
@@ -81,7 +82,12 @@ def send_change_notice(
     previous_key: ContactKey | None,
     when: datetime,
 ) -> None:
-    """Queue the notice to the previous address, encrypted to the previous key if any."""
+    """Queue the notice to the previous address, encrypted to the previous key if any.
+
+    NOTE: without a previous key the outbox encrypts the notice to the
+    contact's new active key, if there is one, so the previous address
+    cannot read it when it belongs to someone else.
+    """
     context = {
         "change": change,
         "contact": contact,
