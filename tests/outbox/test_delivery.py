@@ -594,6 +594,34 @@ def test_recipient_key_unusable_fails(make_contact, relay, customer_gpg):
     assert relay.received == []
 
 
+def test_previous_address_without_key_gets_plain(alice, relay, gpg):
+    """The old address had no key, so the contact's current key must not apply."""
+    [notice] = enqueue(
+        alice,
+        category="account_notice",
+        subject="Your contact settings changed",
+        text="Your address changed.",
+        to_address="alice.old@customer.test",
+    )
+    [current] = enqueue(
+        alice,
+        category="account_notice",
+        subject="Hello again",
+        text="Still encrypted.",
+        to_address=alice.address.upper(),
+    )
+    run_worker()
+    notice.refresh_from_db()
+    current.refresh_from_db()
+    assert notice.status == Status.SENT
+    assert notice.format == "plain"
+    assert current.format == "pgpmime"
+    assert current.encrypted_to == alice.active_key.fingerprint
+    by_address = {received.rcpt_tos[0]: received for received in relay.received}
+    assert "Your address changed." in text_of(by_address["alice.old@customer.test"].message)
+    assert b"Still encrypted." not in by_address[alice.address.upper()].data
+
+
 def test_address_change_before_send(make_contact, relay):
     contact = make_contact("old@customer.test")
     enqueue(contact, category="custom", subject="x", text="x")

@@ -84,9 +84,9 @@ def send_change_notice(
 ) -> None:
     """Queue the notice to the previous address, encrypted to the previous key if any.
 
-    NOTE: without a previous key the outbox encrypts the notice to the
-    contact's new active key, if there is one, so the previous address
-    cannot read it when it belongs to someone else.
+    Without a previous key the notice goes out unencrypted, as all mail to
+    that address did: the outbox never applies the contact's new key to an
+    address that is no longer the contact's.
     """
     context = {
         "change": change,

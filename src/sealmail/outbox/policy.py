@@ -10,6 +10,10 @@
   ``SEALMAIL_SIGN_PLAIN`` is on.
 - A message with an explicit ``recipient_key`` is always encrypted to that key
   and fails if the key is unusable.
+- A message to an explicit address that is no longer (or not yet) the
+  contact's, without a ``recipient_key``, goes out like mail to a contact
+  without a key: the contact's key belongs to its current address, and the
+  portal passes the previous key whenever the previous address had one.
 """
 
 from __future__ import annotations
@@ -114,11 +118,21 @@ def encrypted_format(contact: Contact | None) -> Format:
     return Format.PGPMIME
 
 
+def same_address(first: str, second: str) -> bool:
+    return first.strip().lower() == second.strip().lower()
+
+
 def requires_encryption(message: OutboxMessage, contact: Contact | None) -> bool:
     """Whether ``message`` must never leave unencrypted."""
     if message.recipient_key_id is not None:
         return True
     if message.category in CONTENT_FREE_CATEGORIES:
+        return False
+    if (
+        contact is not None
+        and message.explicit_address
+        and not same_address(message.to_address, contact.address)
+    ):
         return False
     return contact is not None and contact.encryption_on
 
@@ -144,6 +158,8 @@ def decide(
         return Decision(Action.FAIL, reason="contact_deleted")
     plain_format = Format.SIGNED if sign_plain else Format.PLAIN
     if message.category in CONTENT_FREE_CATEGORIES:
+        return Decision(Action.SEND, plain_format)
+    if message.explicit_address and not same_address(message.to_address, contact.address):
         return Decision(Action.SEND, plain_format)
     if not contact.encryption_on:
         return Decision(Action.SEND, plain_format)
