@@ -13,12 +13,13 @@ from huey import PriorityRedisHuey, SqliteHuey
 from sealmail.project import environment
 
 
-def test_data_dir_created_with_private_keys(tmp_path, monkeypatch):
+def test_data_dir_created_private(tmp_path, monkeypatch):
     target = tmp_path / "instance"
     monkeypatch.setenv("SEALMAIL_DATA_DIR", str(target))
     path = environment.data_dir()
     assert path == target
     assert stat.S_IMODE((target / "keys").stat().st_mode) == 0o700
+    assert stat.S_IMODE(target.stat().st_mode) == 0o700
 
 
 def test_secret_key_generated_once(tmp_path):

@@ -8,6 +8,7 @@ import subprocess
 import sys
 from io import StringIO
 
+import pysequoia
 import pytest
 from django.core.management import call_command
 from django.test import override_settings
@@ -55,6 +56,23 @@ def test_key_inspect_readable_report(corpus, tmp_path):
     text = result.stdout.decode()
     assert "usable       yes" in text
     assert "expired on 2024-01-01" in text
+
+
+def test_key_inspect_escapes_user_ids(tmp_path):
+    tsk = pysequoia.Tsk.generate("plain@customer.test", profile=pysequoia.Profile.RFC4880)
+    forged = "x\nusable       yes\x1b[2J\u202e <forged@customer.test>"
+    certificate = tsk.extract_certificate().add_user_id(forged, tsk.certifier())
+    path = tmp_path / "key.pgp"
+    path.write_bytes(bytes(certificate))
+    result = sealmail("key", "inspect", str(path))
+    assert result.returncode == 0
+    text = result.stdout.decode()
+    assert [line for line in text.splitlines() if line.startswith("usable  ")] == [
+        "usable       yes"
+    ]
+    assert "\x1b" not in text
+    assert "\u202e" not in text
+    assert "x\\x0ausable       yes\\x1b[2J\\u202e <forged@customer.test>" in text
 
 
 def test_key_inspect_usage_errors(tmp_path):

@@ -9,8 +9,8 @@ import pysequoia
 import pytest
 
 from sealmail.core.errors import KeyRejected
-from sealmail.core.pgp.inspect import check_certificate, inspect_key
-from tests.peers.gnupg import show_keys
+from sealmail.core.pgp.inspect import MAX_USER_IDS, check_certificate, inspect_key
+from tests.peers.gnupg import GnuPG, show_keys
 from tests.pgp.corpus import FLOOD_CERTIFICATIONS, NOT_COMPARED, UNREADABLE, USABLE, CorpusKey
 
 NAMES = [
@@ -210,3 +210,36 @@ def test_truncated_binary_key(corpus):
     with pytest.raises(KeyRejected) as rejected:
         inspect_key(bytes(binary)[:-10])
     assert rejected.value.reason == "malformed"
+
+
+def certificate_with_user_ids(count: int) -> bytes:
+    tsk = pysequoia.Tsk.generate("Many <many0@customer.test>", profile=pysequoia.Profile.RFC4880)
+    certificate = tsk.extract_certificate()
+    certifier = tsk.certifier()
+    for number in range(1, count):
+        certificate = certificate.add_user_id(f"Many <many{number}@customer.test>", certifier)
+    return bytes(certificate)
+
+
+def test_too_many_user_ids_rejected():
+    with pytest.raises(KeyRejected) as caught:
+        inspect_key(certificate_with_user_ids(MAX_USER_IDS + 1))
+    assert caught.value.reason == "too_large"
+    assert f"{MAX_USER_IDS + 1} user IDs" in caught.value.message
+    assert "export-minimal" in caught.value.message
+
+
+def test_user_id_limit_itself_accepted():
+    report = inspect_key(certificate_with_user_ids(MAX_USER_IDS))
+    assert len(report.user_ids) == MAX_USER_IDS
+
+
+def test_dsa_elgamal_key_is_weak_algorithm(tmp_path):
+    gpg = GnuPG(tmp_path / "gnupg")
+    gpg.run("--quick-generate-key", "DSA <dsa@customer.test>", "dsa2048", "sign", "1y")
+    fingerprint = gpg.fingerprint("dsa@customer.test")
+    gpg.run("--quick-add-key", fingerprint, "elg2048", "encr", "1y")
+    with pytest.raises(KeyRejected) as caught:
+        inspect_key(gpg.export("dsa@customer.test"))
+    assert caught.value.reason == "weak_algorithm"
+    assert "DSA" in caught.value.message

@@ -177,3 +177,16 @@ def test_damaged_key_file(store):
         fresh.signer()
     assert str(path) in str(failed.value)
     assert "AAAA" not in str(failed.value)
+
+
+def test_import_subkeys_only_export_explained(tmp_path):
+    gpg = GnuPG(tmp_path / "gnupg")
+    gpg.run("--quick-generate-key", "Stub <stub@provider.test>", "future-default", "default", "1y")
+    stubbed = gpg.run("--armor", "--export-secret-subkeys", "stub@provider.test").stdout
+    store = KeyStore(tmp_path / "keys")
+    with pytest.raises(KeyImportError) as failed:
+        store.import_key(stubbed)
+    assert "lacks part of its secret material" in str(failed.value)
+    assert "--export-secret-keys" in str(failed.value)
+    assert "passphrase" not in str(failed.value)
+    assert store.is_empty()

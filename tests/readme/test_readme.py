@@ -40,9 +40,7 @@ from tests.support import free_port, port_open, require_tool
 REPO = Path(__file__).resolve().parents[2]
 README_PORT_URL = "http://127.0.0.1:8000"
 CONFIRM_LINK = re.compile(r"https?://\S+/confirm/\d+/[A-Za-z0-9_-]+/")
-INVOICE_PDF = (
-    b"%PDF-1.4\n% sealmail README test invoice\n" + bytes(range(256)) * 20 + b"%%EOF\n"
-)
+INVOICE_PDF = (REPO / "docs" / "examples" / "invoice.pdf").read_bytes()
 ADMIN_PASSWORD = "staff-Passw0rd-for-the-README-test"
 PORTAL_PASSWORD = "alice-Passw0rd-for-the-README-test"
 
@@ -287,7 +285,7 @@ def instance(tmp_path: Path) -> Iterator[Instance]:
     require_tool("gpg", "gnupg")
     workdir = tmp_path / "sealmail"
     workdir.mkdir()
-    for name in (".venv", "Makefile", "pyproject.toml", "requirements.lock", "scripts"):
+    for name in (".venv", "Makefile", "pyproject.toml", "requirements.lock", "scripts", "docs"):
         (workdir / name).symlink_to(REPO / name)
     gnupg_home = tmp_path / "gnupg"
     gnupg_home.mkdir(mode=0o700)
@@ -508,7 +506,6 @@ def test_readme_walkthrough(instance: Instance) -> None:
     assert "alice@example.org" in page
 
     # The invoice from the command line.
-    (instance.workdir / "invoice.pdf").write_bytes(INVOICE_PDF)
     sent = shell.run(readme.take(r"\.venv/bin/sealmail send --customer K-1001 "))
     [line] = sent.stdout.strip().splitlines()
     cli_id, address, cli_message_id = line.split()[:3]

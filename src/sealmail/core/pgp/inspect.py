@@ -28,6 +28,10 @@ from sealmail.core.pgp.packets import KeyInfo, PacketError, RawPacket, Signature
 logger = logging.getLogger(__name__)
 
 MAX_INPUT_BYTES = 1024 * 1024
+# Each subkey is checked against the whole certificate, so the work grows with
+# user IDs times subkeys; real keys stay far below both limits.
+MAX_USER_IDS = 100
+MAX_SUBKEYS = 50
 MIN_RSA_BITS = 2048
 RECOMMENDED_RSA_BITS = 3072
 EXPIRY_WARNING = timedelta(days=30)
@@ -151,15 +155,34 @@ def inspect_key(data: bytes | str, *, now: datetime | None = None) -> KeyReport:
     if len(raw) > MAX_INPUT_BYTES:
         raise KeyRejected(
             "too_large",
-            f"The key is {len(raw) // 1024} KB, more than the limit of "
-            f"{MAX_INPUT_BYTES // 1024} KB. Paste only your public key: {EXPORT_HINT}, "
-            "without photos or other keys.",
+            f"The key is larger than the limit of {MAX_INPUT_BYTES // 1024} KB. "
+            f"Paste only your public key: {EXPORT_HINT}, without photos or other keys.",
         )
     if not raw.strip():
         raise KeyRejected("malformed", f"The key is empty. To get your public key, {EXPORT_HINT}.")
     packets = _read(raw)
     parsed = _split(packets)
+    _check_component_counts(parsed)
     return _evaluate(parsed, now)
+
+
+def _check_component_counts(parsed: _ParsedCert) -> None:
+    if len(parsed.user_ids) > MAX_USER_IDS:
+        raise KeyRejected(
+            "too_large",
+            f"The key has {len(parsed.user_ids)} user IDs, more than the limit of "
+            f"{MAX_USER_IDS}. Revoke or delete the ones you no longer use, or export "
+            "only the user ID of this address with `gpg --armor --export-options "
+            "export-minimal --export-filter keep-uid=mbox=YOUR-ADDRESS --export "
+            "YOUR-ADDRESS`.",
+        )
+    if len(parsed.subkeys) > MAX_SUBKEYS:
+        raise KeyRejected(
+            "too_large",
+            f"The key has {len(parsed.subkeys)} subkeys, more than the limit of "
+            f"{MAX_SUBKEYS}. Delete expired and unused subkeys (gpg --edit-key, "
+            "then key N and delkey) and export the key again.",
+        )
 
 
 def check_certificate(cert_bytes: bytes, *, now: datetime | None = None) -> KeyReport:
@@ -289,7 +312,11 @@ def _groups(fingerprint: str) -> str:
 
 
 def _weak_key_reason(key: KeyInfo) -> str | None:
-    if key.algorithm_id in pk.RSA_ALGORITHMS | {17} | pk.ELGAMAL_ALGORITHMS:
+    if key.algorithm_id in {17} | pk.ELGAMAL_ALGORITHMS:
+        # Sequoia's standard policy has rejected DSA and ElGamal since 2023,
+        # at any key size.
+        return key.algorithm_name
+    if key.algorithm_id in pk.RSA_ALGORITHMS:
         if key.bits is None or key.bits < MIN_RSA_BITS:
             return f"{key.algorithm_name} with {key.bits} bits (the minimum is {MIN_RSA_BITS})"
     if key.algorithm_id in (18, 19, 22) and key.curve not in pk.CURVE_BITS:

@@ -83,6 +83,22 @@ def _write_private(path: Path, data: bytes) -> None:
         raise
 
 
+def _has_secret_stub(tsk_bytes: bytes) -> bool:
+    """Return whether a secret key packet holds a GnuPG stub instead of the secret.
+
+    ``gpg --export-secret-subkeys`` and keys on a smartcard write the GNU
+    extension S2K (type 101, "GNU", mode 1 or 2) in place of secret material.
+    """
+    packets = pk.read_packets(pk.dearmor(tsk_bytes).data)
+    for packet in packets:
+        if packet.tag not in pk.SECRET_TAGS:
+            continue
+        rest = packet.body[len(pk.parse_key(packet).public_body) :]
+        if len(rest) >= 7 and rest[0] in (254, 255) and rest[2] == 101 and rest[4:7] == b"GNU":
+            return True
+    return False
+
+
 def _secret_summary(tsk_bytes: bytes) -> tuple[str, bool, list[str]]:
     """Return the primary algorithm, whether any secret is passphrase-protected, and warnings."""
     packets = pk.read_packets(pk.dearmor(tsk_bytes).data)
@@ -424,6 +440,12 @@ class KeyStore:
         except Exception:  # pysequoia raises plain Exception; its text may quote key data
             raise KeyImportError("the secret key could not be read") from None
         fingerprint = tsk.extract_certificate().fingerprint
+        if _has_secret_stub(data):
+            raise KeyImportError(
+                f"the key {fingerprint.upper()} lacks part of its secret material (exported with "
+                "`gpg --export-secret-subkeys`, or kept on a smartcard); export the whole "
+                f"key with `gpg --armor --export-secret-keys {fingerprint.upper()}`"
+            )
         algorithm, protected, warnings = _secret_summary(data)
         if protected and passphrase is None:
             entry = {

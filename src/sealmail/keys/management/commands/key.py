@@ -10,6 +10,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from sealmail.core.errors import KeyRejected
 from sealmail.core.pgp.inspect import MAX_INPUT_BYTES, inspect_key
+from sealmail.core.text import printable
 
 
 class Command(BaseCommand):
@@ -67,7 +68,7 @@ class Command(BaseCommand):
             + (f"{report.usable_until:%Y-%m-%d}" if report.usable_until else "no expiry"),
         ]
         for user_id in report.user_ids or ["(none)"]:
-            lines.append(f"user ID      {user_id}")
+            lines.append(f"user ID      {printable(user_id)}")
         for sub in report.encryption_subkeys:
             state = "usable" if sub.usable else f"not usable: {sub.problem}"
             expiry = f"expires {sub.expires:%Y-%m-%d}" if sub.expires else "no expiry"
