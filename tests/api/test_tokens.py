@@ -53,3 +53,19 @@ def test_revoked_token_rejected(client, capsys):
 def test_revoke_unknown_name_named():
     with pytest.raises(CommandError, match="no token named 'nobody'"):
         call_command("apitoken", "revoke", "nobody")
+
+
+def test_lone_surrogate_answers_422(client, capsys):
+    from sealmail.contacts.models import Contact, Customer
+
+    customer = Customer.objects.create(account_number="K-9", name="Surrogate")
+    Contact.objects.create(customer=customer, address="s@customer.test")
+    token = create_token("surrogates", capsys)
+    response = client.post(
+        "/api/v1/messages",
+        data='{"customer": "K-9", "category": "invoice", "subject": "\\ud800", "text": "x"}',
+        content_type="application/json",
+        HTTP_AUTHORIZATION=f"Bearer {token}",
+    )
+    assert response.status_code == 422
+    assert "lone surrogate" in response.json()["detail"]

@@ -181,6 +181,19 @@ def test_login_locks_after_failures(world: dict[str, Any], settings) -> None:
     assert login(other, PASSWORD).status_code == 302
 
 
+def test_admin_login_locks_after_failures(settings, django_user_model) -> None:
+    settings.SEALMAIL_LOGIN_MAX_FAILURES = 2
+    django_user_model.objects.create_superuser("staff", "staff@provider.test", PASSWORD)
+    client = Client(REMOTE_ADDR="203.0.113.9")
+    admin_login = reverse("admin:login")
+    for _ in range(2):
+        client.post(admin_login, {"username": "staff", "password": "wrong password"})
+    locked = client.post(admin_login, {"username": "staff", "password": PASSWORD})
+    assert locked.status_code == 200
+    assert b"Too many failed logins" in locked.content
+    assert "_auth_user_id" not in client.session
+
+
 def test_login_success_resets_count(world: dict[str, Any], settings) -> None:
     settings.SEALMAIL_LOGIN_MAX_FAILURES = 2
     client = Client(REMOTE_ADDR="203.0.113.7")

@@ -113,3 +113,12 @@ def test_staff_reply_encrypted_and_threaded(
         )
     )
     assert response_mail.ticket_id == message.ticket_id
+
+
+def test_reply_subject_one_line():
+    from sealmail.inbound.replies import reply_subject
+
+    subject = reply_subject("SM-7", "probe\r\nBcc: victim@example.net\x1b[2J")
+    assert subject == "[SM-7] Re: probe Bcc: victim@example.net [2J"
+    assert "\n" not in subject
+    assert "\r" not in subject

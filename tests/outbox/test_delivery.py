@@ -622,6 +622,26 @@ def test_previous_address_without_key_gets_plain(alice, relay, gpg):
     assert b"Still encrypted." not in by_address[alice.address.upper()].data
 
 
+def test_sensitive_content_erased_after_sending(make_contact, relay):
+    contact = make_contact("link@customer.test")
+    [message] = enqueue(
+        contact,
+        category="account_notice",
+        subject="Confirm your new contact address",
+        text="Open http://testserver/confirm/7/secret-token/ to confirm.",
+        to_address="link.new@customer.test",
+        sensitive=True,
+    )
+    run_worker()
+    message.refresh_from_db()
+    assert message.status == Status.SENT
+    assert message.text is None
+    assert message.html is None
+    assert message.composed is None
+    [received] = relay.received
+    assert b"secret-token" in received.data
+
+
 def test_address_change_before_send(make_contact, relay):
     contact = make_contact("old@customer.test")
     enqueue(contact, category="custom", subject="x", text="x")

@@ -52,6 +52,19 @@ def request_too_big(request: HttpRequest, exc: RequestDataTooBig) -> HttpRespons
     )
 
 
+@api.exception_handler(UnicodeEncodeError)
+def text_not_encodable(request: HttpRequest, exc: UnicodeEncodeError) -> HttpResponse:
+    # JSON may carry "\ud800", a lone surrogate that no UTF-8 store accepts.
+    return api.create_response(
+        request,
+        {
+            "detail": "the request contains text that is not valid Unicode (a lone "
+            "surrogate such as \\ud800); send well-formed UTF-8 text"
+        },
+        status=422,
+    )
+
+
 api.add_router("/v1/customers", customers_router)
 api.add_router("/v1/contacts", contacts_router)
 api.add_router("/v1/messages", messages_router)

@@ -11,6 +11,7 @@ from django.contrib import admin
 from django.http import HttpRequest
 from django.utils.html import format_html
 
+from sealmail.contacts.forms import RateLimitedAdminLoginForm
 from sealmail.contacts.mail import fingerprint_groups
 from sealmail.contacts.models import (
     AuditEvent,
@@ -19,6 +20,10 @@ from sealmail.contacts.models import (
     Customer,
     PendingChange,
 )
+
+# Staff accounts read every decrypted ticket, so their login gets the
+# portal's lockout too.
+admin.site.login_form = RateLimitedAdminLoginForm
 
 
 class ContactInline(admin.TabularInline):

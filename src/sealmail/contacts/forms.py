@@ -8,6 +8,7 @@ from typing import Any
 
 from django import forms
 from django.conf import settings
+from django.contrib.admin.forms import AdminAuthenticationForm
 from django.contrib.auth.forms import AuthenticationForm
 
 from sealmail.contacts import ratelimit
@@ -143,6 +144,10 @@ class RateLimitedLoginForm(AuthenticationForm):
         finally:
             if self.user_cache is not None:
                 ratelimit.clear(user_bucket)
+
+
+class RateLimitedAdminLoginForm(RateLimitedLoginForm, AdminAuthenticationForm):
+    """The staff admin's login form, with the same lockout as the portal's."""
 
 
 def client_address(request: Any) -> str | None:

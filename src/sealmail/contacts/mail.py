@@ -38,7 +38,7 @@ def release_held(contact: Contact) -> None:
 
 def send_account_mail(contact: Contact, *, subject: str, text: str) -> None:
     """Queue a mail about the user's login, such as a password reset link."""
-    _enqueue(contact, category=CATEGORY, subject=subject, text=text)
+    _enqueue(contact, category=CATEGORY, subject=subject, text=text, sensitive=True)
 
 
 def send_confirmation(
@@ -72,6 +72,7 @@ def send_confirmation(
         to_address=change.sent_to,
         recipient_key=encrypt_to,
         idempotency_key=f"contact-change-{change.pk}-confirm",
+        sensitive=True,
     )
 
 

@@ -247,12 +247,18 @@ def _link_page(
     )
 
 
+def _without_referrer(response: HttpResponse) -> HttpResponse:
+    # The page URL holds the token; no request made from the page may carry it.
+    response["Referrer-Policy"] = "no-referrer"
+    return response
+
+
 @sensitive_variables("token")
 @never_cache
 @require_http_methods(["GET", "POST"])
 def confirm(request: HttpRequest, change_id: int, token: str) -> HttpResponse:
     """Show the confirm button on GET. Only a POST applies the change."""
-    return _link_page(request, change_id, token, "confirm")
+    return _without_referrer(_link_page(request, change_id, token, "confirm"))
 
 
 @sensitive_variables("token")
@@ -260,7 +266,7 @@ def confirm(request: HttpRequest, change_id: int, token: str) -> HttpResponse:
 @require_http_methods(["GET", "POST"])
 def cancel(request: HttpRequest, change_id: int, token: str) -> HttpResponse:
     """Show the cancel button on GET. Only a POST discards the change."""
-    return _link_page(request, change_id, token, "cancel")
+    return _without_referrer(_link_page(request, change_id, token, "cancel"))
 
 
 @require_GET

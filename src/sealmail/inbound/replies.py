@@ -59,6 +59,16 @@ def may_quote(message: InboundMessage) -> bool:
     return message.encryption == "none" or message.signed_by_customer
 
 
+def reply_subject(reference: str, subject: str) -> str:
+    """Return the subject of a reply, on one line whatever the customer sent.
+
+    An encoded word in the customer's Subject can decode to CR, LF or other
+    control characters, which the outbox rightly rejects in a header.
+    """
+    line = " ".join("".join(c if c.isprintable() else " " for c in subject).split())
+    return f"[{reference}] Re: {line}"[:998]
+
+
 def acknowledge(message: InboundMessage) -> TicketReply | None:
     """Tell the sender that a new ticket was opened, quoting only what is safe."""
     ticket = message.ticket
@@ -68,7 +78,7 @@ def acknowledge(message: InboundMessage) -> TicketReply | None:
         )
         return None
     if may_quote(message) and message.subject:
-        subject = f"[{ticket.reference}] Re: {message.subject}"
+        subject = reply_subject(ticket.reference, message.subject)
     else:
         subject = f"[{ticket.reference}] We received your message"
     text = (
@@ -101,7 +111,7 @@ def send_reply(ticket: Ticket, text: str, author: AbstractBaseUser) -> TicketRep
     in_reply_to, references = _threading(ticket)
     outgoing = _enqueue(
         ticket.contact,
-        subject=f"[{ticket.reference}] Re: {ticket.subject}"[:998],
+        subject=reply_subject(ticket.reference, ticket.subject),
         text=text,
         in_reply_to=in_reply_to,
         references=references,

@@ -200,6 +200,20 @@ def write_fields(messages: Sequence[OutboxMessage], fields: Sequence[str]) -> No
         cursor.executemany(sql, rows)
 
 
+def erase_sensitive_content(sent: Sequence[OutboxMessage]) -> None:
+    """Erase the content of sent mail that held a one-time link.
+
+    A confirmation or password reset link stays valid for hours after the
+    mail left; nobody who reads the database or the admin may use it. The
+    encrypted bytes stay, because only the customer's key opens them.
+    """
+    sensitive = [message.pk for message in sent if message.sensitive]
+    if not sensitive:
+        return
+    OutboxMessage.objects.filter(pk__in=sensitive).update(text=None, html=None)
+    OutboxMessage.objects.filter(pk__in=sensitive, encrypted_to="").update(composed=None)
+
+
 def claim(ids: Sequence[int], now: datetime) -> list[OutboxMessage]:
     """Lease the due, queued rows among ``ids`` and return them with their contacts."""
     token = uuid.uuid4().hex
@@ -486,6 +500,7 @@ def deliver_batch(
         outcomes[name].extend(group)
     with transaction.atomic():
         write_fields(ready, RESULT_FIELDS)
+        erase_sensitive_content(outcomes["sent"])
     _schedule_retries(outcomes["retry"])
     result.sent = len(outcomes["sent"])
     result.held = len(outcomes["held"])

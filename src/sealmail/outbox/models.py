@@ -118,6 +118,11 @@ class OutboxMessage(models.Model):
     subject = models.CharField(max_length=998)
     text = models.TextField(null=True, blank=True)
     html = models.TextField(null=True, blank=True)
+    sensitive = models.BooleanField(
+        default=False,
+        help_text="holds a one-time link; text, HTML and unencrypted bytes are "
+        "erased once sent",
+    )
     attachments = models.JSONField(
         default=list, blank=True, help_text="[{filename, content_type, sha256, size}]"
     )

@@ -277,6 +277,7 @@ def enqueue(
     references: Sequence[str] = (),
     role: str | None = None,
     source: str = "python",
+    sensitive: bool = False,
 ) -> list[OutboxMessage]:
     """Store a message for ``contact``, or for every contact of ``customer``.
 
@@ -284,7 +285,9 @@ def enqueue(
     in ``role``. ``to_address`` sends to another address than the contact's,
     such as a confirmation to a new address or a notice to a previous one.
     ``recipient_key`` encrypts to that key of the contact instead of its
-    active key, and the message never falls back to plaintext. Returns one committed row
+    active key, and the message never falls back to plaintext. ``sensitive``
+    marks mail holding a one-time link: its content is erased once it is
+    sent. Returns one committed row
     per recipient; with an ``idempotency_key`` already used by ``source`` it
     returns the rows of the first call instead. Raises :class:`EnqueueError`
     for invalid input and :class:`IdempotencyConflict` when the key was used
@@ -321,6 +324,7 @@ def enqueue(
         in_reply_to=in_reply_to,
         references=references,
         source=source,
+        sensitive=sensitive,
         internal=True,
     )
 
@@ -341,6 +345,7 @@ def enqueue_bulk(
     in_reply_to: str | None = None,
     references: Sequence[str] = (),
     source: str = "python",
+    sensitive: bool = False,
     internal: bool = True,
 ) -> list[OutboxMessage]:
     """Store one message per contact with batched inserts and batched tasks.
@@ -364,6 +369,7 @@ def enqueue_bulk(
         in_reply_to=in_reply_to,
         references=references,
         source=source,
+        sensitive=sensitive,
         internal=internal,
     )
     return messages
@@ -385,6 +391,7 @@ def enqueue_bulk_checked(
     in_reply_to: str | None = None,
     references: Sequence[str] = (),
     source: str = "python",
+    sensitive: bool = False,
     internal: bool = True,
 ) -> tuple[list[OutboxMessage], bool]:
     """Do what :func:`enqueue_bulk` does; also return whether the call was a repeat.
@@ -522,6 +529,7 @@ def enqueue_bulk_checked(
                     in_reply_to=in_reply_to or "",
                     references=references,
                     next_attempt=now,
+                    sensitive=sensitive,
                 )
                 for contact, row_subject, row_text, row_html in rendered_rows
             ]

@@ -22,6 +22,8 @@ class Command(BaseCommand):
     def handle(self, *args, workers: int, **options) -> None:
         host, port = settings.SEALMAIL_WEB_ADDR
         bind = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        # No access log: confirmation and password reset links carry their
+        # tokens in the path, and Django's own request log redacts them.
         argv = [
             sys.executable,
             "-m",
@@ -31,8 +33,6 @@ class Command(BaseCommand):
             bind,
             "--workers",
             str(workers),
-            "--access-logfile",
-            "-",
             "--graceful-timeout",
             "5",
             "--no-control-socket",
