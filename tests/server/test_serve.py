@@ -81,3 +81,35 @@ def test_serve_answers_and_stops_cleanly(instance_env):
         assert f"stopped {name}" in log, log
     assert not port_open(web_host, int(web_port))
     assert not port_open(smtp_host, int(smtp_port))
+
+
+def test_serve_restarts_killed_worker(instance_env):
+    web_host, web_port = instance_env["SEALMAIL_WEB_ADDR"].split(":")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "sealmail", "serve"],
+        env=instance_env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    try:
+        wait_for_port(web_host, int(web_port), process)
+        worker = subprocess.run(
+            ["pgrep", "-P", str(process.pid), "-f", "sealmail worker"],
+            capture_output=True,
+            text=True,
+        )
+        worker_pid = int(worker.stdout.split()[0])
+        os.kill(worker_pid, signal.SIGKILL)
+        time.sleep(3)
+        assert process.poll() is None
+        os.killpg(process.pid, signal.SIGINT)
+        output, _ = process.communicate(timeout=20)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+    log = output.decode(errors="replace")
+    assert process.returncode == 0, log
+    assert "worker exited with status -9; restarting it" in log
+    assert log.count("started worker") == 2
