@@ -331,12 +331,14 @@ def _process_batch(batch: Sequence[LineEvent]) -> LineEventResult:
             event.line = states[event.line_id].line
             states[event.line_id].window_events.append(event)
 
+    batch = _without_overtaking(batch, line_pks)
+
     result = LineEventResult()
     closed_windows: list[FlapWindow] = []
     new_windows: list[FlapWindow] = []
     changes: dict[tuple[int, str, int], list[LineEvent]] = defaultdict(list)
     summaries: list[tuple[datetime, FlapWindow, list[LineEvent]]] = []
-    for event in sorted(batch, key=lambda event: (event.received, event.pk)):
+    for event in sorted(batch, key=lambda event: event.pk):
         line_state = states[event.line_id]
         event.line = line_state.line
         now = event.received
@@ -385,15 +387,19 @@ def _process_batch(batch: Sequence[LineEvent]) -> LineEventResult:
         event.window = event.window
     LineEvent.objects.bulk_update(batch, ["handling", "window"], batch_size=500)
 
+    # Mails go out in the order of their cause. A summary of a window closed
+    # by an event comes before the mail about that event.
     items = [
-        (min(event.received for event in group), key[0], _change_mail(group))
-        for key, group in changes.items()
+        (time, 0, customer_id, content)
+        for time, customer_id, content in _summary_items(summaries)
     ]
-    items.extend(_summary_items(summaries))
-    items.sort(key=lambda item: item[0])
-    result.messages = mail.send_to_customers(
-        [(customer_id, *content) for _, customer_id, content in items],
-        category="line_status",
+    items.extend(
+        (min(event.received for event in group), 1, key[0], _change_mail(group))
+        for key, group in changes.items()
+    )
+    items.sort(key=lambda item: item[:2])
+    result.messages = _send_in_order(
+        [(customer_id, *content) for _, _, customer_id, content in items]
     )
 
     counts: dict[str, int] = defaultdict(int)
@@ -411,6 +417,60 @@ def _process_batch(batch: Sequence[LineEvent]) -> LineEventResult:
         result.closes = max(window.closes for window in still_open)
     _schedule_close_of([window for window in new_windows if window.closed is None])
     return result
+
+
+def _without_overtaking(
+    batch: Sequence[LineEvent], line_pks: Sequence[int]
+) -> list[LineEvent]:
+    """Return the events of ``batch`` that no earlier pending event of their line precedes.
+
+    On PostgreSQL another worker may hold an earlier event of the same line
+    in its batch and not have locked the line yet. The later events of that
+    line stay pending for a task scheduled a second from now, so every line's
+    events are applied in the order they arrived.
+    """
+    first_in_batch: dict[int, int] = {}
+    batch_ids = set()
+    for event in batch:
+        batch_ids.add(event.pk)
+        first_in_batch.setdefault(event.line_id, event.pk)
+        first_in_batch[event.line_id] = min(first_in_batch[event.line_id], event.pk)
+    last_id = max(batch_ids)
+    held_elsewhere = set()
+    for chunk in chunks(line_pks):
+        for line_id, pk in LineEvent.objects.filter(
+            line_id__in=chunk, handling=LineEvent.Handling.PENDING, pk__lt=last_id
+        ).values_list("line_id", "pk"):
+            if pk not in batch_ids and pk < first_in_batch[line_id]:
+                held_elsewhere.add(line_id)
+    if not held_elsewhere:
+        return list(batch)
+    logger.info(
+        "%d line(s) have earlier events in another batch; their later events wait",
+        len(held_elsewhere),
+    )
+    retry = timezone.now() + timedelta(seconds=PROCESS_DELAY_SECONDS)
+    transaction.on_commit(lambda: _schedule_process(retry))
+    return [event for event in batch if event.line_id not in held_elsewhere]
+
+
+def _send_in_order(items: Sequence[tuple[int, str, str]]) -> int:
+    """Send ``(customer id, subject, text)`` items with as few outbox calls as possible.
+
+    The outbox takes each contact once per call, so a customer's second mail
+    in the same batch goes in a second call, after the first.
+    """
+    waves: list[list[tuple[int, str, str]]] = []
+    sent_to: dict[int, int] = defaultdict(int)
+    for item in items:
+        wave = sent_to[item[0]]
+        sent_to[item[0]] += 1
+        if wave == len(waves):
+            waves.append([])
+        waves[wave].append(item)
+    return sum(
+        mail.send_to_customers(wave, category="line_status") for wave in waves
+    )
 
 
 def _close_in_memory(
@@ -608,10 +668,7 @@ def _close_windows(windows: Sequence[FlapWindow], now: datetime) -> list[FlapWin
             continuations.append(continuation)
     _save_windows(windows, continuations)
     items = _summary_items(summaries)
-    mail.send_to_customers(
-        [(customer_id, *content) for _, customer_id, content in items],
-        category="line_status",
-    )
+    _send_in_order([(customer_id, *content) for _, customer_id, content in items])
     if continuations:
         latest = max(window.closes for window in continuations)
         transaction.on_commit(lambda: _schedule_close(latest))
@@ -624,14 +681,21 @@ def _summary_items(
     """Return ``(time, customer id, (subject, text))``, one summary mail per customer.
 
     ``summaries`` contains ``(closed at, window, its events)`` for windows
-    that closed with changes.
+    that closed with changes. A line with several closed windows in the list
+    gets a mail per window.
     """
-    by_customer: dict[int, list[tuple[datetime, FlapWindow, Sequence[LineEvent]]]]
+    by_customer: dict[
+        tuple[int, int], list[tuple[datetime, FlapWindow, Sequence[LineEvent]]]
+    ]
     by_customer = defaultdict(list)
+    rounds: dict[int, int] = defaultdict(int)
     for summary in summaries:
-        by_customer[summary[2][0].line.customer_id].append(summary)
+        line_id = summary[1].line_id
+        key = (summary[2][0].line.customer_id, rounds[line_id])
+        rounds[line_id] += 1
+        by_customer[key].append(summary)
     items = []
-    for customer_id, customer_summaries in by_customer.items():
+    for (customer_id, _), customer_summaries in by_customer.items():
         entries = []
         for _, window, events in customer_summaries:
             entries.append(
