@@ -1,10 +1,11 @@
 """Line status and order progress events, and the flap windows that debounce lines.
 
-A line-status event is stored as pending and answered at once. A worker task
-takes all pending events in one batch, applies the rules below to each line
-in the order the events were received, and sends the resulting mails in one
-outbox call, so a burst of single-line events fans out like one event that
-names every line.
+A line-status event is stored as pending and the request returns at once.
+A worker task takes all pending events in one batch, applies the rules
+below to each line in the order its events arrived, and sends the
+resulting mails in one outbox call, so a burst of single-line events fans
+out like one event that names every line. A customer with two mails in one
+batch, such as a summary and a new change, gets the second in a second call.
 
 A line that changes state while no window is open gets a mail at once and
 opens a window of ``SEALMAIL_FLAP_WINDOW_SECONDS``. Further changes inside
@@ -15,9 +16,9 @@ keeps flapping gets one summary per window and no other mail.
 
 All of this state is in the database. Batches take pending events with
 ``SKIP LOCKED`` and lock their lines on PostgreSQL, and SQLite's write lock
-serialises them. Closing a window marks
-it closed in the same transaction that stores its summary, so several web
-and worker processes never send a change twice.
+serialises them. Closing a window marks it closed in the same transaction
+that stores its summary, so several web and worker processes never send a
+change twice.
 """
 
 from __future__ import annotations
