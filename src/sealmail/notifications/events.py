@@ -253,9 +253,9 @@ def process_pending_events(*, batch_size: int = PROCESS_BATCH) -> LineEventResul
     """Apply the flap window rules to every pending line event and send the mails.
 
     Events are taken in batches of ``batch_size``, each in one transaction
-    with one outbox call. Rows another process is working on are skipped on
-    PostgreSQL, and that process handles them. Returns the counts summed
-    over all batches.
+    that sends its mails with as few outbox calls as possible. Rows another
+    process is working on are skipped on PostgreSQL, and that process handles
+    them. Returns the counts summed over all batches.
     """
     total = LineEventResult()
     while True:
@@ -272,7 +272,9 @@ def process_pending_events(*, batch_size: int = PROCESS_BATCH) -> LineEventResul
             setattr(total, name, getattr(total, name) + getattr(result, name))
         if result.closes is not None:
             total.closes = max(filter(None, (total.closes, result.closes)))
-        if len(batch) < batch_size:
+        # Deferred events wait for the task that _without_overtaking scheduled,
+        # because taking them again now would only find them blocked again.
+        if len(batch) < batch_size or result.recorded < len(batch):
             break
     if total.recorded:
         logger.info(
@@ -319,9 +321,13 @@ def _process_batch(batch: Sequence[LineEvent]) -> LineEventResult:
                 window=None,
                 window_events=[],
             )
-        windows = list(
-            _lock(FlapWindow.objects.filter(line_id__in=chunk, closed__isnull=True))
+        open_windows = FlapWindow.objects.filter(
+            line_id__in=chunk, closed__isnull=True
         )
+        # Lock, then read again: a sweep that held a window may have closed it
+        # and opened a continuation, which only a new statement sees.
+        list(_lock(open_windows).values_list("id", flat=True))
+        windows = list(open_windows.all())
         for window in windows:
             states[window.line_id].window = window
         for event in (
