@@ -392,7 +392,14 @@ def _process_batch(batch: Sequence[LineEvent]) -> LineEventResult:
     for event in batch:
         # The windows' primary keys are set now; re-assign so the ids are copied.
         event.window = event.window
-    LineEvent.objects.bulk_update(batch, ["handling", "window"], batch_size=500)
+    by_handling: dict[str, list[int]] = defaultdict(list)
+    for event in batch:
+        by_handling[event.handling].append(event.pk)
+    for handling, pks in by_handling.items():
+        for chunk in chunks(pks):
+            LineEvent.objects.filter(pk__in=chunk).update(handling=handling)
+    with_window = [event for event in batch if event.window_id is not None]
+    LineEvent.objects.bulk_update(with_window, ["window"], batch_size=1000)
 
     # Mails go out in the order of their cause. A summary of a window closed
     # by an event comes before the mail about that event.
@@ -500,8 +507,17 @@ def _close_in_memory(
 
 def _save_windows(closed: Sequence[FlapWindow], new: Sequence[FlapWindow]) -> None:
     """Store closed and new windows; closing first keeps one open window per line."""
-    stored = [window for window in closed if window.pk is not None]
-    FlapWindow.objects.bulk_update(stored, ["closed", "summary_sent"], batch_size=500)
+    # One UPDATE per close time and outcome, because a sweep closes thousands
+    # of windows at the same time and bulk_update's CASE per row is slow.
+    groups: dict[tuple[datetime, bool], list[int]] = defaultdict(list)
+    for window in closed:
+        if window.pk is not None:
+            groups[(window.closed, window.summary_sent)].append(window.pk)
+    for (closed_at, summary_sent), pks in groups.items():
+        for chunk in chunks(pks):
+            FlapWindow.objects.filter(pk__in=chunk).update(
+                closed=closed_at, summary_sent=summary_sent
+            )
     FlapWindow.objects.bulk_create(new, batch_size=500)
 
 
