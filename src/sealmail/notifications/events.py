@@ -65,7 +65,7 @@ class EventError(ValueError):
 
 @dataclass
 class LineEventResult:
-    """Outcome of one line-status event, counted per handling of its lines."""
+    """Outcome of applying pending line events, counted per handling."""
 
     recorded: int = 0
     mailed: int = 0
