@@ -11,7 +11,9 @@ from django.db import connection
 from sealmail.contacts.models import Contact
 from sealmail.notifications.events import (
     EventError,
+    LineEventResult,
     close_due_windows,
+    process_pending_events,
     record_line_events,
 )
 from sealmail.notifications.models import FlapWindow, LineEvent
@@ -27,6 +29,12 @@ def line_mails():
     return list(OutboxMessage.objects.filter(category="line_status").order_by("id"))
 
 
+def apply(line_ids: list[str], state: str, **kwargs) -> LineEventResult:
+    """Store one event and run the worker's batch, as the queue does shortly after."""
+    record_line_events(line_ids, state, **kwargs)
+    return process_pending_events()
+
+
 @pytest.fixture
 def line(db, settings):
     settings.SEALMAIL_FLAP_WINDOW_SECONDS = 300
@@ -40,7 +48,7 @@ def line(db, settings):
 
 
 def test_first_change_mailed_at_once(line):
-    result = record_line_events([line], "down", reason="fibre cut", now=at("16:00:00"))
+    result = apply([line], "down", reason="fibre cut", now=at("16:00:00"))
     assert result.mailed == 1
     mails = line_mails()
     assert len(mails) == 1
@@ -51,9 +59,9 @@ def test_first_change_mailed_at_once(line):
 
 
 def test_flapping_sends_one_summary_per_window(line):
-    record_line_events([line], "down", reason="fibre cut", now=at("16:00:00"))
-    second = record_line_events([line], "up", now=at("16:01:00"))
-    third = record_line_events([line], "down", reason="fibre cut", now=at("16:02:30"))
+    apply([line], "down", reason="fibre cut", now=at("16:00:00"))
+    second = apply([line], "up", now=at("16:01:00"))
+    third = apply([line], "down", reason="fibre cut", now=at("16:02:30"))
     assert second.collected == 1
     assert third.collected == 1
     assert len(line_mails()) == 1
@@ -74,20 +82,20 @@ def test_flapping_sends_one_summary_per_window(line):
 
 
 def test_summary_sent_once_when_closed_twice(line):
-    record_line_events([line], "down", now=at("16:00:00"))
-    record_line_events([line], "up", now=at("16:01:00"))
+    apply([line], "down", now=at("16:00:00"))
+    apply([line], "up", now=at("16:01:00"))
     assert close_due_windows(now=at("16:05:00")) == 1
     assert close_due_windows(now=at("16:05:00")) == 0
     assert len(line_mails()) == 2
 
 
 def test_quiet_window_closes_without_mail(line):
-    record_line_events([line], "down", now=at("16:00:00"))
+    apply([line], "down", now=at("16:00:00"))
     assert close_due_windows(now=at("16:05:00")) == 1
     assert len(line_mails()) == 1
     assert not FlapWindow.objects.filter(closed__isnull=True).exists()
     # The line is quiet again, so the next change goes out at once.
-    record_line_events([line], "up", now=at("16:20:00"))
+    apply([line], "up", now=at("16:20:00"))
     assert [mail.subject for mail in line_mails()] == [
         "Line L-1 is down",
         "Line L-1 is up",
@@ -95,14 +103,14 @@ def test_quiet_window_closes_without_mail(line):
 
 
 def test_continued_flapping_gets_one_summary_per_window(line):
-    record_line_events([line], "down", now=at("16:00:00"))
-    record_line_events([line], "up", now=at("16:01:00"))
+    apply([line], "down", now=at("16:00:00"))
+    apply([line], "up", now=at("16:01:00"))
     close_due_windows(now=at("16:05:00"))
     # The continuation window runs 16:05 to 16:10: no mail at once.
-    result = record_line_events([line], "down", now=at("16:06:00"))
+    result = apply([line], "down", now=at("16:06:00"))
     assert result.mailed == 0
     assert result.collected == 1
-    record_line_events([line], "up", now=at("16:07:00"))
+    apply([line], "up", now=at("16:07:00"))
     assert len(line_mails()) == 2
     close_due_windows(now=at("16:10:00"))
     mails = line_mails()
@@ -111,14 +119,14 @@ def test_continued_flapping_gets_one_summary_per_window(line):
     # A quiet continuation closes silently and the line is idle again.
     close_due_windows(now=at("16:15:00"))
     assert len(line_mails()) == 3
-    assert record_line_events([line], "down", now=at("16:30:00")).mailed == 1
+    assert apply([line], "down", now=at("16:30:00")).mailed == 1
 
 
 def test_overdue_window_closed_by_next_event(line):
-    record_line_events([line], "down", now=at("16:00:00"))
-    record_line_events([line], "up", now=at("16:01:00"))
+    apply([line], "down", now=at("16:00:00"))
+    apply([line], "up", now=at("16:01:00"))
     # No worker closed the window at 16:05; the next event does it first.
-    result = record_line_events([line], "down", now=at("16:07:00"))
+    result = apply([line], "down", now=at("16:07:00"))
     assert result.collected == 1
     mails = line_mails()
     assert [mail.subject for mail in mails] == [
@@ -128,11 +136,11 @@ def test_overdue_window_closed_by_next_event(line):
 
 
 def test_repeat_and_late_events_not_mailed(line):
-    record_line_events([line], "down", occurred=at("16:00:00"), now=at("16:00:05"))
-    repeat = record_line_events(
+    apply([line], "down", occurred=at("16:00:00"), now=at("16:00:05"))
+    repeat = apply(
         [line], "down", occurred=at("16:00:30"), now=at("16:00:35")
     )
-    late = record_line_events([line], "up", occurred=at("15:59:00"), now=at("16:00:40"))
+    late = apply([line], "up", occurred=at("15:59:00"), now=at("16:00:40"))
     assert repeat.repeated == 1
     assert late.late == 1
     assert len(line_mails()) == 1
@@ -142,11 +150,19 @@ def test_repeat_and_late_events_not_mailed(line):
 
 def test_duplicate_event_id_ignored(line):
     first = record_line_events([line], "down", source_id="evt-1", now=at("16:00:00"))
+    pending = record_line_events(
+        [line], "down", source_id="evt-1", now=at("16:00:05")
+    )
+    assert process_pending_events().mailed == 1
     again = record_line_events([line], "down", source_id="evt-1", now=at("16:00:10"))
     assert first.recorded == 1
+    assert pending.recorded == 0
+    assert pending.duplicates == 1
     assert again.recorded == 0
     assert again.duplicates == 1
     assert LineEvent.objects.count() == 1
+    assert process_pending_events().recorded == 0
+    assert len(line_mails()) == 1
 
 
 def test_unknown_line_rejected(line):
@@ -172,12 +188,16 @@ def test_api_line_status(api, line):
             "event_id": "m-17",
         },
     )
-    assert response.status_code == 200, response.content
+    assert response.status_code == 202, response.content
     body = response.json()
-    assert body["mailed"] == 1
-    assert body["messages"] == 1
+    assert body["recorded"] == 1
+    assert body["duplicates"] == 0
     assert body["unknown_line_ids"] == ["L-404"]
-    assert body["window_closes"] is not None
+    assert line_mails() == []
+    result = process_pending_events()
+    assert result.mailed == 1
+    assert result.messages == 1
+    assert result.closes == LineEvent.objects.get().received + timedelta(seconds=300)
 
 
 def test_api_line_status_validation(api, line):
@@ -200,7 +220,7 @@ def test_api_line_status_validation(api, line):
 
 def test_customer_lines_grouped_in_one_mail(line):
     sync("lines", [Entry("L-1", "K-1", "Office Berlin"), Entry("L-2", "K-1", "")])
-    record_line_events(["L-1", "L-2"], "down", reason="PoP outage", now=at("16:00:00"))
+    apply(["L-1", "L-2"], "down", reason="PoP outage", now=at("16:00:00"))
     mails = line_mails()
     assert len(mails) == 1
     assert mails[0].subject == "2 of your lines are down"
@@ -222,7 +242,7 @@ def test_concurrent_events_mail_once(line):
         try:
             barrier.wait()
             state = "down" if index % 2 == 0 else "up"
-            record_line_events([line], state, now=start + timedelta(seconds=index))
+            apply([line], state, now=start + timedelta(seconds=index))
         except Exception as exc:  # collected and asserted below
             errors.append(exc)
         finally:
@@ -245,8 +265,8 @@ def test_concurrent_sweeps_send_one_summary(line):
         pytest.skip(
             "SQLite serialises every write transaction; PostgreSQL run checks this"
         )
-    record_line_events([line], "down", now=at("16:00:00"))
-    record_line_events([line], "up", now=at("16:01:00"))
+    apply([line], "down", now=at("16:00:00"))
+    apply([line], "up", now=at("16:01:00"))
     barrier = threading.Barrier(4)
     errors = []
 
@@ -271,8 +291,8 @@ def test_concurrent_sweeps_send_one_summary(line):
 def test_worker_task_closes_due_windows(line):
     from sealmail.notifications import tasks
 
-    record_line_events([line], "down", now=at("16:00:00") - timedelta(days=1))
-    record_line_events([line], "up", now=at("16:01:00") - timedelta(days=1))
+    apply([line], "down", now=at("16:00:00") - timedelta(days=1))
+    apply([line], "up", now=at("16:01:00") - timedelta(days=1))
     assert tasks.close_windows.call_local() == 1
     # The continuation window that followed the summary is due as well.
     assert tasks.sweep_windows.call_local() == 1
@@ -296,9 +316,9 @@ def test_close_tasks_scheduled_once_per_slot(
     monkeypatch.setattr(events, "_schedule_close", scheduled.append)
     sync("lines", [Entry("L-1", "K-1"), Entry("L-2", "K-1"), Entry("L-3", "K-1")])
     with django_capture_on_commit_callbacks(execute=True):
-        record_line_events(["L-1"], "down", now=at("16:00:01"))
+        apply(["L-1"], "down", now=at("16:00:01"))
     with django_capture_on_commit_callbacks(execute=True):
-        record_line_events(["L-2"], "down", now=at("16:00:02"))
+        apply(["L-2"], "down", now=at("16:00:02"))
     with django_capture_on_commit_callbacks(execute=True):
-        record_line_events(["L-3"], "down", now=at("16:00:15"))
+        apply(["L-3"], "down", now=at("16:00:15"))
     assert scheduled == [at("16:05:10"), at("16:05:20")]

@@ -5,7 +5,6 @@ Every route uses the API's bearer tokens (``sealmail apitoken create NAME``).
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Literal
 
 from django.db import transaction
@@ -53,15 +52,11 @@ class LineStatusIn(Schema):
 
 
 class LineStatusOut(Schema):
-    recorded: int = Field(description="events stored")
-    mailed: int = Field(description="line changes mailed at once")
-    collected: int = Field(description="changes collected for a flap window summary")
-    repeated: int = Field(description="lines already in this state")
-    late: int = Field(description="events older than the line's latest event")
+    recorded: int = Field(
+        description="lines whose event was stored; the worker mails them shortly"
+    )
     duplicates: int = Field(description="lines that already have this event_id")
-    messages: int = Field(description="outbox messages stored")
     unknown_line_ids: list[str]
-    window_closes: datetime | None
 
 
 class OrderProgressIn(Schema):
@@ -80,8 +75,13 @@ class OrderProgressOut(Schema):
 
 @router.post(
     "/events/line-status",
-    response={200: LineStatusOut, 400: Error, 404: Error},
+    response={202: LineStatusOut, 400: Error, 404: Error},
     summary="Report that one or many lines went up or down",
+    description=(
+        "Stores the event and returns 202 at once. A worker applies the flap "
+        "window rules and sends the mails a few seconds later, together with "
+        "the other events received meanwhile."
+    ),
 )
 def line_status(request: HttpRequest, payload: LineStatusIn):
     line_ids = [payload.line_id] if payload.line_id is not None else payload.line_ids
@@ -96,17 +96,11 @@ def line_status(request: HttpRequest, payload: LineStatusIn):
     except events.EventError as exc:
         return Status(exc.status, {"detail": exc.message})
     return Status(
-        200,
+        202,
         {
             "recorded": result.recorded,
-            "mailed": result.mailed,
-            "collected": result.collected,
-            "repeated": result.repeated,
-            "late": result.late,
             "duplicates": result.duplicates,
-            "messages": result.messages,
             "unknown_line_ids": result.unknown_line_ids,
-            "window_closes": result.closes,
         },
     )
 

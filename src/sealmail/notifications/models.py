@@ -93,6 +93,7 @@ class LineEvent(models.Model):
         WINDOW = "window", "collected for the window's summary"
         REPEAT = "repeat", "same state as before, not mailed"
         LATE = "late", "older than the line's latest event, not mailed"
+        PENDING = "pending", "stored, waiting for the worker's next batch"
 
     line = models.ForeignKey(Line, on_delete=models.CASCADE, related_name="events")
     state = models.CharField(max_length=4, choices=State.choices)
@@ -116,6 +117,13 @@ class LineEvent(models.Model):
                 fields=["line", "source_id"],
                 condition=~Q(source_id=""),
                 name="lineevent_unique_source_id",
+            ),
+        ]
+        indexes = [
+            models.Index(
+                fields=["received"],
+                condition=Q(handling="pending"),
+                name="lineevent_pending",
             ),
         ]
 

@@ -1,4 +1,4 @@
-"""Huey tasks of the notifications: closing flap windows and the daily key check.
+"""Huey tasks of the notifications: line event batches, flap windows, key check.
 
 Every task works from the database, so it does not matter which worker runs
 it or whether several run it at once: closing a window locks it, and each
@@ -20,14 +20,27 @@ logger = logging.getLogger(__name__)
 
 
 @db_task(retries=3, retry_delay=30)
+def process_events() -> int:
+    """Mail the pending line events in batches; scheduled just after they arrive."""
+    return events.process_pending_events().recorded
+
+
+@db_task(retries=3, retry_delay=30)
 def close_windows() -> int:
     """Close the flap windows that are due; scheduled for the time a window ends."""
+    # Pending events first, because one of them may belong in a due window.
+    events.process_pending_events()
     return events.close_due_windows()
 
 
 @db_periodic_task(crontab(minute="*"))
 def sweep_windows() -> int:
-    """Close windows whose scheduled task was lost, for example with a flushed queue."""
+    """Process pending events and close due windows whose scheduled task was lost.
+
+    Tasks are lost, for example, when the queue is flushed or a process
+    stops between storing an event and scheduling its task.
+    """
+    events.process_pending_events()
     return events.close_due_windows()
 
 
