@@ -114,7 +114,7 @@ def test_prefetch_get_confirms_nothing(alice_client, world, gpg_keys, sent) -> N
         response = scanner.get(path)
         assert response.status_code == 200
         assert b"Confirm" in response.content
-        assert response["Referrer-Policy"] == "no-referrer"
+        assert response["Referrer-Policy"] == "strict-origin"
     contact.refresh_from_db()
     assert contact.encryption == Contact.Encryption.PENDING
     assert contact.active_key is None
