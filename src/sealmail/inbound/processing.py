@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Callable
 from email.utils import parseaddr
 
 from django.conf import settings
 from django.db import transaction
+from django.db.models.functions import Mod
 from django.utils import timezone
 
 from sealmail.core.mime.inbound import (
@@ -27,6 +29,11 @@ from sealmail.inbound.openpgp import CertificateLookup, openpgp_for
 logger = logging.getLogger(__name__)
 
 TICKET_REFERENCE = re.compile(r"\[SM-(\d{1,18})\]")
+
+# The most messages one worker task parses in one transaction.
+BATCH_SIZE = 50
+# Messages are batched by id modulo this number; see process_pending().
+BATCH_SLOTS = 8
 
 
 def process(message_id: int) -> InboundMessage | None:
@@ -45,14 +52,14 @@ def process(message_id: int) -> InboundMessage | None:
     except AlreadyParsed:
         return InboundMessage.objects.defer("raw").get(pk=message_id)
     except Exception as exc:
-        # Kept and shown as failed: the raw message stays available to staff.
-        logger.exception("parsing inbound message %d failed", message_id)
-        InboundMessage.objects.filter(pk=message_id).update(
-            state=InboundMessage.State.FAILED,
-            parse_error=f"{type(exc).__name__}: {exc}",
-            parsed_at=timezone.now(),
-        )
+        _mark_failed(message_id, exc)
         return None
+    _filed(message, new_ticket)
+    return message
+
+
+def _filed(message: InboundMessage, new_ticket: bool) -> None:
+    """Log a filed message and acknowledge a new ticket, after the commit."""
     logger.info(
         "inbound message %d parsed into ticket %s (%s, encryption %s)",
         message.pk,
@@ -64,7 +71,99 @@ def process(message_id: int) -> InboundMessage | None:
         from sealmail.inbound.replies import acknowledge
 
         acknowledge(message)
-    return message
+
+
+def process_pending(message_id: int, batch_size: int = BATCH_SIZE) -> int:
+    """Parse ``message_id`` together with other messages waiting in its slot.
+
+    Messages fall into ``BATCH_SLOTS`` slots by id, and a call parses the
+    waiting messages of one slot only, so up to that many workers that run
+    the queued tasks in order work on disjoint batches. The tasks of the
+    other messages in the batch then find them parsed and return at once.
+    Returns the number of messages this call parsed or marked failed.
+    """
+    slot = message_id % BATCH_SLOTS
+    others = list(
+        InboundMessage.objects.alias(slot=Mod("pk", BATCH_SLOTS))
+        .filter(state=InboundMessage.State.RECEIVED, slot=slot)
+        .exclude(pk=message_id)
+        .order_by("pk")
+        .values_list("pk", flat=True)[: max(batch_size - 1, 0)]
+    )
+    return process_batch([message_id, *others])
+
+
+def process_batch(message_ids: list[int]) -> int:
+    """Parse the messages ``message_ids`` and file them in one transaction.
+
+    This is :func:`process` for many messages at once: one query loads
+    them, and one transaction with one insert of all parts stores them.
+    Each message is filed in its own savepoint, so a message that another
+    worker parsed first is skipped without undoing the others. When the
+    batch transaction fails, each message is processed again on its own.
+    Returns the number of messages this call parsed or marked failed.
+    """
+    messages = list(
+        InboundMessage.objects.filter(
+            pk__in=message_ids, state=InboundMessage.State.RECEIVED
+        ).order_by("pk")
+    )
+    parsed_messages = []
+    failed = 0
+    for message in messages:
+        try:
+            lookup = CertificateLookup(_address(_outer_from(message)))
+            parsed = parse_message(bytes(message.raw), openpgp_for(lookup))
+        except Exception as exc:
+            _mark_failed(message.pk, exc)
+            failed += 1
+            continue
+        parsed_messages.append((message, parsed, lookup))
+    if not parsed_messages:
+        return failed
+
+    contacts: dict[str, tuple[int, int] | None] = {}
+
+    def find_contact(address: str) -> tuple[int, int] | None:
+        # Cached for one transaction only, so a changed contact is seen next time.
+        if address not in contacts:
+            contacts[address] = contact_by_address(address)
+        return contacts[address]
+
+    filed = []
+    try:
+        with transaction.atomic():
+            parts: list[MessagePart] = []
+            for message, parsed, lookup in parsed_messages:
+                try:
+                    with transaction.atomic():
+                        new_ticket = _file(message, parsed, lookup, find_contact)
+                except AlreadyParsed:
+                    continue
+                parts.extend(_parts(message, parsed))
+                filed.append((message, new_ticket))
+            MessagePart.objects.bulk_create(parts)
+    except Exception:
+        logger.exception(
+            "storing a batch of %d inbound messages failed; processing each alone",
+            len(parsed_messages),
+        )
+        for message, _, _ in parsed_messages:
+            process(message.pk)
+        return failed + len(parsed_messages)
+    for message, new_ticket in filed:
+        _filed(message, new_ticket)
+    return failed + len(filed)
+
+
+def _mark_failed(message_id: int, exc: Exception) -> None:
+    # Kept and shown as failed: the raw message stays available to staff.
+    logger.exception("parsing inbound message %d failed", message_id)
+    InboundMessage.objects.filter(pk=message_id).update(
+        state=InboundMessage.State.FAILED,
+        parse_error=f"{type(exc).__name__}: {exc}",
+        parsed_at=timezone.now(),
+    )
 
 
 def reparse(message_id: int) -> InboundMessage | None:
@@ -100,7 +199,13 @@ def _store(
     message: InboundMessage, parsed: ParsedMessage, lookup: CertificateLookup
 ) -> bool:
     """Store parts and security status and file the message; True for a new ticket."""
-    MessagePart.objects.bulk_create(
+    new_ticket = _file(message, parsed, lookup, contact_by_address)
+    MessagePart.objects.bulk_create(_parts(message, parsed))
+    return new_ticket
+
+
+def _parts(message: InboundMessage, parsed: ParsedMessage) -> list[MessagePart]:
+    return [
         MessagePart(
             message=message,
             position=position,
@@ -119,8 +224,22 @@ def _store(
             defects=part.defects,
         )
         for position, part in enumerate(parsed.parts)
-    )
-    contact, signer = _match(parsed, lookup)
+    ]
+
+
+def _file(
+    message: InboundMessage,
+    parsed: ParsedMessage,
+    lookup: CertificateLookup,
+    find_contact: Callable[[str], tuple[int, int] | None],
+) -> bool:
+    """File the message in a ticket and mark it parsed; True for a new ticket.
+
+    Raises :class:`AlreadyParsed` when another worker marked it parsed
+    first, so the caller must run this in a transaction or savepoint that
+    the exception rolls back.
+    """
+    contact, signer = _match(parsed, lookup, find_contact)
     ticket, new_ticket = _thread(message, parsed, contact)
 
     message.state = InboundMessage.State.PARSED
@@ -174,7 +293,9 @@ def _clean(value: str) -> str:
 
 
 def _match(
-    parsed: ParsedMessage, lookup: CertificateLookup
+    parsed: ParsedMessage,
+    lookup: CertificateLookup,
+    find_contact: Callable[[str], tuple[int, int] | None],
 ) -> tuple[tuple[int, int] | None, str | None]:
     """Return the sender's (contact id, customer id) and the "signed by the customer" key.
 
@@ -196,7 +317,7 @@ def _match(
     address = _address(parsed.sender)
     if not address:
         return None, None
-    return contact_by_address(address), None
+    return find_contact(address), None
 
 
 def _thread(
