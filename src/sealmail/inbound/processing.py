@@ -14,8 +14,6 @@ from email.utils import parseaddr
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import Case, When
-from django.db.models.functions import Mod
 from django.utils import timezone
 
 from sealmail.core.mime.inbound import (
@@ -23,7 +21,8 @@ from sealmail.core.mime.inbound import (
     SignatureStatus,
     parse_message,
 )
-from sealmail.inbound.lookups import contact_by_address
+from sealmail.inbound import rows
+from sealmail.inbound.lookups import contact_by_address, waiting_in_slot
 from sealmail.inbound.models import InboundMessage, MessagePart, Ticket, TicketReply
 from sealmail.inbound.openpgp import CertificateLookup, openpgp_for
 
@@ -85,15 +84,13 @@ def process_pending(message_id: int, batch_size: int = BATCH_SIZE) -> int:
     their slot, or parse the messages that arrived since.
     Returns the number of messages this call parsed or marked failed.
     """
-    messages = list(
-        InboundMessage.objects.alias(
-            slot=Mod("pk", BATCH_SLOTS),
-            requested=Case(When(pk=message_id, then=0), default=1),
-        )
-        .filter(state=InboundMessage.State.RECEIVED, slot=message_id % BATCH_SLOTS)
-        .order_by("requested", "pk")[:batch_size]
+    ids = waiting_in_slot(message_id, BATCH_SLOTS, batch_size)
+    if not ids:
+        return 0
+    messages = list(InboundMessage.objects.filter(pk__in=ids).order_by("pk"))
+    return _process_loaded(
+        [message for message in messages if message.state == InboundMessage.State.RECEIVED]
     )
-    return _process_loaded(messages)
 
 
 def process_batch(message_ids: list[int]) -> int:
@@ -368,12 +365,13 @@ def _thread(
         ticket.save()
         return ticket, False
     queue = _queue(message)
-    ticket = Ticket.objects.create(
+    ticket = Ticket(
         queue=queue,
         subject=_clean(TICKET_REFERENCE.sub("", parsed.subject).strip())[:998],
         customer_id=customer_id,
         contact_id=contact_id,
     )
+    rows.insert(ticket)
     return ticket, True
 
 
