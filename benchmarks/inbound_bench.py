@@ -127,23 +127,20 @@ def _run_batch(messages: list[bytes], batched: bool = False) -> tuple[float, flo
     from sealmail.inbound.smtp import store_raw
     from sealmail.inbound.tasks import parse_inbound
 
+    def store(raw: bytes) -> int:
+        return store_raw(
+            "smtp", "bench", "customer@customer.test", ["support@provider.test"], raw
+        )
+
     connections.close_all()
     start, cpu_start = time.perf_counter(), time.process_time()
     if batched:
-        ids = [
-            store_raw(
-                "smtp", "bench", "customer@customer.test", ["support@provider.test"], raw
-            )
-            for raw in messages
-        ]
+        ids = [store(raw) for raw in messages]
         for message_id in ids:
             parse_inbound.call_local(message_id)
     else:
         for raw in messages:
-            message_id = store_raw(
-                "smtp", "bench", "customer@customer.test", ["support@provider.test"], raw
-            )
-            processing.process(message_id)
+            processing.process(store(raw))
     return time.perf_counter() - start, time.process_time() - cpu_start
 
 

@@ -1,4 +1,4 @@
-"""Parsing in batches: the worker path that files many stored messages per transaction."""
+"""Parsing in batches: worker tasks that file many stored messages per transaction."""
 
 from __future__ import annotations
 
@@ -163,3 +163,36 @@ def test_pending_respects_batch_size(gnupg):
     parsed = InboundMessage.objects.filter(pk__in=ids, state="parsed")
     assert parsed.count() == 2
     assert parsed.filter(pk=ids[0]).exists()
+
+
+def test_pending_respects_batch_bytes(gnupg):
+    ids = [
+        store(shapes.plain("someone@customer.test", f"Bytes {n}", "Text.\n"))
+        for n in range(processing.BATCH_SLOTS * 3)
+    ]
+    size = InboundMessage.objects.get(pk=ids[0]).size
+
+    processing.process_pending(ids[0], batch_bytes=size * 2 + size // 2)
+
+    parsed = InboundMessage.objects.filter(pk__in=ids, state="parsed")
+    assert parsed.count() == 2
+    assert parsed.filter(pk=ids[0]).exists()
+
+
+def test_pending_parses_first_message_over_budget(gnupg):
+    message_id = store(shapes.plain("someone@customer.test", "Big", "Text.\n"))
+
+    handled = processing.process_pending(message_id, batch_bytes=1)
+
+    assert handled == 1
+    assert InboundMessage.objects.get(pk=message_id).state == "parsed"
+
+
+def test_task_for_filed_message_does_nothing(gnupg):
+    message_id = store(shapes.plain("someone@customer.test", "Done", "Text.\n"))
+    processing.process(message_id)
+
+    handled = processing.process_pending(message_id)
+
+    assert handled == 0
+    assert MessagePart.objects.filter(message_id=message_id).count() == 1

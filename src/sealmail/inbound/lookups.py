@@ -67,21 +67,28 @@ def contact_by_address(address: str) -> tuple[int, int] | None:
     return (row[0], row[1]) if row else None
 
 
-def waiting_in_slot(message_id: int, slots: int, limit: int) -> list[int]:
-    """Return ids of up to ``limit`` unparsed messages in the slot of ``message_id``.
+def waiting_in_slot(message_id: int, slots: int, limit: int) -> list[tuple[int, int]]:
+    """Return ``(id, size)`` of up to ``limit`` unparsed messages in a slot.
 
-    A message's slot is its id modulo ``slots``. ``message_id`` comes first
-    when it is still unparsed, then the others by id.
+    The slot is the one of ``message_id``: a message's id modulo ``slots``.
+    ``message_id`` comes first when it is still unparsed, then the others
+    by id.
     """
     quote = connection.ops.quote_name
     meta = InboundMessage._meta
     pk = quote(meta.pk.column)
     sql = (
-        f"SELECT {pk} FROM {quote(meta.db_table)} "
+        f"SELECT {pk}, {quote(meta.get_field('size').column)} "
+        f"FROM {quote(meta.db_table)} "
         f"WHERE {quote(meta.get_field('state').column)} = %s AND {pk} %% %s = %s "
         f"ORDER BY CASE WHEN {pk} = %s THEN 0 ELSE 1 END, {pk} LIMIT {int(limit)}"
     )
-    params = [InboundMessage.State.RECEIVED.value, slots, message_id % slots, message_id]
+    params = [
+        InboundMessage.State.RECEIVED.value,
+        slots,
+        message_id % slots,
+        message_id,
+    ]
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
-        return [row[0] for row in cursor.fetchall()]
+        return [(row[0], row[1]) for row in cursor.fetchall()]

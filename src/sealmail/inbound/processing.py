@@ -30,8 +30,10 @@ logger = logging.getLogger(__name__)
 
 TICKET_REFERENCE = re.compile(r"\[SM-(\d{1,18})\]")
 
-# The most messages one worker task parses in one transaction.
+# The most messages, and raw bytes, one worker task parses in one transaction.
+# The raw messages and their parsed parts stay in memory until the commit.
 BATCH_SIZE = 50
+BATCH_BYTES = 16 * 1024 * 1024
 # Messages are batched by id modulo this number; see process_pending().
 BATCH_SLOTS = 8
 
@@ -73,24 +75,35 @@ def _filed(message: InboundMessage, new_ticket: bool) -> None:
         acknowledge(message)
 
 
-def process_pending(message_id: int, batch_size: int = BATCH_SIZE) -> int:
+def process_pending(
+    message_id: int, batch_size: int = BATCH_SIZE, batch_bytes: int = BATCH_BYTES
+) -> int:
     """Parse ``message_id`` together with other messages waiting in its slot.
 
     Messages fall into ``BATCH_SLOTS`` slots by id, and a call parses the
-    waiting messages of one slot only, so up to that many workers that run
-    the queued tasks in order work on disjoint batches. ``message_id``
-    comes first when it is still waiting, and one query loads the batch.
-    The tasks of the other messages in the batch then find nothing left in
-    their slot, or parse the messages that arrived since.
-    Returns the number of messages this call parsed or marked failed.
+    waiting messages of one slot only, so workers that run the queued
+    tasks in order mostly work on disjoint batches. Where two batches do
+    overlap, one worker files the message and the other skips it.
+    ``message_id`` comes first when it is still waiting, and further
+    messages join while the batch stays within ``batch_size`` messages and
+    ``batch_bytes`` raw bytes. Returns the number of messages this call
+    parsed or marked failed.
     """
-    ids = waiting_in_slot(message_id, BATCH_SLOTS, batch_size)
+    ids, total = [], 0
+    for pk, size in waiting_in_slot(message_id, BATCH_SLOTS, batch_size):
+        if ids and total + size > batch_bytes:
+            break
+        ids.append(pk)
+        total += size
     if not ids:
         return 0
-    messages = list(InboundMessage.objects.filter(pk__in=ids).order_by("pk"))
-    return _process_loaded(
-        [message for message in messages if message.state == InboundMessage.State.RECEIVED]
-    )
+    messages = InboundMessage.objects.filter(pk__in=ids).order_by("pk")
+    waiting = [
+        message
+        for message in messages
+        if message.state == InboundMessage.State.RECEIVED
+    ]
+    return _process_loaded(waiting)
 
 
 def process_batch(message_ids: list[int]) -> int:
