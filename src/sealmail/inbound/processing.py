@@ -30,11 +30,12 @@ logger = logging.getLogger(__name__)
 
 TICKET_REFERENCE = re.compile(r"\[SM-(\d{1,18})\]")
 
-# The most messages, and raw bytes, one worker task parses in one transaction.
-# The raw messages and their parsed parts stay in memory until the commit.
+# Maximum messages and raw bytes that one worker task parses in one
+# transaction. The raw messages and their parsed parts stay in memory until
+# the commit.
 BATCH_SIZE = 50
 BATCH_BYTES = 16 * 1024 * 1024
-# Messages are batched by id modulo this number; see process_pending().
+# Messages are batched by id modulo this number (see process_pending).
 BATCH_SLOTS = 8
 
 
@@ -83,7 +84,8 @@ def process_pending(
     Messages fall into ``BATCH_SLOTS`` slots by id, and a call parses the
     waiting messages of one slot only, so workers that run the queued
     tasks in order mostly work on disjoint batches. Where two batches do
-    overlap, one worker files the message and the other skips it.
+    overlap, one worker files the message and the other skips it, which
+    wastes the second worker's parsing and decryption of it.
     ``message_id`` comes first when it is still waiting, and further
     messages join while the batch stays within ``batch_size`` messages and
     ``batch_bytes`` raw bytes. Returns the number of messages this call
@@ -143,7 +145,7 @@ def _process_loaded(messages: list[InboundMessage]) -> int:
     contacts: dict[str, tuple[int, int] | None] = {}
 
     def find_contact(address: str) -> tuple[int, int] | None:
-        # Cached for one transaction only, so a changed contact is seen next time.
+        # Cached for this batch only, so the next batch sees changed contacts.
         if address not in contacts:
             contacts[address] = contact_by_address(address)
         return contacts[address]
@@ -251,11 +253,11 @@ def _file(
     lookup: CertificateLookup,
     find_contact: Callable[[str], tuple[int, int] | None],
 ) -> bool:
-    """File the message in a ticket and mark it parsed; True for a new ticket.
+    """File the message in a ticket and mark it parsed.
 
-    Raises :class:`AlreadyParsed` when another worker marked it parsed
-    first, so the caller must run this in a transaction or savepoint that
-    the exception rolls back.
+    Returns True when it opened a new ticket. Raises :class:`AlreadyParsed`
+    when another worker marked the message parsed first, so the caller must
+    run this in a transaction or savepoint that the exception rolls back.
     """
     contact, signer = _match(parsed, lookup, find_contact)
     ticket, new_ticket = _thread(message, parsed, contact)
@@ -282,11 +284,12 @@ def _file(
 
 
 def _mark_parsed(message: InboundMessage) -> bool:
-    """Write the parsed fields unless the row is already parsed; True if written.
+    """Write the parsed fields unless the row is parsed already.
 
-    This is the ORM's ``filter().exclude().update()`` written as plain SQL,
-    because building that query cost more CPU than running it. The values
-    go through each field's ``get_db_prep_save()``, as the ORM does.
+    Returns True when the row was written. This is the ORM's
+    ``filter().exclude().update()`` written as plain SQL, because building
+    that query cost more CPU than running it. The values go through each
+    field's ``get_db_prep_save()``, as the ORM does.
     """
     fields = [InboundMessage._meta.get_field(name) for name in _PARSED_FIELDS]
     quote = connection.ops.quote_name

@@ -1,9 +1,9 @@
 """Insert one model row with plain SQL on the inbound hot path.
 
 Storing a received message took about 0.8 ms of CPU with
-``Model.objects.create()`` and about 0.5 ms with this INSERT, the commit
-included (``time.process_time()`` around ``store_raw()`` on the loaded
-2-core test machine), because the ORM spends more on building the
+``Model.objects.create()`` and 0.3 to 0.5 ms with this INSERT, the commit
+included. Those are ``time.process_time()`` totals around ``store_raw()``
+on the loaded 2-core test machine: the ORM spends more on building the
 statement than the database spends on running it. This writes the same
 row: each field's ``pre_save()`` sets defaults such as ``auto_now_add``,
 and ``get_db_prep_save()`` converts the value, as the ORM's insert does.
