@@ -11,6 +11,7 @@ from __future__ import annotations
 from django.db import connection
 
 from sealmail.contacts.models import Contact, ContactKey
+from sealmail.inbound.models import InboundMessage
 
 CONFIRMED = (Contact.Encryption.ACTIVE.value, Contact.Encryption.KEY_PROBLEM.value)
 
@@ -64,3 +65,30 @@ def contact_by_address(address: str) -> tuple[int, int] | None:
         cursor.execute(sql, [address.lower(), *CONFIRMED])
         row = cursor.fetchone()
     return (row[0], row[1]) if row else None
+
+
+def waiting_in_slot(message_id: int, slots: int, limit: int) -> list[tuple[int, int]]:
+    """Return ``(id, size)`` of up to ``limit`` unparsed messages in a slot.
+
+    The slot is the one of ``message_id``: a message's id modulo ``slots``.
+    ``message_id`` comes first when it is still unparsed, then the others
+    by id.
+    """
+    quote = connection.ops.quote_name
+    meta = InboundMessage._meta
+    pk = quote(meta.pk.column)
+    sql = (
+        f"SELECT {pk}, {quote(meta.get_field('size').column)} "
+        f"FROM {quote(meta.db_table)} "
+        f"WHERE {quote(meta.get_field('state').column)} = %s AND {pk} %% %s = %s "
+        f"ORDER BY CASE WHEN {pk} = %s THEN 0 ELSE 1 END, {pk} LIMIT {int(limit)}"
+    )
+    params = [
+        InboundMessage.State.RECEIVED.value,
+        slots,
+        message_id % slots,
+        message_id,
+    ]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return [(row[0], row[1]) for row in cursor.fetchall()]

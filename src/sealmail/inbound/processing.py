@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Callable
 from email.utils import parseaddr
 
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
 from sealmail.core.mime.inbound import (
@@ -20,13 +21,22 @@ from sealmail.core.mime.inbound import (
     SignatureStatus,
     parse_message,
 )
-from sealmail.inbound.lookups import contact_by_address
+from sealmail.inbound import rows
+from sealmail.inbound.lookups import contact_by_address, waiting_in_slot
 from sealmail.inbound.models import InboundMessage, MessagePart, Ticket, TicketReply
 from sealmail.inbound.openpgp import CertificateLookup, openpgp_for
 
 logger = logging.getLogger(__name__)
 
 TICKET_REFERENCE = re.compile(r"\[SM-(\d{1,18})\]")
+
+# Maximum messages and raw bytes that one worker task parses in one
+# transaction. The raw messages and their parsed parts stay in memory until
+# the commit.
+BATCH_SIZE = 50
+BATCH_BYTES = 16 * 1024 * 1024
+# Messages are batched by id modulo this number (see process_pending).
+BATCH_SLOTS = 8
 
 
 def process(message_id: int) -> InboundMessage | None:
@@ -45,14 +55,14 @@ def process(message_id: int) -> InboundMessage | None:
     except AlreadyParsed:
         return InboundMessage.objects.defer("raw").get(pk=message_id)
     except Exception as exc:
-        # Kept and shown as failed: the raw message stays available to staff.
-        logger.exception("parsing inbound message %d failed", message_id)
-        InboundMessage.objects.filter(pk=message_id).update(
-            state=InboundMessage.State.FAILED,
-            parse_error=f"{type(exc).__name__}: {exc}",
-            parsed_at=timezone.now(),
-        )
+        _mark_failed(message_id, exc)
         return None
+    _filed(message, new_ticket)
+    return message
+
+
+def _filed(message: InboundMessage, new_ticket: bool) -> None:
+    """Log a filed message and acknowledge a new ticket, after the commit."""
     logger.info(
         "inbound message %d parsed into ticket %s (%s, encryption %s)",
         message.pk,
@@ -64,7 +74,116 @@ def process(message_id: int) -> InboundMessage | None:
         from sealmail.inbound.replies import acknowledge
 
         acknowledge(message)
-    return message
+
+
+def process_pending(
+    message_id: int, batch_size: int = BATCH_SIZE, batch_bytes: int = BATCH_BYTES
+) -> int:
+    """Parse ``message_id`` together with other messages waiting in its slot.
+
+    Messages fall into ``BATCH_SLOTS`` slots by id, and a call parses the
+    waiting messages of one slot only, so workers that run the queued
+    tasks in order mostly work on disjoint batches. Where two batches do
+    overlap, one worker files the message and the other skips it, which
+    wastes the second worker's parsing and decryption of it.
+    ``message_id`` comes first when it is still waiting, and further
+    messages join while the batch stays within ``batch_size`` messages and
+    ``batch_bytes`` raw bytes. Returns the number of messages this call
+    parsed or marked failed.
+    """
+    ids, total = [], 0
+    for pk, size in waiting_in_slot(message_id, BATCH_SLOTS, batch_size):
+        if ids and total + size > batch_bytes:
+            break
+        ids.append(pk)
+        total += size
+    if not ids:
+        return 0
+    messages = InboundMessage.objects.filter(pk__in=ids).order_by("pk")
+    waiting = [
+        message
+        for message in messages
+        if message.state == InboundMessage.State.RECEIVED
+    ]
+    return _process_loaded(waiting)
+
+
+def process_batch(message_ids: list[int]) -> int:
+    """Parse the messages ``message_ids`` and file them in one transaction.
+
+    This is :func:`process` for many messages at once: one query loads
+    them, and one transaction with one insert of all parts stores them.
+    Each message is filed in its own savepoint, so a message that another
+    worker parsed first is skipped without undoing the others. When the
+    batch transaction fails, each message is processed again on its own.
+    Messages no longer waiting to be parsed are skipped.
+    Returns the number of messages this call parsed or marked failed.
+    """
+    messages = list(
+        InboundMessage.objects.filter(
+            pk__in=message_ids, state=InboundMessage.State.RECEIVED
+        ).order_by("pk")
+    )
+    return _process_loaded(messages)
+
+
+def _process_loaded(messages: list[InboundMessage]) -> int:
+    parsed_messages = []
+    failed = 0
+    for message in messages:
+        try:
+            lookup = CertificateLookup(_address(_outer_from(message)))
+            parsed = parse_message(bytes(message.raw), openpgp_for(lookup))
+        except Exception as exc:
+            _mark_failed(message.pk, exc)
+            failed += 1
+            continue
+        parsed_messages.append((message, parsed, lookup))
+    if not parsed_messages:
+        return failed
+
+    contacts: dict[str, tuple[int, int] | None] = {}
+
+    def find_contact(address: str) -> tuple[int, int] | None:
+        # Cached for this batch only, so the next batch sees changed contacts.
+        if address not in contacts:
+            contacts[address] = contact_by_address(address)
+        return contacts[address]
+
+    filed = []
+    try:
+        with transaction.atomic():
+            parts: list[MessagePart] = []
+            for message, parsed, lookup in parsed_messages:
+                try:
+                    with transaction.atomic():
+                        new_ticket = _file(message, parsed, lookup, find_contact)
+                except AlreadyParsed:
+                    continue
+                parts.extend(_parts(message, parsed))
+                filed.append((message, new_ticket))
+            MessagePart.objects.bulk_create(parts)
+    except Exception:
+        logger.exception(
+            "storing a batch of %d inbound messages failed; processing each alone",
+            len(parsed_messages),
+        )
+        for message, _, _ in parsed_messages:
+            process(message.pk)
+        return failed + len(parsed_messages)
+    for message, new_ticket in filed:
+        _filed(message, new_ticket)
+    return failed + len(filed)
+
+
+def _mark_failed(message_id: int, exc: Exception) -> None:
+    # Kept and shown as failed: the raw message stays available to staff.
+    logger.exception("parsing inbound message %d failed", message_id)
+    InboundMessage.objects.filter(pk=message_id).update(
+        state=InboundMessage.State.FAILED,
+        parse_error=f"{type(exc).__name__}: {exc}",
+        parsed_at=timezone.now(),
+    )
 
 
 def reparse(message_id: int) -> InboundMessage | None:
@@ -100,7 +219,13 @@ def _store(
     message: InboundMessage, parsed: ParsedMessage, lookup: CertificateLookup
 ) -> bool:
     """Store parts and security status and file the message; True for a new ticket."""
-    MessagePart.objects.bulk_create(
+    new_ticket = _file(message, parsed, lookup, contact_by_address)
+    MessagePart.objects.bulk_create(_parts(message, parsed))
+    return new_ticket
+
+
+def _parts(message: InboundMessage, parsed: ParsedMessage) -> list[MessagePart]:
+    return [
         MessagePart(
             message=message,
             position=position,
@@ -119,8 +244,22 @@ def _store(
             defects=part.defects,
         )
         for position, part in enumerate(parsed.parts)
-    )
-    contact, signer = _match(parsed, lookup)
+    ]
+
+
+def _file(
+    message: InboundMessage,
+    parsed: ParsedMessage,
+    lookup: CertificateLookup,
+    find_contact: Callable[[str], tuple[int, int] | None],
+) -> bool:
+    """File the message in a ticket and mark it parsed.
+
+    Returns True when it opened a new ticket. Raises :class:`AlreadyParsed`
+    when another worker marked the message parsed first, so the caller must
+    run this in a transaction or savepoint that the exception rolls back.
+    """
+    contact, signer = _match(parsed, lookup, find_contact)
     ticket, new_ticket = _thread(message, parsed, contact)
 
     message.state = InboundMessage.State.PARSED
@@ -139,14 +278,34 @@ def _store(
     message.repaired_mixed_up = parsed.repaired_mixed_up
     message.defects = [_clean(defect) for defect in parsed.defects[:200]]
     message.failures = [failure.to_dict() for failure in parsed.failures]
-    updated = (
-        InboundMessage.objects.filter(pk=message.pk)
-        .exclude(state=InboundMessage.State.PARSED)
-        .update(**{name: getattr(message, name) for name in _PARSED_FIELDS})
-    )
-    if updated != 1:
+    if not _mark_parsed(message):
         raise AlreadyParsed(message.pk)
     return new_ticket
+
+
+def _mark_parsed(message: InboundMessage) -> bool:
+    """Write the parsed fields unless the row is parsed already.
+
+    Returns True when the row was written. This is the ORM's
+    ``filter().exclude().update()`` written as plain SQL, because building
+    that query cost more CPU than running it. The values go through each
+    field's ``get_db_prep_save()``, as the ORM does.
+    """
+    fields = [InboundMessage._meta.get_field(name) for name in _PARSED_FIELDS]
+    quote = connection.ops.quote_name
+    assignments = ", ".join(f"{quote(field.column)} = %s" for field in fields)
+    sql = (
+        f"UPDATE {quote(InboundMessage._meta.db_table)} SET {assignments} "
+        f"WHERE {quote(InboundMessage._meta.pk.column)} = %s "
+        f"AND {quote(InboundMessage._meta.get_field('state').column)} <> %s"
+    )
+    params = [
+        field.get_db_prep_save(getattr(message, field.attname), connection)
+        for field in fields
+    ]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [*params, message.pk, InboundMessage.State.PARSED.value])
+        return cursor.rowcount == 1
 
 
 _PARSED_FIELDS = [
@@ -174,7 +333,9 @@ def _clean(value: str) -> str:
 
 
 def _match(
-    parsed: ParsedMessage, lookup: CertificateLookup
+    parsed: ParsedMessage,
+    lookup: CertificateLookup,
+    find_contact: Callable[[str], tuple[int, int] | None],
 ) -> tuple[tuple[int, int] | None, str | None]:
     """Return the sender's (contact id, customer id) and the "signed by the customer" key.
 
@@ -196,7 +357,7 @@ def _match(
     address = _address(parsed.sender)
     if not address:
         return None, None
-    return contact_by_address(address), None
+    return find_contact(address), None
 
 
 def _thread(
@@ -220,12 +381,13 @@ def _thread(
         ticket.save()
         return ticket, False
     queue = _queue(message)
-    ticket = Ticket.objects.create(
+    ticket = Ticket(
         queue=queue,
         subject=_clean(TICKET_REFERENCE.sub("", parsed.subject).strip())[:998],
         customer_id=customer_id,
         contact_id=contact_id,
     )
+    rows.insert(ticket)
     return ticket, True
 
 

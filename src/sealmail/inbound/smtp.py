@@ -91,13 +91,14 @@ def store_raw(
     """
     from django.db import connection
 
+    from sealmail.inbound import rows
     from sealmail.inbound.models import InboundMessage
 
     # The server thread lives long: drop a broken connection, but keep a
     # working one, because reopening costs more than storing a message.
     if connection.connection is not None and not connection.is_usable():
         connection.close()
-    message = InboundMessage.objects.create(
+    message = InboundMessage(
         protocol=protocol,
         peer=peer,
         mail_from=mail_from,
@@ -105,6 +106,7 @@ def store_raw(
         raw=raw,
         size=len(raw),
     )
+    rows.insert(message)
     try:
         from sealmail.inbound.tasks import parse_inbound
 

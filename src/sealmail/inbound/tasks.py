@@ -17,7 +17,8 @@ logger = logging.getLogger(__name__)
 
 @db_task(retries=3, retry_delay=30)
 def parse_inbound(message_id: int) -> None:
-    processing.process(message_id)
+    """Parse the message and others waiting in its batch slot (see process_pending)."""
+    processing.process_pending(message_id)
 
 
 @db_periodic_task(crontab(minute="*/5"))
