@@ -421,3 +421,31 @@ def test_home_shows_provider_keys(client: Client, db) -> None:
     fingerprint = get_keystore().certificates()[0].fingerprint.upper()
     assert " ".join(fingerprint[i : i + 4] for i in range(0, 40, 4)) in body
     assert reverse("contacts:provider_keys") in body
+
+
+def test_same_key_again_needs_no_confirmation(alice_client, world, gpg_keys, sent) -> None:
+    contact = world["acme_contact"]
+    paste(alice_client, contact, key_text=gpg_keys["alice_public"].decode())
+    Client().post(links(sent.last()["text"])["confirm"])
+    requests_before = PendingChange.objects.count()
+    mails_before = len(sent.calls)
+
+    response = paste(alice_client, contact, key_text=gpg_keys["alice_public"].decode())
+    assert response.status_code == 302
+    assert PendingChange.objects.count() == requests_before
+    assert len(sent.calls) == mails_before
+    contact.refresh_from_db()
+    assert contact.encryption == Contact.Encryption.ACTIVE
+    assert contact.active_key.fingerprint == gpg_keys["alice_fpr"].lower()
+    page = alice_client.get(response["Location"])
+    assert b"contains nothing new" in page.content
+
+
+def test_other_key_still_needs_confirmation(alice_client, world, gpg_keys, sent) -> None:
+    contact = world["acme_contact"]
+    paste(alice_client, contact, key_text=gpg_keys["alice_public"].decode())
+    Client().post(links(sent.last()["text"])["confirm"])
+
+    paste(alice_client, contact, key_text=gpg_keys["other_public"].decode())
+    pending = PendingChange.objects.get(state=PendingChange.State.PENDING)
+    assert pending.new_key.fingerprint == gpg_keys["other_fpr"].lower()

@@ -31,8 +31,10 @@ from sealmail.contacts.changes import (
 from sealmail.contacts.forms import ContactForm, client_address
 from sealmail.contacts.mail import fingerprint_groups
 from sealmail.contacts.models import AuditEvent, Contact, PendingChange
-from sealmail.core.errors import KeyStoreError
+from sealmail.core.errors import KeyRejected, KeyStoreError
+from sealmail.core.pgp.inspect import KeyReport
 from sealmail.keys.store import get_keystore
+from sealmail.notifications.keys import RefreshStatus, refresh_key
 
 logger = logging.getLogger(__name__)
 
@@ -133,6 +135,38 @@ def contact_update(request: HttpRequest, pk: int) -> HttpResponse:
     )
 
 
+def _is_refreshed_copy(contact: Contact, data: dict) -> bool:
+    """Whether the form only brings a newer copy of the confirmed key.
+
+    The same fingerprint at the same address proves nothing new, so it needs
+    no confirmation round; any other change does.
+    """
+    report = data["key_report"]
+    return (
+        report is not None
+        and not data.get("remove_key")
+        and contact.active_key is not None
+        and contact.encryption_on
+        and report.fingerprint == contact.active_key.fingerprint
+        and data["address"].lower() == contact.address.lower()
+    )
+
+
+def _refresh_active_key(
+    request: HttpRequest, contact: Contact, report: KeyReport
+) -> HttpResponse:
+    try:
+        result = refresh_key(contact, report.certificate, source="portal")
+    except KeyRejected as exc:
+        messages.error(request, exc.message)
+        return redirect("contacts:update", pk=contact.pk)
+    if result.status == RefreshStatus.UNUSABLE:
+        messages.error(request, result.message)
+    else:
+        messages.success(request, result.message)
+    return redirect("contacts:update", pk=contact.pk)
+
+
 def _save_contact(
     request: HttpRequest, contact: Contact, form: ContactForm
 ) -> HttpResponse:
@@ -147,6 +181,8 @@ def _save_contact(
     if not wants_confirmation:
         messages.success(request, "Saved.")
         return redirect("contacts:update", pk=contact.pk)
+    if _is_refreshed_copy(contact, data):
+        return _refresh_active_key(request, contact, data["key_report"])
     try:
         change = changes.request_change(
             contact,
