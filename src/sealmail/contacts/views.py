@@ -136,7 +136,7 @@ def contact_update(request: HttpRequest, pk: int) -> HttpResponse:
 
 
 def _is_refreshed_copy(contact: Contact, data: dict) -> bool:
-    """Whether the form only brings a newer copy of the confirmed key.
+    """Return whether the form only brings a newer copy of the confirmed key.
 
     The same fingerprint at the same address proves nothing new, so it needs
     no confirmation round; any other change does.
@@ -284,7 +284,7 @@ def _link_page(
 
 
 def _origin_only_referrer(response: HttpResponse) -> HttpResponse:
-    # The page URL holds the token, so requests from the page carry only the
+    # The page URL contains the token, so requests from the page carry only the
     # origin. "no-referrer" would also blank the Origin header of the form's
     # POST, which CSRF protection then rejects.
     response["Referrer-Policy"] = "strict-origin"
