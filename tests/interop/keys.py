@@ -121,7 +121,9 @@ def several_subkeys_key(root: Path) -> RecipientKey:
     kind = "subkeys"
     gpg = GnuPG(root / kind)
     uid = _uid(kind)
-    past = ("--faked-system-time", EXPIRED_SUBKEY_TIME)
+    # Frozen ("!"): a ticking fake clock restarts in each call, so the subkey
+    # could be dated before the primary key made by the previous call.
+    past = ("--faked-system-time", EXPIRED_SUBKEY_TIME + "!")
     gpg.run(*past, "--quick-generate-key", uid, "ed25519", "cert", "never")
     fingerprint = gpg.fingerprint(uid)
     gpg.run(*past, "--quick-add-key", fingerprint, "cv25519", "encr", "1d")

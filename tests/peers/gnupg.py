@@ -37,8 +37,13 @@ class GnuPG:
         faked_time: str | None = None,
         passphrase: str = "",
     ) -> GpgResult:
-        """Run gpg; ``faked_time`` (e.g. ``20230101T000000``) sets --faked-system-time."""
-        timing = ["--faked-system-time", faked_time] if faked_time else []
+        """Run gpg; ``faked_time`` (e.g. ``20230101T000000``) sets --faked-system-time.
+
+        The clock is frozen at that time ("!" suffix): a ticking fake clock
+        restarts at the same second in every gpg call, so a key made in one
+        call could look a second too new to the next one.
+        """
+        timing = ["--faked-system-time", faked_time.rstrip("!") + "!"] if faked_time else []
         command = [
             self.binary,
             "--homedir", str(self.home),
