@@ -121,6 +121,16 @@ def test_api_lists_and_reads_tickets(client, ticket_message):
     assert parts["bill.pdf"]["signatures"][0]["scope"] == "part"
 
 
+def test_api_rejects_huge_offset(client, db):
+    _, token = ApiToken.issue("paging")
+    headers = {"Authorization": f"Bearer {token}"}
+    huge = client.get("/api/v1/tickets?offset=14888959918488343612477145088", headers=headers)
+    assert huge.status_code == 422
+    too_many = client.get("/api/v1/tickets?limit=501", headers=headers)
+    assert too_many.status_code == 422
+    assert client.get("/api/v1/tickets?limit=500", headers=headers).status_code == 200
+
+
 def test_api_requires_token(client, db):
     assert client.get("/api/v1/tickets").status_code == 401
 

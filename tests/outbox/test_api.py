@@ -254,6 +254,8 @@ def test_idempotent_repeat(client):
         ({"customer": "K-2001", "text": "nul\x00"}, 400, "text"),
         ({"customer": "K-2001", "idempotency_key": "\x00"}, 400, "idempotency_key"),
         ({"customer": "K-2001", "in_reply_to": "<a\x00@b>"}, 400, "in_reply_to"),
+        ({"customer": "K-\x002001"}, 400, "customer"),
+        ({"customers": ["K-2001", "\x00"]}, 400, "customer"),
         ({"customer": "K-2001", "category": "key_problem"}, 422, None),
     ],
 )

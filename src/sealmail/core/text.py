@@ -8,7 +8,7 @@ import unicodedata
 def printable(text: str) -> str:
     """Return ``text`` with control and format characters written as escapes.
 
-    User IDs are chosen by whoever made the key: a newline, a terminal escape
+    User IDs are chosen by the key's creator: a newline, a terminal escape
     or a right-to-left override in one could fake a line of a report or
     reorder what a reader sees. Categories Cc, Cf, Cs, Co and Cn are escaped.
     """

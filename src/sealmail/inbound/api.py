@@ -6,7 +6,7 @@ from datetime import datetime
 from typing import Any
 
 from django.shortcuts import get_object_or_404
-from ninja import Router, Schema
+from ninja import Query, Router, Schema
 
 from sealmail.inbound.models import InboundMessage, MessagePart, Ticket
 
@@ -129,8 +129,9 @@ def list_tickets(
     request: Any,
     queue: str | None = None,
     status: str | None = None,
-    limit: int = 100,
-    offset: int = 0,
+    limit: int = Query(100, ge=1, le=500),
+    # Bounded so that a huge offset is a 422, not an integer overflow in SQL.
+    offset: int = Query(0, ge=0, le=2**62),
 ) -> list[dict[str, Any]]:
     """List tickets, newest activity first, optionally filtered by queue and status."""
     tickets = Ticket.objects.select_related("customer")
@@ -138,8 +139,6 @@ def list_tickets(
         tickets = tickets.filter(queue=queue.lower())
     if status:
         tickets = tickets.filter(status=status)
-    limit = max(1, min(limit, 500))
-    offset = max(0, offset)
     return [_summary(ticket) for ticket in tickets[offset : offset + limit]]
 
 

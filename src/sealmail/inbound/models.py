@@ -1,6 +1,6 @@
 """Inbound messages, the tickets they open or continue, and their parts.
 
-An ``InboundMessage`` is written raw before the SMTP/LMTP server answers
+An ``InboundMessage`` is written raw before the SMTP/LMTP server replies
 250; parsing fills in the rest later, so a message that cannot be parsed or
 decrypted is still kept and shown with the reason.
 """

@@ -145,7 +145,7 @@ def _process_loaded(messages: list[InboundMessage]) -> int:
     contacts: dict[str, tuple[int, int] | None] = {}
 
     def find_contact(address: str) -> tuple[int, int] | None:
-        # Cached for this batch only, so the next batch sees changed contacts.
+        # Cached for this batch only, so the next batch reads changed contacts.
         if address not in contacts:
             contacts[address] = contact_by_address(address)
         return contacts[address]

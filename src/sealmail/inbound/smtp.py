@@ -1,6 +1,6 @@
 """The inbound SMTP/LMTP server for the role addresses (aiosmtpd).
 
-The raw message is committed to the database before the server answers
+The raw message is committed to the database before the server replies
 250, so nothing a customer sent is lost even when parsing fails later.
 """
 
@@ -69,7 +69,7 @@ class RoleAddressHandler:
                 content,
             )
         except Exception:
-            logger.exception("%s: storing a message failed; answered 451", session.peer)
+            logger.exception("%s: storing a message failed; replied 451", session.peer)
             return "\r\n".join([S451_STORE_FAILED] * replies)
         logger.info(
             "%s: stored inbound message %d (%d bytes)",

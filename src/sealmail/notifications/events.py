@@ -308,7 +308,7 @@ def _process_batch(batch: Sequence[LineEvent]) -> LineEventResult:
     Each event is handled as if it had been applied on its own when it was
     received: windows due by then are closed first, and the event is mailed,
     collected, or recorded as a repeat or late report. Must run inside a
-    transaction that holds the events' rows.
+    transaction that has locked the events' rows.
     """
     line_pks = sorted({event.line_id for event in batch})
     states: dict[int, _LineState] = {}
@@ -325,7 +325,7 @@ def _process_batch(batch: Sequence[LineEvent]) -> LineEventResult:
             line_id__in=chunk, closed__isnull=True
         )
         # Lock, then read again: a sweep that held a window may have closed it
-        # and opened a continuation, which only a new statement sees.
+        # and opened a continuation, which only a new statement reads.
         list(_lock(open_windows).values_list("id", flat=True))
         windows = list(open_windows.all())
         for window in windows:
@@ -673,7 +673,7 @@ def _close_windows(windows: Sequence[FlapWindow], now: datetime) -> list[FlapWin
     """Close ``windows``, send summaries for those with collected changes.
 
     Returns the continuation windows opened for them. Must run inside a
-    transaction that holds the windows' rows.
+    transaction that has locked the windows' rows.
     """
     events_by_window: dict[int, list[LineEvent]] = defaultdict(list)
     for event in (

@@ -1,7 +1,7 @@
 """Turn notifications into outbox messages: pick the contacts, render the text.
 
 Every notification mail goes through :mod:`sealmail.outbox.service`, which
-stores it, encrypts it to each contact's active key and holds it when that
+stores it, encrypts it to each contact's active key and keeps it back when that
 key is unusable.
 """
 

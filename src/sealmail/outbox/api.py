@@ -183,6 +183,12 @@ def _resolve_recipients(payload: MessageIn) -> list[Contact]:
         raise EnqueueError(
             "contact", "give a contact id, contact ids, a customer or customers"
         )
+    for number in numbers:
+        # PostgreSQL rejects NUL even in a lookup value.
+        if "\x00" in number:
+            raise EnqueueError(
+                "customer", f"account number {number!r} contains a NUL character; remove it"
+            )
     if len(contact_ids) + len(numbers) > MAX_RECIPIENTS:
         raise EnqueueError(
             "contacts",

@@ -201,10 +201,10 @@ def write_fields(messages: Sequence[OutboxMessage], fields: Sequence[str]) -> No
 
 
 def erase_sensitive_content(sent: Sequence[OutboxMessage]) -> None:
-    """Erase the content of sent mail that held a one-time link.
+    """Erase the content of sent mail that contained a one-time link.
 
     A confirmation or password reset link stays valid for hours after the
-    mail left; nobody who reads the database or the admin may use it. The
+    mail left, so it must not stay readable in the database or the admin. The
     encrypted bytes stay, because only the customer's key opens them.
     """
     sensitive = [message.pk for message in sent if message.sensitive]

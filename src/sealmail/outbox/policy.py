@@ -10,10 +10,10 @@
   ``SEALMAIL_SIGN_PLAIN`` is on.
 - A message with an explicit ``recipient_key`` is always encrypted to that key
   and fails if the key is unusable.
-- A message to an explicit address that is no longer (or not yet) the
-  contact's, without a ``recipient_key``, goes out like mail to a contact
-  without a key: the contact's key belongs to its current address, and the
-  portal passes the previous key whenever the previous address had one.
+- A message without a ``recipient_key`` to an explicit address that is no
+  longer (or not yet) the contact's goes out like mail to a contact without
+  a key. The contact's key belongs to its current address, and the portal
+  passes the previous key whenever the previous address had one.
 """
 
 from __future__ import annotations
@@ -29,12 +29,8 @@ import pysequoia
 from sealmail.contacts.models import Contact, ContactKey
 from sealmail.core.errors import KeyRejected
 from sealmail.core.mime.message import Format
+from sealmail.core.pgp.inspect import check_certificate as _check
 from sealmail.outbox.models import CONTENT_FREE_CATEGORIES, OutboxMessage
-
-try:
-    from sealmail.core.pgp.inspect import check_certificate as _check
-except ImportError:  # older core without the send-time check
-    from sealmail.core.pgp.inspect import inspect_key as _check
 
 logger = logging.getLogger(__name__)
 
@@ -123,7 +119,7 @@ def same_address(first: str, second: str) -> bool:
 
 
 def requires_encryption(message: OutboxMessage, contact: Contact | None) -> bool:
-    """Whether ``message`` must never leave unencrypted."""
+    """Return whether ``message`` must never leave unencrypted."""
     if message.recipient_key_id is not None:
         return True
     if message.category in CONTENT_FREE_CATEGORIES:

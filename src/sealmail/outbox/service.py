@@ -329,49 +329,15 @@ def enqueue(
     )
 
 
-def enqueue_bulk(
-    contacts: Iterable[Contact],
-    *,
-    category: str,
-    subject: str = "",
-    text: str | None = None,
-    html: str | None = None,
-    template: str | None = None,
-    context: dict[str, Any] | None = None,
-    attachments: Sequence[Attachment] = (),
-    idempotency_key: str | None = None,
-    to_address: str | None = None,
-    recipient_key: ContactKey | None = None,
-    in_reply_to: str | None = None,
-    references: Sequence[str] = (),
-    source: str = "python",
-    sensitive: bool = False,
-    internal: bool = True,
-) -> list[OutboxMessage]:
+def enqueue_bulk(contacts: Iterable[Contact], **options: Any) -> list[OutboxMessage]:
     """Store one message per contact with batched inserts and batched tasks.
 
-    Takes the same content arguments as :func:`enqueue`. ``internal=False``
-    limits ``category`` to the public categories, as the API and the
-    ``send`` command do.
+    Takes the keyword arguments of :func:`enqueue_bulk_checked`, which are
+    the content arguments of :func:`enqueue`. ``internal=False`` limits
+    ``category`` to the public categories, as the API and the ``send``
+    command do.
     """
-    messages, _repeated = enqueue_bulk_checked(
-        contacts,
-        category=category,
-        subject=subject,
-        text=text,
-        html=html,
-        template=template,
-        context=context,
-        attachments=attachments,
-        idempotency_key=idempotency_key,
-        to_address=to_address,
-        recipient_key=recipient_key,
-        in_reply_to=in_reply_to,
-        references=references,
-        source=source,
-        sensitive=sensitive,
-        internal=internal,
-    )
+    messages, _repeated = enqueue_bulk_checked(contacts, **options)
     return messages
 
 

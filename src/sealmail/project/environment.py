@@ -22,7 +22,7 @@ def data_dir() -> Path:
     """Return ``SEALMAIL_DATA_DIR`` as an absolute path, creating it."""
     path = Path(os.environ.get("SEALMAIL_DATA_DIR", "var")).expanduser().resolve()
     try:
-        # A new data directory is private: it holds the database, the queue
+        # A new data directory is private: it contains the database, the queue
         # and the secret key, not only the keys directory.
         path.mkdir(mode=0o700, parents=True, exist_ok=True)
         (path / "static").mkdir(exist_ok=True)

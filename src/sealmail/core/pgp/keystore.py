@@ -4,7 +4,7 @@ One directory (mode 0700) contains one armored secret key per file
 (``FINGERPRINT.key``, mode 0600) and ``keys.json``. The index records which
 key signs now, which keys are retired and which role address has its own
 decryption key. Passphrases are never stored: a protected key names the
-environment variable or file that holds its passphrase.
+environment variable or file that contains its passphrase.
 
 Secret material never appears in log lines or error messages; errors name
 keys by fingerprint only.
@@ -84,7 +84,7 @@ def _write_private(path: Path, data: bytes) -> None:
 
 
 def _has_secret_stub(tsk_bytes: bytes) -> bool:
-    """Return whether a secret key packet holds a GnuPG stub instead of the secret.
+    """Return whether a secret key packet contains a GnuPG stub instead of the secret.
 
     ``gpg --export-secret-subkeys`` and keys on a smartcard write the GNU
     extension S2K (type 101, "GNU", mode 1 or 2) in place of secret material.

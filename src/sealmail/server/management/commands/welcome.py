@@ -6,7 +6,7 @@ from django.core.management.base import BaseCommand
 
 
 class Command(BaseCommand):
-    help = "Print where the portal answers and how to log in."
+    help = "Print the portal URL, the inbound address and how to log in."
 
     def handle(self, *args, **options) -> None:
         host, port = settings.SEALMAIL_SMTPD_ADDR
