@@ -359,6 +359,7 @@ def decrypt(
     ``tampered`` or ``malformed``.
     """
     try:
+        data = pk.dearmor(data, verify_checksum=False).data
         outline = pk.outline_message(data)
     except PacketError as exc:
         raise DecryptionError(
@@ -386,20 +387,22 @@ def decrypt(
     for key in candidates:
         if key.key_id is not None and recipient_ids and not hidden and key.key_id not in recipient_ids:
             continue
+        # One pass decrypts and checks the signatures. pysequoia raises when
+        # no signature is valid (also for unsigned messages); then a second
+        # pass without signature checks gives the plaintext or the error.
+        lookup = _Lookup(certificates_for)
         try:
-            result = pysequoia.decrypt(data, key.decryptor)
+            checked = pysequoia.decrypt(data, key.decryptor, store=lookup)
         except Exception as exc:  # pysequoia raises plain Exception
-            message = _first_line(exc)
-            if "No key to decrypt" in message:
+            opened = _decrypt_unchecked(
+                data, key, lookup, _first_line(exc), recipient_ids, certificates_for
+            )
+            if opened is None:
                 continue
-            fallback = _decrypt_unsupported_compression(data, message, key, certificates_for)
-            if fallback is not None:
-                return DecryptResult(
-                    fallback[0], True, fallback[1], key.fingerprint, recipient_ids
-                )
-            raise _decryption_failure(message, recipient_ids) from None
-        plaintext = result.bytes or b""
-        signatures = _signatures_in_message(data, plaintext, key, certificates_for)
+            plaintext, signatures = opened
+        else:
+            plaintext = checked.bytes or b""
+            signatures = _issuer_results(lookup, checked.valid_sigs, structure_error=False)
         logger.info(
             "decrypted a message with key %s (%d signatures)", key.fingerprint, len(signatures)
         )
@@ -410,6 +413,36 @@ def decrypt(
         f"{', '.join(id.upper() for id in recipient_ids) or '(hidden)'}",
         recipient_ids,
     )
+
+
+def _decrypt_unchecked(
+    data: bytes,
+    key: DecryptionKey,
+    lookup: _Lookup,
+    error: str,
+    recipient_ids: list[str],
+    certificates_for: CertificateLookup,
+) -> tuple[bytes, list[SignatureResult]] | None:
+    """Decrypt without a signature check after the checked pass raised ``error``.
+
+    Returns the plaintext and why each signature failed, or None when
+    ``key`` does not fit. Raises :class:`DecryptionError` when the key fits
+    but the message cannot be opened.
+    """
+    if "No key to decrypt" in error:
+        return None
+    try:
+        result = pysequoia.decrypt(data, key.decryptor)
+    except Exception as exc:  # pysequoia raises plain Exception
+        message = _first_line(exc)
+        if "No key to decrypt" in message:
+            return None
+        fallback = _decrypt_unsupported_compression(data, message, key, certificates_for)
+        if fallback is not None:
+            return fallback
+        raise _decryption_failure(message, recipient_ids) from None
+    plaintext = result.bytes or b""
+    return plaintext, _failed_signatures(data, plaintext, key, lookup, error, certificates_for)
 
 
 def _decrypt_unsupported_compression(
@@ -473,22 +506,29 @@ class _Lookup:
         return certs
 
 
-def _signatures_in_message(
-    data: bytes, plaintext: bytes, key: DecryptionKey, certificates_for: CertificateLookup
+def _failed_signatures(
+    data: bytes,
+    plaintext: bytes,
+    key: DecryptionKey,
+    lookup: _Lookup,
+    error: str,
+    certificates_for: CertificateLookup,
 ) -> list[SignatureResult]:
-    lookup = _Lookup(certificates_for)
-    structure_error = False
-    try:
-        valid = pysequoia.decrypt(data, key.decryptor, store=lookup).valid_sigs
-    except Exception as exc:  # pysequoia raises plain Exception
-        structure_error = "Unexpected message structure" in _first_line(exc)
-        valid = []
+    """Explain each signature of a message whose signature check raised ``error``."""
     if not lookup.requested:
         return []
+    structure_error = "Unexpected message structure" in error
     if structure_error and key.secret is not None:
         checked = _signatures_in_compressed(data, plaintext, key.secret, certificates_for)
         if checked is not None:
             return checked
+    return _issuer_results(lookup, [], structure_error)
+
+
+def _issuer_results(
+    lookup: _Lookup, valid: Sequence, structure_error: bool
+) -> list[SignatureResult]:
+    """Return one result per issuer that pysequoia asked ``lookup`` for."""
     results = []
     for issuer in dict.fromkeys(lookup.requested):
         match = next((sig for sig in valid if _names(issuer, sig.signing_key, sig.certificate)), None)

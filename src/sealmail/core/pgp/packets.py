@@ -207,11 +207,13 @@ def looks_armored(data: bytes) -> bool:
     return b"-----BEGIN PGP " in data
 
 
-def dearmor(data: bytes) -> Dearmored:
+def dearmor(data: bytes, *, verify_checksum: bool = True) -> Dearmored:
     """Decode every ASCII armor block in ``data``, or return binary input unchanged.
 
     Raises :class:`PacketError` on damaged armor: bad Base64, a checksum
-    mismatch or a missing END line.
+    mismatch or a missing END line. ``verify_checksum=False`` skips the
+    CRC-24, which RFC 9580 lets a decoder ignore; encrypted messages carry
+    their own integrity check, and the CRC costs more than the decryption.
     """
     if not looks_armored(data):
         return Dearmored(data)
@@ -225,11 +227,11 @@ def dearmor(data: bytes) -> Dearmored:
         labels.append(label)
         if label == "SIGNED MESSAGE":
             raise PacketError("this is a clear-signed text, not a key or message")
-        chunks.append(_decode_armor_body(block.group(2), label))
+        chunks.append(_decode_armor_body(block.group(2), label, verify_checksum))
     return Dearmored(b"".join(chunks), tuple(labels))
 
 
-def _decode_armor_body(body: bytes, label: str) -> bytes:
+def _decode_armor_body(body: bytes, label: str, verify_checksum: bool) -> bytes:
     lines = [line.strip() for line in body.splitlines()]
     # Armor headers run up to the first blank line; some producers omit it.
     if lines and ARMOR_HEADER.match(lines[0]):
@@ -248,7 +250,7 @@ def _decode_armor_body(body: bytes, label: str) -> bytes:
         decoded = base64.b64decode(b"".join(payload), validate=True)
     except (binascii.Error, ValueError) as exc:
         raise PacketError(f"the ASCII armor of the {label} is damaged ({exc})") from exc
-    if checksum is not None:
+    if checksum is not None and verify_checksum:
         try:
             expected = int.from_bytes(base64.b64decode(checksum, validate=True), "big")
         except (binascii.Error, ValueError) as exc:
@@ -695,10 +697,14 @@ class MessageOutline:
 
 
 def outline_message(data: bytes) -> MessageOutline:
-    """Read the session key packets and the kind of encrypted data packet."""
+    """Read the session key packets and the kind of encrypted data packet.
+
+    ``data`` is binary or armored; the armor checksum is not checked.
+    """
     outline = MessageOutline()
     encrypted_tags = frozenset({TAG_SED, TAG_SEIPD, TAG_AEAD})
-    for packet in iter_packets(dearmor(data).data, head_only=encrypted_tags):
+    binary = dearmor(data, verify_checksum=False).data
+    for packet in iter_packets(binary, head_only=encrypted_tags):
         if packet.tag == TAG_PKESK:
             outline.recipients.append(parse_pkesk(packet))
         elif packet.tag == TAG_SKESK:
