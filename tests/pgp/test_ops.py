@@ -366,3 +366,35 @@ def test_openpgpjs_reads_provider_messages(store, customer_gpg):
     result = peer.decrypt(encrypt_and_sign(b"hello OpenPGP.js", [cert], store.signer()))
     assert result.plaintext == b"hello OpenPGP.js"
     assert result.verified, [sig.detail for sig in result.signatures]
+
+
+def test_outline_of_armor_reads_past_a_long_head(store):
+    """The outline of armored data decodes more of the armor when the head needs it."""
+    customer = pysequoia.Tsk.generate(user_ids=["<c@example.test>"]).extract_certificate()
+    binary = encrypt_and_sign(b"x" * 50_000, [customer], store.signer(), armor=False)
+    marker = pk.RawPacket(pk.TAG_MARKER, b"PGP").serialize()
+    # 20 KB of marker packets put the session keys past the first decoded block.
+    padded = marker * 4000 + binary
+    armored = pysequoia.armor(padded, pysequoia.ArmorKind.Message).encode()
+    expected = outline(binary)
+    got = outline(armored)
+    assert got.recipients == expected.recipients
+    assert (got.encrypted_tag, got.encrypted_version) == (pk.TAG_SEIPD, 1)
+
+
+def test_dearmor_accepts_headers_crlf_and_a_missing_checksum(store):
+    customer = pysequoia.Tsk.generate(user_ids=["<c@example.test>"]).extract_certificate()
+    binary = encrypt_and_sign(b"hello", [customer], store.signer(), armor=False)
+    armored = pysequoia.armor(binary, pysequoia.ArmorKind.Message)
+    lines = armored.splitlines()
+    lines.insert(1, "Comment: made by a test")
+    with_headers = "\r\n".join(lines).encode()
+    assert pk.dearmor(with_headers).data == binary
+    assert outline(with_headers).recipients == outline(binary).recipients
+    no_checksum = "\n".join(line for line in lines if not line.startswith("=")).encode()
+    assert pk.dearmor(no_checksum).data == binary
+    damaged = with_headers.replace(lines[3][5:9].encode(), b"!!!!", 1)
+    with pytest.raises(pk.PacketError, match="damaged"):
+        pk.dearmor(damaged)
+    with pytest.raises(pk.PacketError, match="damaged"):
+        outline(damaged)

@@ -237,14 +237,12 @@ def encrypt_and_sign(
             plaintext,
             targets,
             signer=signer.signer if signer else None,
-            armor=False,
+            armor=armor,
         )
     except Exception as exc:  # pysequoia raises plain Exception
         fingerprints = ", ".join(fact.fingerprint for fact in facts)
         raise EncryptionError(f"encryption to {fingerprints} failed: {_first_line(exc)}") from None
     _check_output(message, facts, any_v4)
-    if armor:
-        return pysequoia.armor(message, pysequoia.ArmorKind.Message).encode("ascii")
     return message
 
 

@@ -139,10 +139,7 @@ CURVE_BITS = {
 # Native key algorithms of RFC 9580 (fixed-size key material).
 NATIVE_KEYS = {25: ("x25519", 32, 255), 26: ("x448", 56, 448), 27: ("ed25519", 32, 255), 28: ("ed448", 57, 448)}
 
-ARMOR_BLOCK = re.compile(
-    rb"-----BEGIN PGP ([A-Z ,0-9/]+)-----\r?\n(.*?)-----END PGP \1-----",
-    re.DOTALL,
-)
+ARMOR_BEGIN = re.compile(rb"-----BEGIN PGP ([A-Z ,0-9/]+)-----\r?\n")
 ARMOR_HEADER = re.compile(rb"^[A-Za-z][A-Za-z0-9-]*: ?.*$")
 
 
@@ -217,37 +214,53 @@ def dearmor(data: bytes, *, verify_checksum: bool = True) -> Dearmored:
     """
     if not looks_armored(data):
         return Dearmored(data)
-    blocks = list(ARMOR_BLOCK.finditer(data))
-    if not blocks:
-        raise PacketError("the ASCII armor has a BEGIN line but no matching END line")
     labels = []
     chunks = []
-    for block in blocks:
-        label = block.group(1).decode("ascii")
+    for label, body in _armor_blocks(data):
         labels.append(label)
         if label == "SIGNED MESSAGE":
             raise PacketError("this is a clear-signed text, not a key or message")
-        chunks.append(_decode_armor_body(block.group(2), label, verify_checksum))
+        chunks.append(_decode_armor_body(body, label, verify_checksum))
+    if not chunks:
+        raise PacketError("the ASCII armor has a BEGIN line but no matching END line")
     return Dearmored(b"".join(chunks), tuple(labels))
 
 
-def _decode_armor_body(body: bytes, label: str, verify_checksum: bool) -> bytes:
-    lines = [line.strip() for line in body.splitlines()]
+def _armor_blocks(data: bytes) -> Iterator[tuple[str, bytes]]:
+    """Yield the label and the text between the BEGIN and END lines of each armor block."""
+    position = 0
+    while True:
+        begin = ARMOR_BEGIN.search(data, position)
+        if begin is None:
+            return
+        end = data.find(b"-----END PGP " + begin.group(1) + b"-----", begin.end())
+        if end < 0:
+            return
+        yield begin.group(1).decode("ascii"), data[begin.end() : end]
+        position = end
+
+
+def _armor_payload(body: bytes) -> tuple[bytes, bytes | None]:
+    """Split an armor body into its Base64 text without whitespace and its checksum."""
     # Armor headers run up to the first blank line; some producers omit it.
-    if lines and ARMOR_HEADER.match(lines[0]):
-        while lines and lines[0]:
+    first_line = body[: body.find(b"\n")] if b"\n" in body else body
+    if ARMOR_HEADER.match(first_line.strip()):
+        lines = body.split(b"\n")
+        while lines and lines[0].strip():
             lines.pop(0)
+        body = b"\n".join(lines)
+    words = body.split()
     checksum = None
-    payload = []
-    for line in lines:
-        if not line:
-            continue
-        if line.startswith(b"=") and len(line) == 5:
-            checksum = line[1:]
-            continue
-        payload.append(line)
+    # The checksum is the last line, "=" and four Base64 characters.
+    if words and words[-1].startswith(b"=") and len(words[-1]) == 5:
+        checksum = words.pop()[1:]
+    return b"".join(words), checksum
+
+
+def _decode_armor_body(body: bytes, label: str, verify_checksum: bool) -> bytes:
+    payload, checksum = _armor_payload(body)
     try:
-        decoded = base64.b64decode(b"".join(payload), validate=True)
+        decoded = base64.b64decode(payload, validate=True)
     except (binascii.Error, ValueError) as exc:
         raise PacketError(f"the ASCII armor of the {label} is damaged ({exc})") from exc
     if checksum is not None and verify_checksum:
@@ -699,17 +712,44 @@ class MessageOutline:
 def outline_message(data: bytes) -> MessageOutline:
     """Read the session key packets and the kind of encrypted data packet.
 
-    ``data`` is binary or armored; the armor checksum is not checked.
+    ``data`` is binary or armored. Of armored data only the first block is
+    read, and only as much of it as the outline needs; its checksum is not
+    checked.
     """
+    if not looks_armored(data):
+        return _outline(data)
+    block = next(_armor_blocks(data), None)
+    if block is None:
+        raise PacketError("the ASCII armor has a BEGIN line but no matching END line")
+    label, body = block
+    size = 8192
+    while True:
+        whole = size >= len(body)
+        payload, _ = _armor_payload(body if whole else body[:size])
+        if not whole:
+            payload = payload[: len(payload) - len(payload) % 4]
+        try:
+            outline = _outline(base64.b64decode(payload, validate=True))
+        except (PacketError, binascii.Error, ValueError) as exc:
+            if whole:
+                if isinstance(exc, PacketError):
+                    raise
+                raise PacketError(f"the ASCII armor of the {label} is damaged ({exc})") from exc
+        else:
+            if whole or outline.encrypted_tag is not None:
+                return outline
+        size *= 8
+
+
+def _outline(binary: bytes) -> MessageOutline:
     outline = MessageOutline()
     encrypted_tags = frozenset({TAG_SED, TAG_SEIPD, TAG_AEAD})
-    binary = dearmor(data, verify_checksum=False).data
     for packet in iter_packets(binary, head_only=encrypted_tags):
         if packet.tag == TAG_PKESK:
             outline.recipients.append(parse_pkesk(packet))
         elif packet.tag == TAG_SKESK:
             outline.passwords += 1
-        elif packet.tag in (TAG_SED, TAG_SEIPD, TAG_AEAD):
+        elif packet.tag in encrypted_tags:
             outline.encrypted_tag = packet.tag
             outline.encrypted_version = packet.body[0] if packet.tag != TAG_SED and packet.body else None
             break
