@@ -52,10 +52,11 @@ def customer_gpg(tmp_path_factory) -> GnuPG:
 
 
 def make_contact_key(
-    contact: Contact, armored: bytes, *, usable_until=None
+    contact: Contact, armored: bytes, *, usable_until=None, check: bool = True
 ) -> ContactKey:
+    """Store a contact key as intake does, with its send-time check unless ``check`` is off."""
     cert = pysequoia.Cert.from_bytes(armored)
-    return ContactKey.objects.create(
+    key = ContactKey(
         contact=contact,
         fingerprint=cert.fingerprint.lower(),
         certificate=bytes(cert),
@@ -65,6 +66,10 @@ def make_contact_key(
         key_created=datetime.now(UTC) - timedelta(days=1),
         usable_until=usable_until if usable_until is not None else cert.expiration,
     )
+    if check:
+        key.refresh_send_check()
+    key.save()
+    return key
 
 
 @pytest.fixture

@@ -7,8 +7,10 @@ dies between composing and sending, and keys that become unusable.
 
 from __future__ import annotations
 
+import dataclasses
 import email
 import email.policy
+import hashlib
 import re
 import time
 from datetime import timedelta
@@ -21,6 +23,7 @@ from sealmail.contacts.models import Contact
 from sealmail.core.errors import CompositionError, KeyStoreError
 from sealmail.core.mime import compose as compose_module
 from sealmail.core.mime.message import Attachment, ComposedMessage, Format
+from sealmail.core.pgp.ops import RecipientCheck
 from sealmail.outbox import delivery
 from sealmail.outbox.models import NoticeState, OutboxMessage
 from sealmail.outbox.service import enqueue, release_held
@@ -670,3 +673,31 @@ def test_enqueue_runs_tasks_after_commit(customer, make_contact, relay):
     assert len(messages) == 120
     assert OutboxMessage.objects.filter(status=Status.SENT).count() == 120
     assert len({r.message_id for r in relay.received}) == 120
+
+
+def test_worker_keeps_the_key_check(make_contact, customer_gpg, relay, gpg):
+    """A key stored without its check gets one from the first send, which later sends use."""
+    contact = make_contact("erin@customer.test")
+    key = make_contact_key(contact, customer_gpg.export("alice@customer.test"), check=False)
+    contact.active_key = key
+    contact.encryption = Contact.Encryption.ACTIVE
+    contact.save()
+    assert key.send_check is None
+    enqueue(contact, category="custom", subject="first", text="first body")
+    run_worker()
+    key.refresh_from_db()
+    stored = RecipientCheck.from_json(key.send_check)
+    assert stored is not None and stored.live_key_ids
+    assert stored.digest == hashlib.sha256(bytes(key.certificate)).hexdigest()
+
+    # The stored check is what the worker goes by: one that lists no live
+    # subkey stops encryption, and nothing leaves.
+    key.send_check = dataclasses.replace(stored, live_key_ids=frozenset()).to_json()
+    key.save(update_fields=["send_check"])
+    [message] = enqueue(contact, category="custom", subject="second", text="second body")
+    run_worker()
+    message.refresh_from_db()
+    assert message.status == Status.QUEUED and message.attempts == 1
+    assert "no live encryption subkey" in message.error
+    assert len(relay.received) == 1
+    assert_no_plaintext(relay, "second body")

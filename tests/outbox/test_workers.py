@@ -88,7 +88,7 @@ def test_two_workers_on_redis(tmp_path, redis_url, instance_database):
         for log in logs:
             workers.append(
                 subprocess.Popen(
-                    [sys.executable, "-m", "sealmail", "worker", "--workers", "2"],
+                    [sys.executable, "-m", "sealmail", "worker", "--processes", "1", "--workers", "2"],
                     env=env,
                     cwd=ROOT,
                     stdout=subprocess.DEVNULL,
@@ -96,6 +96,13 @@ def test_two_workers_on_redis(tmp_path, redis_url, instance_database):
                     text=True,
                 )
             )
+        # Both consumers must be polling before the work arrives, or the
+        # first to start could take every batch.
+        deadline = time.monotonic() + 60
+        while not all("consumer started" in log.read_text() for log in logs):
+            assert time.monotonic() < deadline, "the workers did not start"
+            assert all(w.poll() is None for w in workers), "a worker exited"
+            time.sleep(0.1)
         run(env, "-m", "tests.outbox.instance", "enqueue")
         deadline = time.monotonic() + 90
         while len(relay.received) < COUNT and time.monotonic() < deadline:

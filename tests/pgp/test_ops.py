@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+from datetime import timedelta
+
 import pysequoia
 import pytest
 
@@ -9,8 +12,11 @@ from sealmail.core.errors import DecryptionError, EncryptionError
 from sealmail.core.pgp import packets as pk
 from sealmail.core.pgp.keystore import KeyStore
 from sealmail.core.pgp.ops import (
+    RecipientCheck,
     decrypt,
     encrypt_and_sign,
+    recipient_check,
+    remember_recipient_checks,
     sign_detached,
     verify_detached,
     verify_inline,
@@ -398,3 +404,34 @@ def test_dearmor_accepts_headers_crlf_and_a_missing_checksum(store):
         pk.dearmor(damaged)
     with pytest.raises(pk.PacketError, match="damaged"):
         outline(damaged)
+
+
+def test_recipient_check_holds_until_the_key_expires(corpus):
+    data = corpus["primary_expired"].data
+    expires = pysequoia.Cert.from_bytes(data).expiration
+    assert expires is not None
+    before = recipient_check(data, expires - timedelta(hours=1))
+    assert before.problem is None and before.live_key_ids
+    assert before.valid_until == expires
+    assert before.holds_at(expires - timedelta(seconds=1))
+    assert not before.holds_at(expires)
+    after = recipient_check(data, expires)
+    assert after.problem is not None and not after.live_key_ids
+    assert after.valid_until <= expires + timedelta(days=1)
+
+
+def test_stored_recipient_checks(store, corpus):
+    data = corpus["cv25519"].data
+    cert = pysequoia.Cert.from_bytes(data)
+    check = recipient_check(bytes(cert))
+    assert RecipientCheck.from_json(check.to_json()) == check
+    for damaged in (None, [], {"digest": "x"}, {**check.to_json(), "checked_at": "yesterday"}):
+        assert RecipientCheck.from_json(damaged) is None
+    # A stored check that claims no live subkey for this certificate stops encryption.
+    remember_recipient_checks([replace(check, live_key_ids=frozenset())])
+    with pytest.raises(EncryptionError, match="no live encryption subkey"):
+        encrypt_and_sign(b"x", [cert], store.signer())
+    # A check stored for other bytes is never used for these.
+    remember_recipient_checks([replace(check, digest="0" * 64, live_key_ids=frozenset())])
+    remember_recipient_checks([replace(check, valid_until=check.checked_at)])
+    assert encrypt_and_sign(b"x", [cert], store.signer())

@@ -1,4 +1,5 @@
-"""`sealmail serve` starts web, worker and inbound SMTP, and Ctrl-C stops all three."""
+"""`sealmail serve` starts web, worker and inbound SMTP, and Ctrl-C stops all three;
+`sealmail worker` runs and stops its consumer processes."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from pathlib import Path
 
 import pytest
 
@@ -112,4 +114,84 @@ def test_serve_restarts_killed_worker(instance_env):
     log = output.decode(errors="replace")
     assert process.returncode == 0, log
     assert "worker exited with status -9; restarting it" in log
-    assert log.count("started worker") == 2
+    assert log.count("started worker (pid") == 2
+
+
+def children_of(pid: int) -> list[tuple[int, str]]:
+    found = subprocess.run(
+        ["pgrep", "-a", "-P", str(pid)], capture_output=True, text=True
+    ).stdout.splitlines()
+    return [(int(line.split()[0]), line) for line in found]
+
+
+def wait_for_children(pid: int, count: int, seconds: float = 20) -> list[tuple[int, str]]:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        children = children_of(pid)
+        if len(children) == count:
+            return children
+        time.sleep(0.1)
+    raise AssertionError(f"process {pid} has {children_of(pid)}, not {count} children")
+
+
+def alive(pid: int) -> bool:
+    """Whether ``pid`` runs: exists and is not a zombie."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().split()[2]
+    except FileNotFoundError:
+        return False
+    return state != "Z"
+
+
+def test_worker_runs_one_consumer_per_process(instance_env):
+    process = subprocess.Popen(
+        [sys.executable, "-m", "sealmail", "worker", "--processes", "2"],
+        env=instance_env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    try:
+        consumers = wait_for_children(process.pid, 2)
+        # Only the first consumer schedules the periodic tasks.
+        assert sum("--no-periodic" in line for _, line in consumers) == 1
+        os.killpg(process.pid, signal.SIGINT)
+        output, _ = process.communicate(timeout=30)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+    log = output.decode(errors="replace")
+    assert process.returncode == 0, log
+    assert "stopped consumer 1" in log and "stopped consumer 2" in log, log
+    assert not any(alive(pid) for pid, _ in consumers)
+
+
+def test_consumers_stop_when_their_worker_is_killed(instance_env):
+    process = subprocess.Popen(
+        [sys.executable, "-m", "sealmail", "worker", "--processes", "2"],
+        env=instance_env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        consumers = wait_for_children(process.pid, 2)
+        time.sleep(1)  # let the consumers start Huey
+        process.kill()
+        process.wait()
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and any(alive(pid) for pid, _ in consumers):
+            time.sleep(0.2)
+        assert not any(alive(pid) for pid, _ in consumers)
+    finally:
+        for pid, _ in children_of(process.pid):
+            os.kill(pid, signal.SIGKILL)
+
+
+def test_worker_rejects_a_bad_process_count(instance_env):
+    env = {**instance_env, "SEALMAIL_WORKER_PROCESSES": "many"}
+    result = subprocess.run(
+        [sys.executable, "-m", "sealmail", "worker"], env=env, capture_output=True, text=True
+    )
+    assert result.returncode != 0
+    assert "SEALMAIL_WORKER_PROCESSES='many' is not a number" in result.stderr

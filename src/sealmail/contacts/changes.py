@@ -113,7 +113,7 @@ def _check_rate(contact: Contact, actor: Actor) -> None:
 
 
 def _store_key(contact: Contact, report: KeyReport) -> ContactKey:
-    return ContactKey.objects.create(
+    key = ContactKey(
         contact=contact,
         fingerprint=report.fingerprint.lower(),
         certificate=report.certificate,
@@ -123,6 +123,9 @@ def _store_key(contact: Contact, report: KeyReport) -> ContactKey:
         key_created=report.created,
         usable_until=report.usable_until,
     )
+    key.refresh_send_check()
+    key.save()
+    return key
 
 
 def _validate(

@@ -11,6 +11,9 @@ from __future__ import annotations
 from django.conf import settings
 from django.db import models
 
+from sealmail.core.pgp.ops import recipient_check
+from sealmail.core.pgp.packets import PacketError
+
 
 class Customer(models.Model):
     """A customer account of the provider, identified by its account number."""
@@ -107,12 +110,24 @@ class ContactKey(models.Model):
     problem = models.CharField(
         max_length=32, blank=True, help_text="reason code when the key became unusable"
     )
+    # The encryption layer's check of ``certificate``
+    # (sealmail.core.pgp.ops.RecipientCheck.to_json), kept so that workers
+    # do not inspect the certificate again for every message. It names the
+    # time until which it holds and the digest of the bytes it describes.
+    send_check = models.JSONField(null=True, blank=True, editable=False)
 
     class Meta:
         ordering = ["-added"]
 
     def __str__(self) -> str:
         return self.fingerprint.upper()
+
+    def refresh_send_check(self) -> None:
+        """Check ``certificate`` as the encryption layer does and keep the result in ``send_check``."""
+        try:
+            self.send_check = recipient_check(bytes(self.certificate)).to_json()
+        except PacketError:
+            self.send_check = None
 
 
 class PendingChange(models.Model):

@@ -150,6 +150,7 @@ def refresh_key(
         key.user_ids = list(report.user_ids)
         key.last_checked = now
         key.problem = ""
+        key.refresh_send_check()
         key.save(
             update_fields=[
                 "certificate",
@@ -157,6 +158,7 @@ def refresh_key(
                 "user_ids",
                 "last_checked",
                 "problem",
+                "send_check",
             ]
         )
         reactivated = contact.encryption == Contact.Encryption.KEY_PROBLEM

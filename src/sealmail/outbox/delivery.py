@@ -27,7 +27,7 @@ from datetime import datetime, timedelta
 
 import pysequoia
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import connection, models, transaction
 from django.db.models import Q
 from django.urls import NoReverseMatch, reverse
 from django.utils import timezone
@@ -173,28 +173,29 @@ class BatchResult:
     retry: int = 0
 
 
-def write_fields(messages: Sequence[OutboxMessage], fields: Sequence[str]) -> None:
-    """Write ``fields`` of every message with one UPDATE statement run per row.
+def write_fields(objects: Sequence[models.Model], fields: Sequence[str]) -> None:
+    """Write ``fields`` of every object (all of one model) with one UPDATE run per row.
 
     ``executemany`` of one parameterized UPDATE is much faster here than
     ``bulk_update``, which builds a CASE expression per field and row.
     """
-    if not messages:
+    if not objects:
         return
+    meta = type(objects[0])._meta
     quote = connection.ops.quote_name
-    columns = [OutboxMessage._meta.get_field(name) for name in fields]
+    columns = [meta.get_field(name) for name in fields]
     assignments = ", ".join(f"{quote(column.column)} = %s" for column in columns)
     sql = (
-        f"UPDATE {quote(OutboxMessage._meta.db_table)} SET {assignments} "
-        f"WHERE {quote(OutboxMessage._meta.pk.column)} = %s"
+        f"UPDATE {quote(meta.db_table)} SET {assignments} "
+        f"WHERE {quote(meta.pk.column)} = %s"
     )
     rows = [
         [
-            column.get_db_prep_save(getattr(message, column.attname), connection)
+            column.get_db_prep_save(getattr(item, column.attname), connection)
             for column in columns
         ]
-        + [message.pk]
-        for message in messages
+        + [item.pk]
+        for item in objects
     ]
     with connection.cursor() as cursor:
         cursor.executemany(sql, rows)
@@ -485,10 +486,20 @@ def deliver_batch(
         assert contact is not None
         held_contacts[contact.pk] = (contact, message.hold_reason, contact.active_key)
     changed = [message for message in messages if message.pk in ctx.changed]
+    ready_ids = {message.pk for message in outcomes["ready"]}
     with transaction.atomic():
         for message in changed:
             message.updated = now
-        write_fields(changed, COMPOSED_FIELDS + RESULT_FIELDS)
+        # prepare() changed only the composed fields of rows that are ready.
+        write_fields(
+            [message for message in changed if message.pk in ready_ids],
+            [*COMPOSED_FIELDS, "updated"],
+        )
+        write_fields(
+            [message for message in changed if message.pk not in ready_ids],
+            COMPOSED_FIELDS + RESULT_FIELDS,
+        )
+        write_fields(ctx.keys.changed_checks(), ["send_check"])
         for contact, reason, key in held_contacts.values():
             _mark_key_problem(contact, key, reason, now)
     for contact, reason, _key in held_contacts.values():

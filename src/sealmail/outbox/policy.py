@@ -30,6 +30,11 @@ from sealmail.contacts.models import Contact, ContactKey
 from sealmail.core.errors import KeyRejected
 from sealmail.core.mime.message import Format
 from sealmail.core.pgp.inspect import check_certificate as _check
+from sealmail.core.pgp.ops import (
+    RecipientCheck,
+    cached_recipient_check,
+    remember_recipient_checks,
+)
 from sealmail.outbox.models import CONTENT_FREE_CATEGORIES, OutboxMessage
 
 logger = logging.getLogger(__name__)
@@ -81,15 +86,39 @@ class KeyChecker:
     def __init__(self, now: datetime) -> None:
         self.now = now
         self._results: dict[int, tuple[str, pysequoia.Cert | None]] = {}
+        self._keys: dict[int, ContactKey] = {}
 
     def check(self, key: ContactKey) -> tuple[str, pysequoia.Cert | None]:
         """Return ``("", cert)`` for a usable key, else ``(reason, None)``."""
         cached = self._results.get(key.pk)
         if cached is not None:
             return cached
+        # The encryption layer's stored check spares it inspecting the
+        # certificate again; it applies only while it holds and only to the
+        # exact certificate bytes it was made for.
+        if key.send_check:
+            remember_recipient_checks([RecipientCheck.from_json(key.send_check)])
         result = self._check(key)
         self._results[key.pk] = result
+        self._keys[key.pk] = key
         return result
+
+    def changed_checks(self) -> list[ContactKey]:
+        """Return the checked keys whose stored check is missing or out of date.
+
+        Each returned key's ``send_check`` is set to the encryption layer's
+        latest check, ready to be saved.
+        """
+        changed = []
+        for key in self._keys.values():
+            check = cached_recipient_check(bytes(key.certificate))
+            if check is None:
+                continue
+            stored = check.to_json()
+            if stored != key.send_check:
+                key.send_check = stored
+                changed.append(key)
+        return changed
 
     def problem(self, key: ContactKey) -> str:
         """Return why ``key`` is unusable by the full certificate check, or ""."""

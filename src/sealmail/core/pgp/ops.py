@@ -12,11 +12,14 @@ it finds for them, or an empty list.
 
 from __future__ import annotations
 
+import collections
 import functools
+import hashlib
 import logging
+import threading
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Protocol
 
 import pysequoia
@@ -144,40 +147,155 @@ DecryptionKeys = DecryptionKeySource | Iterable[
 # --- encryption -----------------------------------------------------------
 
 
+# A recipient check holds at most this long, so that policy changes that
+# depend on the date are noticed within a day.
+CHECK_HORIZON = timedelta(days=1)
+_CHECK_CACHE_SIZE = 20_000
+
+
 @dataclass(frozen=True)
-class _RecipientFacts:
+class RecipientCheck:
+    """What the encryption layer knows about one recipient certificate.
+
+    The check is made for one moment and holds until ``valid_until``: the
+    first time after that moment at which a key or signature of the
+    certificate is created or expires (at most :data:`CHECK_HORIZON` later).
+    ``digest`` is the SHA-256 of the certificate bytes it describes, so a
+    stored check is never applied to another certificate.
+    """
+
+    digest: str
     fingerprint: str
     version: int
     live_key_ids: frozenset[str]
     all_key_ids: frozenset[str]
     seipd_v2: bool
     problem: str | None
+    checked_at: datetime
+    valid_until: datetime
+
+    def holds_at(self, now: datetime) -> bool:
+        return self.checked_at <= now < self.valid_until
+
+    def to_json(self) -> dict:
+        return {
+            "digest": self.digest,
+            "fingerprint": self.fingerprint,
+            "version": self.version,
+            "live_key_ids": sorted(self.live_key_ids),
+            "all_key_ids": sorted(self.all_key_ids),
+            "seipd_v2": self.seipd_v2,
+            "problem": self.problem,
+            "checked_at": self.checked_at.isoformat(),
+            "valid_until": self.valid_until.isoformat(),
+        }
+
+    @classmethod
+    def from_json(cls, data: object) -> RecipientCheck | None:
+        """Return the check stored as ``data``, or None when it is not a valid stored check."""
+        try:
+            assert isinstance(data, dict)
+            check = cls(
+                str(data["digest"]),
+                str(data["fingerprint"]),
+                int(data["version"]),
+                frozenset(str(id) for id in data["live_key_ids"]),
+                frozenset(str(id) for id in data["all_key_ids"]),
+                bool(data["seipd_v2"]),
+                None if data["problem"] is None else str(data["problem"]),
+                datetime.fromisoformat(data["checked_at"]),
+                datetime.fromisoformat(data["valid_until"]),
+            )
+        except (AssertionError, KeyError, TypeError, ValueError):
+            return None
+        if check.checked_at.tzinfo is None or check.valid_until.tzinfo is None:
+            return None
+        return check
 
 
-@functools.lru_cache(maxsize=8192)
-def _recipient_facts(cert_bytes: bytes, minute: int) -> _RecipientFacts:
-    """Inspect a recipient certificate; cached per certificate and minute."""
+_checks: collections.OrderedDict[str, RecipientCheck] = collections.OrderedDict()
+_checks_lock = threading.Lock()
+
+
+def certificate_digest(cert_bytes: bytes) -> str:
+    return hashlib.sha256(cert_bytes).hexdigest()
+
+
+def remember_recipient_checks(checks: Iterable[RecipientCheck | None]) -> None:
+    """Add stored checks to this process's cache, e.g. those a database kept."""
+    with _checks_lock:
+        for check in checks:
+            if check is not None:
+                _checks[check.digest] = check
+        while len(_checks) > _CHECK_CACHE_SIZE:
+            _checks.popitem(last=False)
+
+
+def cached_recipient_check(cert_bytes: bytes) -> RecipientCheck | None:
+    """Return the last check of ``cert_bytes`` this process made or was given, if any."""
+    with _checks_lock:
+        return _checks.get(certificate_digest(cert_bytes))
+
+
+def recipient_check(cert_bytes: bytes, now: datetime | None = None) -> RecipientCheck:
+    """Return the check of ``cert_bytes`` that holds at ``now``, from the cache or made now.
+
+    ``cert_bytes`` is a binary or armored certificate. Raises :class:`PacketError` when the certificate cannot be read.
+    """
+    now = now or datetime.now(timezone.utc)
+    digest = certificate_digest(cert_bytes)
+    with _checks_lock:
+        cached = _checks.get(digest)
+    if cached is not None and cached.holds_at(now):
+        return cached
+    check = _make_recipient_check(cert_bytes, digest, now)
+    remember_recipient_checks([check])
+    return check
+
+
+def _make_recipient_check(cert_bytes: bytes, digest: str, now: datetime) -> RecipientCheck:
     from sealmail.core.errors import KeyRejected
     from sealmail.core.pgp.inspect import inspect_key
 
-    now = datetime.fromtimestamp(minute * 60 + 59, timezone.utc)
-    packets = pk.read_packets(cert_bytes)
-    primary = pk.parse_key(packets[0])
-    all_ids = frozenset(
-        pk.parse_key(packet).key_id for packet in packets if packet.tag in pk.KEY_TAGS
-    )
-    features = [
-        pk.parse_signature(packet).features for packet in packets if packet.tag == pk.TAG_SIGNATURE
+    packets = pk.read_packets(pk.dearmor(cert_bytes).data)
+    keys = [pk.parse_key(packet) for packet in packets if packet.tag in pk.KEY_TAGS]
+    if not keys:
+        raise PacketError("the certificate has no key packet")
+    signatures = [
+        pk.parse_signature(packet) for packet in packets if packet.tag == pk.TAG_SIGNATURE
     ]
-    seipd_v2 = primary.version == 6 or any(
-        value is not None and value & pk.FEATURE_SEIPD_V2 for value in features
+    seipd_v2 = keys[0].version == 6 or any(
+        signature.features is not None and signature.features & pk.FEATURE_SEIPD_V2
+        for signature in signatures
     )
+    # Every moment at which the verdict may change: a key or signature is
+    # created or expires. Key expiry is counted from every key's creation,
+    # which can only add moments and so only shortens how long a check holds.
+    moments = [key.created for key in keys]
+    for signature in signatures:
+        moments.extend(moment for moment in (signature.created, signature.expiration) if moment)
+        if signature.key_validity is not None:
+            moments.extend(key.created + signature.key_validity for key in keys)
+    valid_until = min([moment for moment in moments if moment > now] + [now + CHECK_HORIZON])
+    live: frozenset[str] = frozenset()
+    problem = None
     try:
         report = inspect_key(cert_bytes, now=now)
     except KeyRejected as exc:
-        return _RecipientFacts(primary.fingerprint, primary.version, frozenset(), all_ids, seipd_v2, f"{exc.reason}: {exc.message}")
-    live = frozenset(sub.key_id for sub in report.encryption_subkeys if sub.usable)
-    return _RecipientFacts(primary.fingerprint, primary.version, live, all_ids, seipd_v2, None)
+        problem = f"{exc.reason}: {exc.message}"
+    else:
+        live = frozenset(sub.key_id for sub in report.encryption_subkeys if sub.usable)
+    return RecipientCheck(
+        digest,
+        keys[0].fingerprint,
+        keys[0].version,
+        live,
+        frozenset(key.key_id for key in keys),
+        seipd_v2,
+        problem,
+        now,
+        valid_until,
+    )
 
 
 @functools.lru_cache(maxsize=1)
@@ -210,12 +328,11 @@ def encrypt_and_sign(
     """
     if not recipients:
         raise EncryptionError("no recipient certificate given; pass at least one certificate")
-    minute = int(datetime.now(timezone.utc).timestamp()) // 60
+    now = datetime.now(timezone.utc)
     facts = []
     for cert in recipients:
         try:
-            cert_bytes = bytes(cert)
-            fact = _recipient_facts(cert_bytes, minute)
+            fact = recipient_check(bytes(cert), now)
         except (PacketError, Exception) as exc:  # pysequoia raises plain Exception
             raise EncryptionError(
                 f"cannot read the recipient certificate {getattr(cert, 'fingerprint', '?')}: "
@@ -246,7 +363,7 @@ def encrypt_and_sign(
     return message
 
 
-def _check_output(message: bytes, facts: list[_RecipientFacts], any_v4: bool) -> None:
+def _check_output(message: bytes, facts: list[RecipientCheck], any_v4: bool) -> None:
     """Raise unless every recipient got a session key only for its live subkeys."""
     try:
         outline = pk.outline_message(message)

@@ -1,21 +1,90 @@
 from __future__ import annotations
 
 import os
+import signal
+import sys
 
 from django.core.management import call_command
-from django.core.management.base import BaseCommand, CommandParser
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from sealmail.server.supervisor import Child, supervise
+
+# How long an idle consumer thread waits at most before it looks for work
+# again; Huey's default of 10 s would delay a confirmation mail that long.
+MAX_POLL_DELAY = 1.0
+
+
+def default_processes() -> int:
+    value = os.environ.get("SEALMAIL_WORKER_PROCESSES", "")
+    if not value:
+        return os.cpu_count() or 1
+    try:
+        return int(value)
+    except ValueError:
+        raise CommandError(
+            f"SEALMAIL_WORKER_PROCESSES={value!r} is not a number; "
+            "set it to the number of worker processes, such as 2"
+        ) from None
 
 
 class Command(BaseCommand):
-    help = "Run the Huey worker that composes, delivers and schedules mail."
+    help = (
+        "Run the Huey workers that compose, deliver and schedule mail: one "
+        "process per CPU by default, each with several threads."
+    )
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument(
             "--workers",
             type=int,
             default=int(os.environ.get("SEALMAIL_WORKER_THREADS", "4")),
-            help="number of worker threads (default 4, or SEALMAIL_WORKER_THREADS)",
+            help="threads per worker process (default 4, or SEALMAIL_WORKER_THREADS)",
+        )
+        parser.add_argument(
+            "--processes",
+            type=int,
+            default=None,
+            help="worker processes (default: one per CPU, or SEALMAIL_WORKER_PROCESSES)",
+        )
+        parser.add_argument(
+            "--no-periodic",
+            action="store_false",
+            dest="periodic",
+            help="do not schedule the periodic tasks (another process does)",
         )
 
-    def handle(self, *args, workers: int, **options) -> None:
-        call_command("run_huey", workers=workers, worker_type="thread")
+    def handle(
+        self, *args, workers: int, processes: int | None, periodic: bool, **options
+    ) -> None:
+        processes = default_processes() if processes is None else processes
+        if processes < 1 or workers < 1:
+            raise CommandError(
+                f"--processes {processes} --workers {workers}: both must be at least 1"
+            )
+        if processes == 1:
+            call_command(
+                "run_huey",
+                workers=workers,
+                worker_type="thread",
+                periodic=periodic,
+                max_delay=MAX_POLL_DELAY,
+            )
+            return
+        # Threads share one CPU because of the GIL, so each CPU gets a
+        # process of its own. Only the first schedules the periodic tasks.
+        children = [
+            Child(
+                f"consumer {number}",
+                [
+                    "worker",
+                    "--processes=1",
+                    f"--workers={workers}",
+                    *([] if periodic and number == 1 else ["--no-periodic"]),
+                ],
+                signal.SIGINT,
+            )
+            for number in range(1, processes + 1)
+        ]
+        exit_code = supervise(children)
+        if exit_code:
+            sys.exit(exit_code)
