@@ -91,16 +91,8 @@ def run_relay(
                     done.set()
             return "250 2.0.0 Ok"
 
-    import uvloop
-
-    # uvloop's TLS costs a fraction of asyncio's, so the relay, which shares
-    # the CPUs with sealmail, takes less of them.
     controller = Controller(
-        Handler(),
-        hostname="127.0.0.1",
-        port=port,
-        tls_context=context,
-        loop=uvloop.new_event_loop(),
+        Handler(), hostname="127.0.0.1", port=port, tls_context=context
     )
     controller.start()
     while True:  # until the benchmark terminates this process
