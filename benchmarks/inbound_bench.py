@@ -239,7 +239,10 @@ def main() -> int:
         "--messages", type=int, default=2000, help="messages per kind (default 2000)"
     )
     parser.add_argument(
-        "--workers", type=int, default=1, help="worker processes (default 1)"
+        "--workers",
+        type=int,
+        default=os.cpu_count() or 1,
+        help="worker processes (default: one per CPU, as sealmail worker runs)",
     )
     parser.add_argument(
         "--rounds", type=int, default=3, help="rounds per kind (default 3)"
