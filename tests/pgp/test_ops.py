@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import zlib
 from dataclasses import replace
 from datetime import timedelta
 
@@ -9,6 +10,7 @@ import pysequoia
 import pytest
 
 from sealmail.core.errors import DecryptionError, EncryptionError
+from sealmail.core.pgp import inner
 from sealmail.core.pgp import packets as pk
 from sealmail.core.pgp.keystore import KeyStore
 from sealmail.core.pgp.ops import (
@@ -435,3 +437,47 @@ def test_stored_recipient_checks(store, corpus):
     remember_recipient_checks([replace(check, digest="0" * 64, live_key_ids=frozenset())])
     remember_recipient_checks([replace(check, valid_until=check.checked_at)])
     assert encrypt_and_sign(b"x", [cert], store.signer())
+
+
+@pytest.mark.parametrize("algorithm", ["zip", "zlib", "bzip2"])
+def test_compression_bomb_is_refused_before_pysequoia(store, customer_gpg, monkeypatch, algorithm):
+    gpg, fingerprint, cert = customer_gpg
+    bomb = gpg.run(
+        "--compress-algo", algorithm, "--compress-level", "9", "--encrypt", "--sign",
+        "--recipient", store.current_fingerprint(), "--local-user", fingerprint,
+        input=b"\0" * (32 * 1024 * 1024),
+    ).stdout
+    assert len(bomb) < 200_000
+
+    def expand_nothing(*args, **kwargs):
+        raise AssertionError("pysequoia was given the bomb")
+
+    monkeypatch.setattr(pysequoia, "decrypt", expand_nothing)
+    with pytest.raises(DecryptionError) as refused:
+        decrypt(bomb, store, certificates_for=lambda ids: [cert], max_plaintext=1024 * 1024)
+    assert refused.value.reason == "too_large"
+    monkeypatch.undo()
+    # Below the limit the same message decrypts as before.
+    result = decrypt(bomb, store, certificates_for=lambda ids: [cert], max_plaintext=64 * 1024 * 1024)
+    assert len(result.plaintext) == 32 * 1024 * 1024
+    assert [signature.status for signature in result.signatures] == ["good"]
+
+
+def test_expansion_counts_nested_layers():
+    literal = pk.RawPacket(pk.TAG_LITERAL, b"b\x00\x00\x00\x00\x00" + b"x" * 1000).serialize()
+
+    def compressed(packets: bytes) -> bytes:
+        return pk.RawPacket(pk.TAG_COMPRESSED, b"\x02" + zlib.compress(packets)).serialize()
+
+    assert inner._expanded(literal, 10_000, 0) == 1006
+    assert inner._expanded(compressed(literal), 10_000, 0) == 1006
+    assert inner._expanded(compressed(literal), 500, 0) > 500
+    nested = literal
+    for _ in range(inner.MAX_NESTING):
+        nested = compressed(nested)
+    assert inner._expanded(nested, 10_000, 0) == 1006
+    assert inner._expanded(compressed(nested), 10_000, 0) == 10_001
+    # A layer is never expanded past what is left of the limit.
+    zeros = compressed(pk.RawPacket(pk.TAG_LITERAL, b"\0" * 50_000_000).serialize())
+    assert len(zeros) < 100_000
+    assert inner._expanded(zeros, 1_000_000, 0) == 1_000_001

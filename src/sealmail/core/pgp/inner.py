@@ -1,4 +1,4 @@
-"""Read the signature packets inside an encrypted message with our own Cv25519 key.
+"""Read inside an encrypted message with our own Cv25519 key.
 
 pysequoia 0.1.35 checks signatures during decryption only when the signed
 data is not wrapped in a compressed data packet; GnuPG compresses unless the
@@ -13,7 +13,9 @@ second time, only to find the signature packets and the signed literal data:
 3. decompress and split the inner packets.
 
 The signatures themselves are still verified by pysequoia, over the
-literal data. Anything else (RSA, passphrase-protected keys, SEIPDv2,
+literal data. :func:`expanded_size` uses the same steps to measure a
+message before pysequoia, which would expand a compression bomb in memory,
+decrypts it. Anything else (RSA, passphrase-protected keys, SEIPDv2,
 v6 session key packets) returns None and the caller reports the
 signatures as unchecked.
 """
@@ -39,6 +41,8 @@ CV25519_OID = bytes.fromhex("2B060104019755010501")
 AES_KEY_SIZES = {7: 16, 8: 24, 9: 32}
 KDF_HASHES = {8: hashlib.sha256, 9: hashlib.sha384, 10: hashlib.sha512}
 MAX_INNER_SIZE = 64 * 1024 * 1024
+# Compressed packets inside compressed packets; senders use one layer.
+MAX_NESTING = 4
 
 
 @dataclass(frozen=True)
@@ -146,33 +150,68 @@ def _decrypt_seipd_v1(body: bytes, key: bytes) -> bytes | None:
     return content[18:-2]
 
 
+def _open(data: bytes, tsk_bytes: bytes) -> bytes | None:
+    """Return the packets inside the encryption of ``data``, or None when this module cannot."""
+    secrets = _ecdh_secrets(tsk_bytes)
+    if not secrets:
+        return None
+    pkesks = []
+    encrypted = None
+    for packet in pk.iter_packets(pk.dearmor(data, verify_checksum=False).data):
+        if packet.tag == pk.TAG_PKESK:
+            pkesks.append(packet.body)
+        elif packet.tag == pk.TAG_SEIPD:
+            encrypted = packet.body
+            break
+    if encrypted is None:
+        return None
+    for body in pkesks:
+        for secret in secrets:
+            session = _session_key(body, secret)
+            if session is not None:
+                return _decrypt_seipd_v1(encrypted, session[1])
+    return None
+
+
+def expanded_size(data: bytes, tsk_bytes: bytes, limit: int) -> int | None:
+    """Return how many bytes the packets inside ``data`` take with every compressed layer expanded.
+
+    Counting stops once it passes ``limit``, and no layer is expanded
+    beyond what is left of the limit, so a compression bomb costs at most
+    ``limit`` bytes of memory here. More than :data:`MAX_NESTING` nested
+    compressed layers count as ``limit + 1``. Returns None when this
+    module cannot open the message (see the module documentation).
+    """
+    try:
+        plain = _open(data, tsk_bytes)
+        if plain is None:
+            return None
+        return _expanded(plain, limit, 0)
+    except (pk.PacketError, ValueError):
+        return None
+
+
+def _expanded(packets: bytes, limit: int, depth: int) -> int:
+    total = 0
+    for packet in pk.iter_packets(packets):
+        if packet.tag == pk.TAG_COMPRESSED:
+            if depth >= MAX_NESTING:
+                return limit + 1
+            left = limit - total
+            inner = pk.decompress(packet, max_size=left + 1)
+            # A layer cut off at the limit is too large, and cannot be parsed.
+            total += left + 1 if len(inner) > left else _expanded(inner, left, depth + 1)
+        else:
+            total += len(packet.body)
+        if total > limit:
+            return total
+    return total
+
+
 def inner_message(data: bytes, tsk_bytes: bytes) -> InnerMessage | None:
     """Return the literal data and signature packets of ``data``, or None when not possible."""
     try:
-        secrets = _ecdh_secrets(tsk_bytes)
-        if not secrets:
-            return None
-        pkesks = []
-        encrypted = None
-        for packet in pk.iter_packets(pk.dearmor(data).data):
-            if packet.tag == pk.TAG_PKESK:
-                pkesks.append(packet.body)
-            elif packet.tag == pk.TAG_SEIPD:
-                encrypted = packet.body
-                break
-        if encrypted is None:
-            return None
-        session = None
-        for body in pkesks:
-            for secret in secrets:
-                session = _session_key(body, secret)
-                if session is not None:
-                    break
-            if session is not None:
-                break
-        if session is None:
-            return None
-        plain = _decrypt_seipd_v1(encrypted, session[1])
+        plain = _open(data, tsk_bytes)
         if plain is None:
             return None
         packets = pk.read_packets(plain)

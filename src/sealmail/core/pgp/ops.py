@@ -460,6 +460,7 @@ def decrypt(
     keys: DecryptionKeys,
     *,
     certificates_for: CertificateLookup,
+    max_plaintext: int | None = None,
 ) -> DecryptResult:
     """Decrypt an OpenPGP message with the first of ``keys`` that fits and check its signatures.
 
@@ -469,9 +470,15 @@ def decrypt(
     Keys whose subkey ID matches a recipient are tried first, then all
     others, which also covers hidden recipients.
 
+    With ``max_plaintext``, a message whose compressed content would expand
+    beyond that many bytes raises ``too_large`` before pysequoia, which
+    expands everything in memory, sees it. The check needs an unprotected
+    Cv25519 key and SEIPDv1 (:mod:`sealmail.core.pgp.inner`); other messages
+    are measured only after decryption.
+
     Raises :class:`DecryptionError` with ``reason`` ``no_key``,
     ``no_integrity`` (no MDC and no AEAD: the plaintext is never produced),
-    ``tampered`` or ``malformed``.
+    ``tampered``, ``too_large`` or ``malformed``.
     """
     try:
         data = pk.dearmor(data, verify_checksum=False).data
@@ -502,6 +509,8 @@ def decrypt(
     for key in candidates:
         if key.key_id is not None and recipient_ids and not hidden and key.key_id not in recipient_ids:
             continue
+        if max_plaintext is not None and key.secret is not None:
+            _check_expansion(data, key.secret, max_plaintext, recipient_ids)
         # One pass decrypts and checks the signatures. pysequoia raises when
         # no signature is valid (also for unsigned messages); then a second
         # pass without signature checks gives the plaintext or the error.
@@ -528,6 +537,20 @@ def decrypt(
         f"{', '.join(id.upper() for id in recipient_ids) or '(hidden)'}",
         recipient_ids,
     )
+
+
+def _check_expansion(data: bytes, secret: bytes, limit: int, recipient_ids: list[str]) -> None:
+    from sealmail.core.pgp.inner import expanded_size
+
+    size = expanded_size(data, secret, limit)
+    if size is not None and size > limit:
+        raise DecryptionError(
+            "too_large",
+            f"the message expands to more than {limit} bytes when decompressed; "
+            "it was not decrypted further. Ask the sender to attach large files "
+            "another way",
+            recipient_ids,
+        )
 
 
 def _decrypt_unchecked(

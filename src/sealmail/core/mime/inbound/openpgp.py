@@ -99,9 +99,14 @@ class SequoiaOpenPGP:
         self.max_plaintext_bytes = max_plaintext_bytes
 
     def decrypt(self, data: bytes) -> Decrypted:
-        result = ops.decrypt(data, self.keys, certificates_for=self.certificates_for)
-        # NOTE: the limit applies after decryption, so a compressed packet
-        # expands in memory before it is rejected here.
+        result = ops.decrypt(
+            data,
+            self.keys,
+            certificates_for=self.certificates_for,
+            max_plaintext=self.max_plaintext_bytes,
+        )
+        # ops.decrypt checks the size before decrypting when it can; this
+        # catches the messages it cannot measure beforehand.
         if len(result.plaintext) > self.max_plaintext_bytes:
             raise DecryptionError(
                 "too_large",

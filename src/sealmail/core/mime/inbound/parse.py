@@ -49,7 +49,8 @@ class Limits:
 
     max_depth: int = 16  # nested multiparts, encryption layers and message/rfc822
     max_parts: int = 500  # leaves and children of one multipart
-    max_plaintext_bytes: int = 64 * 1024 * 1024  # NOTE: checked after decryption
+    # Decrypted size; the OpenPGP layer also checks it before decompressing.
+    max_plaintext_bytes: int = 64 * 1024 * 1024
 
 
 @dataclass(frozen=True)
