@@ -68,7 +68,7 @@ def check_attachment_header(name: str, maintype: str, subtype: str) -> None:
     unfoldable = f"Content-Type: {maintype}/{subtype};".encode()
     for line in header.split(b"\r\n"):
         assert len(line) <= 78 or line == unfoldable, line
-    part = mailcheck.parse(header + b"\r\n" + mime_body.base64_body(b"data"))
+    part = mailcheck.parse(header + b"\r\n" + b"".join(mime_body.base64_body(b"data")))
     assert part.get_content_type() == f"{maintype}/{subtype}"
     assert part.get_content_disposition() == "attachment"
     assert part.get_payload(decode=True) == b"data"
@@ -152,7 +152,7 @@ def test_attachment_header_matches_email_package(name, media_type):
 )
 def test_base64_body_lines(size):
     data = os.urandom(size)
-    encoded = mime_body.base64_body(data)
+    encoded = b"".join(mime_body.base64_body(data))
     lines = encoded.split(b"\r\n")
     assert lines[-1] == b""
     assert all(len(line) == 76 for line in lines[:-2])

@@ -19,7 +19,6 @@ from __future__ import annotations
 import binascii
 import functools
 import html
-import itertools
 import re
 import struct
 from collections.abc import Iterable, Sequence
@@ -144,7 +143,7 @@ def attachment_part(attachment: Attachment) -> list[bytes]:
     return [
         attachment_header(name, maintype, subtype),
         _CRLF,
-        base64_body(attachment.data),
+        *base64_body(attachment.data),
     ]
 
 
@@ -220,25 +219,30 @@ def _attachment_header_by_email(name: str, maintype: str, subtype: str) -> bytes
         ) from exc
 
 
-def base64_body(data: bytes) -> bytes:
-    """Return ``data`` in base64, in lines of 76 characters that each end in CRLF.
+def base64_body(data: bytes) -> list[bytes]:
+    """Return ``data`` in base64 lines of 76 characters that each end in CRLF.
 
-    Empty data gives one empty line, as the email package writes it.
+    The byte strings join to the lines. Each contains up to 64 lines, so
+    the whole text is copied once more, into the entity, and no other
+    buffer of its size is allocated. Empty data gives one empty line, as
+    the email package writes it.
     """
     encoded = binascii.b2a_base64(data, newline=False)
     # struct cuts whole records of lines in C, which costs a fraction of
-    # slicing every line in Python; the last partial record is sliced.
+    # slicing every line in Python. The last partial record is sliced.
     whole = len(encoded) - len(encoded) % _BASE64_RECORD.size
     records = _BASE64_RECORD.iter_unpack(memoryview(encoded)[:whole])
-    lines = list(itertools.chain.from_iterable(records))
-    lines.extend(
-        encoded[start : start + _BASE64_LINE_LENGTH]
-        for start in range(whole, len(encoded), _BASE64_LINE_LENGTH)
-    )
-    if not lines:
-        return _CRLF
-    lines.append(b"")
-    return _CRLF.join(lines)
+    chunks = list(map(_CRLF.join, records))
+    if whole < len(encoded):
+        tail = range(whole, len(encoded), _BASE64_LINE_LENGTH)
+        lines = [encoded[start : start + _BASE64_LINE_LENGTH] for start in tail]
+        chunks.append(_CRLF.join(lines))
+    if not chunks:
+        return [_CRLF]
+    # Every chunk is followed by the CRLF that ends its last line.
+    body = [_CRLF] * (2 * len(chunks))
+    body[::2] = chunks
+    return body
 
 
 def check_filename(name: str) -> None:
