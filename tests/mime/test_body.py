@@ -181,6 +181,8 @@ def reference_body(
             content += "\n"
         octets = content.encode("utf-8").decode("latin-1")
         payload = quoprimime.body_encode(octets, maxlinelen=76, eol="\n")
+        if any(len(line) > 74 for line in re.findall(r"^From .*", payload, re.M)):
+            payload = quoprimime.body_encode(octets, maxlinelen=74, eol="\n")
         payload = re.sub(r"^From ", "=46rom ", payload, flags=re.MULTILINE)
         part = MIMEPart(policy=WIRE_POLICY)
         part["Content-Type"] = f'text/{subtype}; charset="utf-8"{params}'
@@ -261,6 +263,26 @@ def test_render_entity_matches_email_package(hp, legacy, html, attachment_count)
     assert entity.endswith(b"\r\n")
     legacy_subject = LEGACY_SUBJECT if legacy else None
     mailcheck.check_entity(entity, message, legacy_subject=legacy_subject)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "x" * 75 + "From " + "y" * 200 + "\n",
+        "From " + "y" * 72 + "\n",
+        "From " + "y" * 200 + "\nFrom us\n",
+        "a\nFrom =\n" + "From " * 40 + "\n",
+    ],
+    ids=["soft break", "77 characters", "long line", "repeated"],
+)
+def test_from_escape_keeps_line_limit(text):
+    message = OutgoingMessage(sender="a@b.test", to="c@d.test", subject="s", text=text)
+    entity = mime_body.render_entity(b"", message)
+    lines = entity.split(b"\r\n")
+    assert max(len(line) for line in lines) <= 76
+    assert not any(line.startswith(b"From ") for line in lines)
+    part = mailcheck.parse(entity)
+    assert part.get_content().replace("\r\n", "\n") == text
 
 
 def test_render_entity_html_only():

@@ -32,6 +32,7 @@ from sealmail.core.mime.message import Attachment, OutgoingMessage
 
 _CRLF = b"\r\n"
 _FROM_LINE = re.compile(r"^From ", re.MULTILINE)
+_WHOLE_FROM_LINE = re.compile(r"^From [^\r\n]*", re.MULTILINE)
 _MIME_TOKEN = re.compile(r"[A-Za-z0-9!#$%&'*+.^_`|~-]+")
 _LEGACY_DISPLAY_CLASS = "header-protection-legacy-display"
 _QP_LINE_LENGTH = 76
@@ -304,6 +305,13 @@ def _text_part(
     # It ends every line, soft breaks included, with eol.
     payload = quoprimime.body_encode(octets, maxlinelen=_QP_LINE_LENGTH, eol="\r\n")
     if "From " in payload:
+        # "=46rom " is two characters longer, so a line that would grow past
+        # the limit of RFC 2045 needs an encoding with room for them.
+        lines = _WHOLE_FROM_LINE.findall(payload)
+        if any(len(line) > _QP_LINE_LENGTH - 2 for line in lines):
+            payload = quoprimime.body_encode(
+                octets, maxlinelen=_QP_LINE_LENGTH - 2, eol="\r\n"
+            )
         payload = _FROM_LINE.sub("=46rom ", payload)
     return [
         _folded_field("Content-Type", f'text/{subtype}; charset="utf-8"{params}'),
