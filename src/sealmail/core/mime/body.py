@@ -1,48 +1,74 @@
-"""Build the MIME body tree of a message with the ``email`` package.
+"""Write the MIME body of a message as 7-bit CRLF bytes.
 
-The tree is 7-bit clean, so it can be signed and sent unchanged. Text parts
+The body is 7-bit clean, so it can be signed and sent unchanged. Text parts
 are quoted-printable, which also encodes trailing whitespace. A line that
 starts with ``From `` is written ``=46rom `` so no mbox tool rewrites it.
 Attachments are base64.
+
+The parts are written directly as bytes, in the layout that the ``email``
+package's BytesGenerator writes for the same tree. Building and flattening
+a ``MIMEPart`` tree took about a third of the instructions of compose()
+for an invoice with a 100 KB PDF (callgrind count, Python 3.11.7). The
+``email`` package still folds the fixed Content-Type values (each distinct
+value once, then cached) and writes the attachment header fields whose
+file names need RFC 2231 encoding.
 """
 
 from __future__ import annotations
 
 import binascii
+import functools
 import html
-import io
 import re
-from collections.abc import Sequence
+import struct
+from collections.abc import Iterable, Sequence
 from email import quoprimime
-from email.generator import BytesGenerator
 from email.message import MIMEPart
 
 from sealmail.core.errors import CompositionError
-from sealmail.core.mime.headers import WIRE_POLICY
+from sealmail.core.mime.headers import MAX_LINE_LENGTH, WIRE_POLICY
 from sealmail.core.mime.htmltext import html_to_text
 from sealmail.core.mime.message import Attachment, OutgoingMessage
 
+_CRLF = b"\r\n"
 _FROM_LINE = re.compile(r"^From ", re.MULTILINE)
-_LINE_BREAK = re.compile(r"\r\n|\r|\n")
+_WHOLE_FROM_LINE = re.compile(r"^From [^\r\n]*", re.MULTILINE)
 _MIME_TOKEN = re.compile(r"[A-Za-z0-9!#$%&'*+.^_`|~-]+")
 _LEGACY_DISPLAY_CLASS = "header-protection-legacy-display"
 _QP_LINE_LENGTH = 76
 _BASE64_LINE_LENGTH = 76
+# Lines of base64 text that one struct record splits off.
+_BASE64_LINES_PER_RECORD = 64
+_BASE64_RECORD = struct.Struct(f"{_BASE64_LINE_LENGTH}s" * _BASE64_LINES_PER_RECORD)
 # Fixed boundaries keep the Content-Type headers cacheable. They are safe
 # because every leaf part is quoted-printable or base64, and neither can
 # produce a line starting with "--=_" (base64 has no "-" or "_", and
 # quoted-printable writes "=" only before two hex digits or a line end).
 # Neither boundary is a prefix of the other or of the random outer ones.
 _BOUNDARIES = {"mixed": "=_sealmail.mixed", "alternative": "=_sealmail.alternative"}
+_ATTACHMENT_ENCODING = b"Content-Transfer-Encoding: base64\r\n"
+# File names and media types whose attachment header fields are written
+# directly. The email package writes such a name as a plain quoted string
+# (RFC 2045), on the field's first line or alone on a continuation line.
+# Every other name goes through the email package: non-ASCII and long
+# names need RFC 2231 encoding, '"' needs a backslash escape, and the
+# package decodes text that looks like an RFC 2047 encoded word ("=?...?=").
+_PLAIN_FILENAME = re.compile(r"[A-Za-z0-9 !#$%&'()*+,.:;<>@\[\]^_`{|}~-]+")
+_PLAIN_MEDIA_TOKEN = re.compile(r"[a-z0-9][a-z0-9!#$&^_.+-]*")
 
 
-def build_body(
+def render_entity(
+    header: bytes,
     message: OutgoingMessage,
     *,
     hp: str | None = None,
     legacy_display: Sequence[tuple[str, str]] = (),
-) -> MIMEPart:
-    """Return the body tree: text and HTML alternatives, then attachments.
+) -> bytes:
+    """Return ``header`` followed by the MIME body of ``message``.
+
+    The body is text and HTML alternatives, then attachments. ``header``
+    contains complete CRLF header field lines. The result always ends with
+    a CRLF, which belongs to the entity, so a signature covers it.
 
     ``hp`` sets the RFC 9788 ``hp`` parameter ("cipher" or "clear") and
     ``protected-headers="v1"`` on the root part. ``legacy_display`` lists the
@@ -72,11 +98,23 @@ def build_body(
         html_part = _text_part(
             _with_legacy_html(html_body, legacy_display), "html", legacy_display, ""
         )
-        root = _multipart("alternative", [root, html_part], alternative_params)
+        root = _fixed_multipart("alternative", [root, html_part], alternative_params)
     if attachments:
         parts = [root] + [attachment_part(attachment) for attachment in attachments]
-        root = _multipart("mixed", parts, root_params)
-    return root
+        root = _fixed_multipart("mixed", parts, root_params)
+    return b"".join([header, *root])
+
+
+def mixed_entity(header: bytes, boundary: str, parts: Iterable[list[bytes]]) -> bytes:
+    """Return ``header`` followed by a ``multipart/mixed`` body made of ``parts``.
+
+    Each part is a list of byte strings that join to a complete body part:
+    its header fields, an empty line and its body ending in CRLF.
+    ``boundary`` must not occur in any part. The result ends with a CRLF.
+    """
+    content_type = f'Content-Type: multipart/mixed;\r\n boundary="{boundary}"\r\n'
+    chunks = _multipart(content_type.encode("ascii"), boundary, parts)
+    return b"".join([header, *chunks])
 
 
 def message_text(message: OutgoingMessage) -> tuple[str, str | None]:
@@ -94,31 +132,118 @@ def message_text(message: OutgoingMessage) -> tuple[str, str | None]:
     return html_to_text(message.html), message.html
 
 
-def attachment_part(attachment: Attachment) -> MIMEPart:
-    """Return a base64 attachment part named by RFC 2231 parameters."""
+def attachment_part(attachment: Attachment) -> list[bytes]:
+    """Return a base64 attachment body part named by its file name.
+
+    The byte strings join to the part's header fields, an empty line and
+    the base64 body in lines of 76 characters, each ending in CRLF.
+    """
     name = attachment.filename
     check_filename(name)
     maintype, subtype = split_content_type(attachment.content_type, name)
-    part = MIMEPart(policy=WIRE_POLICY)
-    # The content manager writes the headers, with RFC 2231 parameters for
-    # long or non-ASCII names. The payload is encoded in one call because
-    # the manager's line-by-line base64 costs more than the encryption.
-    part.set_content(
-        b"",
-        maintype,
-        subtype,
-        disposition="attachment",
-        filename=name,
-        cte="base64",
-        params={"name": name},
-    )
-    encoded = binascii.b2a_base64(bytes(attachment.data), newline=False).decode("ascii")
-    lines = [
-        encoded[i : i + _BASE64_LINE_LENGTH]
-        for i in range(0, len(encoded), _BASE64_LINE_LENGTH)
+    return [
+        attachment_header(name, maintype, subtype),
+        _CRLF,
+        *base64_body(attachment.data),
     ]
-    part.set_payload("\n".join(lines) + "\n")
-    return part
+
+
+def attachment_header(name: str, maintype: str, subtype: str) -> bytes:
+    """Return the header fields of a base64 attachment named ``name``.
+
+    The fields are Content-Transfer-Encoding, Content-Disposition with
+    ``filename`` and Content-Type with ``name``, byte for byte as the email
+    package's content manager writes them (see ``_PLAIN_FILENAME``).
+    """
+    if (
+        _PLAIN_FILENAME.fullmatch(name)
+        and _PLAIN_MEDIA_TOKEN.fullmatch(maintype)
+        and _PLAIN_MEDIA_TOKEN.fullmatch(subtype)
+    ):
+        disposition = _quoted_parameter_field(
+            "Content-Disposition", "attachment", "filename", name
+        )
+        content_type = _quoted_parameter_field(
+            "Content-Type", f"{maintype}/{subtype}", "name", name
+        )
+        if disposition is not None and content_type is not None:
+            return b"".join((_ATTACHMENT_ENCODING, disposition, content_type))
+    return _attachment_header_by_email(name, maintype, subtype)
+
+
+def _quoted_parameter_field(
+    field: str, value: str, parameter: str, parameter_value: str
+) -> bytes | None:
+    """Return a field with one quoted parameter, folded as the email package does.
+
+    The field reads ``field: value; parameter="parameter_value"``. The
+    email package keeps it on one line when it fits in 78 characters.
+    Otherwise it moves the parameter to a continuation line, unless that
+    line would reach 78 characters, when it switches to RFC 2231 sections.
+    Returns None in that last case, and when the first line alone is too
+    long.
+    """
+    line = f'{field}: {value}; {parameter}="{parameter_value}"'
+    if len(line) <= MAX_LINE_LENGTH:
+        return line.encode("ascii") + _CRLF
+    first = f"{field}: {value};"
+    continuation = f' {parameter}="{parameter_value}"'
+    if len(first) > MAX_LINE_LENGTH or len(continuation) >= MAX_LINE_LENGTH:
+        return None
+    return f"{first}\r\n{continuation}\r\n".encode("ascii")
+
+
+def _attachment_header_by_email(name: str, maintype: str, subtype: str) -> bytes:
+    """Return the attachment header fields written by the email package.
+
+    The content manager picks RFC 2231 parameters for long or non-ASCII
+    names, and the policy folds them.
+    """
+    part = MIMEPart(policy=WIRE_POLICY)
+    try:
+        part.set_content(
+            b"",
+            maintype,
+            subtype,
+            disposition="attachment",
+            filename=name,
+            cte="base64",
+            params={"name": name},
+        )
+        return b"".join(
+            WIRE_POLICY.fold_binary(field, value) for field, value in part.raw_items()
+        )
+    except (ValueError, TypeError, UnicodeError) as exc:
+        raise CompositionError(
+            f"the header of attachment {name!r} cannot be encoded: {exc}; "
+            "give the attachment a shorter or plainer file name"
+        ) from exc
+
+
+def base64_body(data: bytes) -> list[bytes]:
+    """Return ``data`` in base64 lines of 76 characters that each end in CRLF.
+
+    The byte strings join to the lines. Each contains up to 64 lines, so
+    the whole text is copied once more, into the entity, and no other
+    buffer of its size is allocated. Empty data gives one empty line, as
+    the email package writes it.
+    """
+    encoded = binascii.b2a_base64(data, newline=False)
+    # struct cuts whole records of lines in C, which costs a fraction of
+    # slicing every line in Python. The last partial record is sliced.
+    whole = len(encoded) - len(encoded) % _BASE64_RECORD.size
+    records = _BASE64_RECORD.iter_unpack(memoryview(encoded)[:whole])
+    chunks = list(map(_CRLF.join, records))
+    if whole < len(encoded):
+        tail = range(whole, len(encoded), _BASE64_LINE_LENGTH)
+        lines = [encoded[start : start + _BASE64_LINE_LENGTH] for start in tail]
+        chunks.append(_CRLF.join(lines))
+    if not chunks:
+        return [_CRLF]
+    # Every chunk is followed by the CRLF that ends its last line.
+    body = [_CRLF] * (2 * len(chunks))
+    body[::2] = chunks
+    return body
 
 
 def check_filename(name: str) -> None:
@@ -150,45 +275,22 @@ def split_content_type(content_type: str, filename: str) -> tuple[str, str]:
     return maintype.lower(), subtype.lower()
 
 
-class _WireGenerator(BytesGenerator):
-    """A BytesGenerator that writes each body in one piece.
+@functools.lru_cache(maxsize=64)
+def _folded_field(name: str, value: str) -> bytes:
+    """Return a header field folded by the email package.
 
-    The stock generator writes a body line by line, which for a 100 KB
-    attachment takes longer than encrypting it. The output is the same:
-    every CR, LF or CRLF becomes the policy's line separator.
+    Only the composer's fixed Content-Type values come here, so the cache
+    contains a few dozen entries at most.
     """
-
-    def _write_lines(self, lines: str) -> None:
-        if not lines:
-            return
-        if "\r" in lines:
-            lines = _LINE_BREAK.sub("\n", lines)
-        self.write(lines.replace("\n", self._NL))
-
-
-def serialize(part: MIMEPart) -> bytes:
-    """Return ``part`` as CRLF bytes that always end with a line break.
-
-    The generator writes a multipart's closing delimiter without a line
-    break; the break is added here so it belongs to the entity.
-    """
-    buffer = io.BytesIO()
-    try:
-        _WireGenerator(buffer, policy=WIRE_POLICY, mangle_from_=False).flatten(part)
-    except (ValueError, TypeError, UnicodeError) as exc:
-        raise CompositionError(f"the message body cannot be serialized: {exc}") from exc
-    data = buffer.getvalue()
-    if not data.endswith(b"\r\n"):
-        data += b"\r\n"
-    return data
+    header = WIRE_POLICY.header_factory(name, value)
+    return header.fold(policy=WIRE_POLICY).encode("ascii")
 
 
 def _text_part(
     text: str, subtype: str, legacy_display: Sequence[tuple[str, str]], params: str
-) -> MIMEPart:
+) -> list[bytes]:
     if legacy_display:
         params += '; hp-legacy-display="1"'
-    # Line endings become LF here; the generator writes them as CRLF.
     text = text.replace("\r\n", "\n").replace("\r", "\n")
     if not text.endswith("\n"):
         text += "\n"
@@ -200,23 +302,51 @@ def _text_part(
         ) from exc
     # body_encode works on characters below 256, hence the latin-1 view of
     # the UTF-8 octets; it also encodes whitespace at the end of a line.
-    payload = quoprimime.body_encode(octets, maxlinelen=_QP_LINE_LENGTH, eol="\n")
+    # It ends every line, soft breaks included, with eol.
+    payload = quoprimime.body_encode(octets, maxlinelen=_QP_LINE_LENGTH, eol="\r\n")
     if "From " in payload:
+        # "=46rom " is two characters longer, so a line that would grow past
+        # the limit of RFC 2045 needs an encoding with room for them.
+        lines = _WHOLE_FROM_LINE.findall(payload)
+        if any(len(line) > _QP_LINE_LENGTH - 2 for line in lines):
+            payload = quoprimime.body_encode(
+                octets, maxlinelen=_QP_LINE_LENGTH - 2, eol="\r\n"
+            )
         payload = _FROM_LINE.sub("=46rom ", payload)
-    part = MIMEPart(policy=WIRE_POLICY)
-    part["Content-Type"] = f'text/{subtype}; charset="utf-8"{params}'
-    part["Content-Transfer-Encoding"] = "quoted-printable"
-    part.set_payload(payload)
-    return part
+    return [
+        _folded_field("Content-Type", f'text/{subtype}; charset="utf-8"{params}'),
+        b"Content-Transfer-Encoding: quoted-printable\r\n\r\n",
+        payload.encode("ascii"),
+    ]
 
 
-def _multipart(subtype: str, parts: list[MIMEPart], params: str) -> MIMEPart:
-    part = MIMEPart(policy=WIRE_POLICY)
-    part["Content-Type"] = (
-        f'multipart/{subtype}{params}; boundary="{_BOUNDARIES[subtype]}"'
+def _fixed_multipart(
+    subtype: str, parts: list[list[bytes]], params: str
+) -> list[bytes]:
+    boundary = _BOUNDARIES[subtype]
+    content_type = _folded_field(
+        "Content-Type", f'multipart/{subtype}{params}; boundary="{boundary}"'
     )
-    part.set_payload(parts)
-    return part
+    return _multipart(content_type, boundary, parts)
+
+
+def _multipart(
+    content_type: bytes, boundary: str, parts: Iterable[list[bytes]]
+) -> list[bytes]:
+    """Return a multipart body part, ending with the closing delimiter and CRLF.
+
+    Each delimiter starts with the CRLF that ends the part before it
+    (RFC 2046 section 5.1.1), so every part keeps its own final CRLF.
+    """
+    delimiter = f"--{boundary}".encode("ascii")
+    chunks = [content_type, _CRLF, delimiter, _CRLF]
+    separator = b"".join((_CRLF, delimiter, _CRLF))
+    for index, part in enumerate(parts):
+        if index:
+            chunks.append(separator)
+        chunks.extend(part)
+    chunks += [_CRLF, delimiter, b"--", _CRLF]
+    return chunks
 
 
 def _with_legacy_text(text: str, legacy_display: Sequence[tuple[str, str]]) -> str:

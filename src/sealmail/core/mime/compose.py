@@ -23,7 +23,6 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from email.headerregistry import Address
-from email.message import MIMEPart
 
 import pysequoia
 
@@ -66,6 +65,11 @@ _RESERVED_HEADERS = frozenset(
         "Autocrypt",
         "HP-Outer",
     )
+)
+# Header fields of the INLINE text part, which contains the armored message.
+_INLINE_TEXT_HEADER = (
+    b'Content-Type: text/plain; charset="utf-8"\r\n'
+    b"Content-Transfer-Encoding: 7bit\r\n\r\n"
 )
 # Hashes RFC 3156 signers must not use any more.
 _WEAK_MICALGS = frozenset({"pgp-md5", "pgp-sha1", "pgp-ripemd160"})
@@ -206,10 +210,14 @@ def _compose_pgpmime(
         for inner, outer_field in zip(fields, outer, strict=True)
         if inner.value != outer_field.value
     ]
-    tree = mime_body.build_body(message, hp="cipher", legacy_display=legacy_display)
     # RFC 9788: HP-Outer records each outer field as it appears on the wire.
     hp_outer = b"".join(h.prefix_field("HP-Outer", f.wire) for f in outer)
-    inner = b"".join(f.wire for f in fields) + hp_outer + mime_body.serialize(tree)
+    inner = mime_body.render_entity(
+        b"".join(f.wire for f in fields) + hp_outer,
+        message,
+        hp="cipher",
+        legacy_display=legacy_display,
+    )
     armored = encrypt_and_sign(inner, recipients, signer, armor=True)
     return wire.multipart_encrypted(
         b"".join(f.wire for f in outer) + autocrypt, armored
@@ -222,9 +230,8 @@ def _compose_signed(
     autocrypt: bytes,
     signer: ProviderSigner,
 ) -> bytes:
-    tree = mime_body.build_body(message, hp="clear")
     header_block = b"".join(f.wire for f in fields)
-    signed_entity = header_block + mime_body.serialize(tree)
+    signed_entity = mime_body.render_entity(header_block, message, hp="clear")
     signature = sign_detached(signed_entity, signer)
     if signature.micalg in _WEAK_MICALGS:
         raise SigningError(
@@ -266,30 +273,26 @@ def _compose_inline(
         return b"".join(
             (
                 header_block,
-                b"MIME-Version: 1.0\r\n"
-                b'Content-Type: text/plain; charset="utf-8"\r\n'
-                b"Content-Transfer-Encoding: 7bit\r\n\r\n",
+                b"MIME-Version: 1.0\r\n",
+                _INLINE_TEXT_HEADER,
                 wire.crlf(armored),
             )
         )
 
-    root = MIMEPart(policy=h.WIRE_POLICY)
-    root.make_mixed()
-    text_part = MIMEPart(policy=h.WIRE_POLICY)
-    text_part.set_content(armored.decode("ascii"), charset="utf-8", cte="7bit")
-    root.attach(text_part)
+    parts = [[_INLINE_TEXT_HEADER, wire.crlf(armored)]]
     for attachment in message.attachments:
         encrypted = encrypt_and_sign(attachment.data, recipients, signer, armor=False)
         sealed = Attachment(
             attachment.filename + ".pgp", "application/octet-stream", encrypted
         )
-        root.attach(mime_body.attachment_part(sealed))
-    return header_block + b"MIME-Version: 1.0\r\n" + mime_body.serialize(root)
+        parts.append(mime_body.attachment_part(sealed))
+    return mime_body.mixed_entity(
+        header_block + b"MIME-Version: 1.0\r\n", wire.make_boundary(), parts
+    )
 
 
 def _compose_plain(
     message: OutgoingMessage, fields: list[_Field], autocrypt: bytes
 ) -> bytes:
-    tree = mime_body.build_body(message)
     header_block = b"".join(f.wire for f in fields) + autocrypt
-    return header_block + b"MIME-Version: 1.0\r\n" + mime_body.serialize(tree)
+    return mime_body.render_entity(header_block + b"MIME-Version: 1.0\r\n", message)

@@ -8,7 +8,7 @@ here is 7-bit ASCII with CRLF line endings.
 
 from __future__ import annotations
 
-import secrets
+import random
 
 ENCRYPTED_PREAMBLE = (
     b"This is an OpenPGP/MIME encrypted message (RFC 4880 and 3156)\r\n"
@@ -21,9 +21,11 @@ def make_boundary() -> str:
 
     Base64 and armor never contain ``_``, and quoted-printable writes ``=``
     only as ``=3D`` or before a line break, so ``=_`` starts no line inside
-    the parts.
+    the parts. That, not the random part, keeps the boundary out of the
+    content. So the random part comes from the ``random`` module, which
+    makes no system call, unlike ``secrets``.
     """
-    return f"=_sealmail_{secrets.token_hex(12)}"
+    return f"=_sealmail_{random.getrandbits(96):024x}"
 
 
 def crlf(data: bytes) -> bytes:
