@@ -51,6 +51,10 @@ def _setup(data_dir: Path, database_url: str = "", queue_url: str = "") -> None:
     os.environ["DJANGO_SETTINGS_MODULE"] = "sealmail.project.settings"
     import django
 
+    from sealmail.core.allocator import keep_freed_memory
+
+    keep_freed_memory()  # as `sealmail worker` does
+
     django.setup()
 
 

@@ -204,7 +204,10 @@ def composer_baseline(count: int, certificates: Path) -> float:
             cipher_suite=pysequoia.CipherSuite.Cv25519,
         )
     )
+    from sealmail.core.allocator import keep_freed_memory
     from sealmail.core.pgp.ops import recipient_check
+
+    keep_freed_memory()  # as `sealmail worker` does
 
     pool = pysequoia.Cert.split_bytes(certificates.read_bytes())
     # As in the outbox, each certificate was checked when it was registered.

@@ -7,6 +7,7 @@ import sys
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from sealmail.core.allocator import keep_freed_memory
 from sealmail.server.supervisor import Child, supervise
 
 # How long an idle consumer thread waits at most before it looks for work
@@ -62,6 +63,7 @@ class Command(BaseCommand):
                 f"--processes {processes} --workers {workers}: both must be at least 1"
             )
         if processes == 1:
+            keep_freed_memory()
             call_command(
                 "run_huey",
                 workers=workers,
