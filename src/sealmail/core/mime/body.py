@@ -24,6 +24,7 @@ import struct
 from collections.abc import Iterable, Sequence
 from email import quoprimime
 from email.message import MIMEPart
+from urllib.parse import quote
 
 from sealmail.core.errors import CompositionError
 from sealmail.core.mime.headers import MAX_LINE_LENGTH, WIRE_POLICY
@@ -48,13 +49,16 @@ _BASE64_RECORD = struct.Struct(f"{_BASE64_LINE_LENGTH}s" * _BASE64_LINES_PER_REC
 _BOUNDARIES = {"mixed": "=_sealmail.mixed", "alternative": "=_sealmail.alternative"}
 _ATTACHMENT_ENCODING = b"Content-Transfer-Encoding: base64\r\n"
 # File names and media types whose attachment header fields are written
-# directly. The email package writes such a name as a plain quoted string
-# (RFC 2045), on the field's first line or alone on a continuation line.
-# Every other name goes through the email package: non-ASCII and long
-# names need RFC 2231 encoding, '"' needs a backslash escape, and the
-# package decodes text that looks like an RFC 2047 encoded word ("=?...?=").
+# as a plain quoted string (RFC 2045), on the field's first line or alone
+# on a continuation line, as the email package writes them. Every other
+# name is written with RFC 2231 encoding: non-ASCII and long names need
+# it, and it keeps '"' and text that looks like an RFC 2047 encoded word
+# ("=?...?=") literal.
 _PLAIN_FILENAME = re.compile(r"[A-Za-z0-9 !#$%&'()*+,.:;<>@\[\]^_`{|}~-]+")
 _PLAIN_MEDIA_TOKEN = re.compile(r"[a-z0-9][a-z0-9!#$&^_.+-]*")
+# RFC 2231 attribute-char: printable ASCII except space, "*", "'", "%" and
+# the tspecials of RFC 2045. quote() always keeps letters, digits and "_.-~".
+_RFC2231_SAFE = "!#$&+^`{|}"
 
 
 def render_entity(
@@ -152,8 +156,7 @@ def attachment_header(name: str, maintype: str, subtype: str) -> bytes:
     """Return the header fields of a base64 attachment named ``name``.
 
     The fields are Content-Transfer-Encoding, Content-Disposition with
-    ``filename`` and Content-Type with ``name``, byte for byte as the email
-    package's content manager writes them (see ``_PLAIN_FILENAME``).
+    ``filename`` and Content-Type with ``name``; see ``_PLAIN_FILENAME``.
     """
     if (
         _PLAIN_FILENAME.fullmatch(name)
@@ -168,7 +171,7 @@ def attachment_header(name: str, maintype: str, subtype: str) -> bytes:
         )
         if disposition is not None and content_type is not None:
             return b"".join((_ATTACHMENT_ENCODING, disposition, content_type))
-    return _attachment_header_by_email(name, maintype, subtype)
+    return _attachment_header_rfc2231(name, maintype, subtype)
 
 
 def _quoted_parameter_field(
@@ -193,31 +196,47 @@ def _quoted_parameter_field(
     return f"{first}\r\n{continuation}\r\n".encode("ascii")
 
 
-def _attachment_header_by_email(name: str, maintype: str, subtype: str) -> bytes:
-    """Return the attachment header fields written by the email package.
+def _attachment_header_rfc2231(name: str, maintype: str, subtype: str) -> bytes:
+    """Return the attachment header fields with the name in RFC 2231 encoding.
 
-    The content manager picks RFC 2231 parameters for long or non-ASCII
-    names, and the policy folds them.
+    The name is UTF-8 and percent-encoded, split into numbered sections
+    when it does not fit on one line. The email package writes these
+    parameters too, but Python 3.11's folding turns a long media type in
+    front of them into an RFC 2047 encoded word, which readers cannot parse.
     """
-    part = MIMEPart(policy=WIRE_POLICY)
-    try:
-        part.set_content(
-            b"",
-            maintype,
-            subtype,
-            disposition="attachment",
-            filename=name,
-            cte="base64",
-            params={"name": name},
+    encoded = "utf-8''" + quote(name.encode("utf-8"), safe=_RFC2231_SAFE)
+    return b"".join(
+        (
+            _ATTACHMENT_ENCODING,
+            _rfc2231_field("Content-Disposition", "attachment", "filename", encoded),
+            _rfc2231_field("Content-Type", f"{maintype}/{subtype}", "name", encoded),
         )
-        return b"".join(
-            WIRE_POLICY.fold_binary(field, value) for field, value in part.raw_items()
-        )
-    except (ValueError, TypeError, UnicodeError) as exc:
-        raise CompositionError(
-            f"the header of attachment {name!r} cannot be encoded: {exc}; "
-            "give the attachment a shorter or plainer file name"
-        ) from exc
+    )
+
+
+def _rfc2231_field(field: str, value: str, parameter: str, encoded: str) -> bytes:
+    """Return ``field: value;`` with ``encoded`` as the extended ``parameter`` on folded lines."""
+    lines = [f"{field}: {value};"]
+    single = f" {parameter}*={encoded}"
+    if len(single) <= MAX_LINE_LENGTH:
+        lines.append(single)
+    else:
+        sections = []
+        rest = encoded
+        while rest:
+            # Room for " name*12*=" and the ";". A section never ends inside
+            # a %XX escape or a UTF-8 character, because some readers decode
+            # each section on its own.
+            prefix = f" {parameter}*{len(sections)}*="
+            size = MAX_LINE_LENGTH - len(prefix) - 1
+            cut = size if rest[size - 2 : size].find("%") < 0 else rest.rindex("%", 0, size)
+            while cut < len(rest) and rest[cut] == "%" and rest[cut + 1] in "89AB":
+                cut = rest.rindex("%", 0, cut)
+            sections.append(prefix + rest[:cut])
+            rest = rest[cut:]
+        lines.extend(section + ";" for section in sections[:-1])
+        lines.append(sections[-1])
+    return ("\r\n".join(lines) + "\r\n").encode("ascii")
 
 
 def base64_body(data: bytes) -> list[bytes]:
