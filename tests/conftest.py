@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from sealmail.core.pgp import ops
 from tests.environment import DATA_DIR
 from tests.support import require_service
 
@@ -20,6 +21,14 @@ def data_dir() -> Path:
 def redis_url() -> str:
     require_service("Redis", "127.0.0.1", 6379)
     return "redis://127.0.0.1:6379/15"
+
+
+@pytest.fixture(autouse=True)
+def fresh_recipient_checks():
+    """Start every test with no recipient checks cached in this process."""
+    ops._checks.clear()
+    yield
+    ops._checks.clear()
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:

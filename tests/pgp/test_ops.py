@@ -14,6 +14,7 @@ from sealmail.core.pgp import inner
 from sealmail.core.pgp import packets as pk
 from sealmail.core.pgp.keystore import KeyStore
 from sealmail.core.pgp.ops import (
+    RecipientCert,
     RecipientCheck,
     decrypt,
     encrypt_and_sign,
@@ -481,3 +482,17 @@ def test_expansion_counts_nested_layers():
     zeros = compressed(pk.RawPacket(pk.TAG_LITERAL, b"\0" * 50_000_000).serialize())
     assert len(zeros) < 100_000
     assert inner._expanded(zeros, 1_000_000, 0) == 1_000_001
+
+
+def test_recipient_cert_uses_its_bytes(store, corpus):
+    data = corpus["cv25519"].data
+    cert = pysequoia.Cert.from_bytes(data)
+    binary = bytes(cert)
+    recipient = RecipientCert(cert, binary)
+    assert recipient.fingerprint == cert.fingerprint
+    message = encrypt_and_sign(b"x", [recipient], store.signer(), armor=False)
+    assert {r.key_id for r in outline(message).recipients} & recipient_check(binary).live_key_ids
+    # The check comes from the given bytes, without serializing the certificate.
+    remember_recipient_checks([replace(recipient_check(binary), live_key_ids=frozenset())])
+    with pytest.raises(EncryptionError, match="no live encryption subkey"):
+        encrypt_and_sign(b"x", [recipient], store.signer())

@@ -31,6 +31,7 @@ from sealmail.core.errors import KeyRejected
 from sealmail.core.mime.message import Format
 from sealmail.core.pgp.inspect import check_certificate as _check
 from sealmail.core.pgp.ops import (
+    RecipientCert,
     RecipientCheck,
     cached_recipient_check,
     remember_recipient_checks,
@@ -52,7 +53,7 @@ class Action(enum.Enum):
 class Decision:
     action: Action
     format: Format | None = None
-    certificate: pysequoia.Cert | None = None
+    certificate: RecipientCert | None = None
     key: ContactKey | None = None
     reason: str = ""
 
@@ -85,10 +86,10 @@ class KeyChecker:
 
     def __init__(self, now: datetime) -> None:
         self.now = now
-        self._results: dict[int, tuple[str, pysequoia.Cert | None]] = {}
+        self._results: dict[int, tuple[str, RecipientCert | None]] = {}
         self._keys: dict[int, ContactKey] = {}
 
-    def check(self, key: ContactKey) -> tuple[str, pysequoia.Cert | None]:
+    def check(self, key: ContactKey) -> tuple[str, RecipientCert | None]:
         """Return ``("", cert)`` for a usable key, else ``(reason, None)``."""
         cached = self._results.get(key.pk)
         if cached is not None:
@@ -125,7 +126,7 @@ class KeyChecker:
         minute = int(self.now.timestamp()) // 60
         return certificate_problem(bytes(key.certificate), minute)
 
-    def _check(self, key: ContactKey) -> tuple[str, pysequoia.Cert | None]:
+    def _check(self, key: ContactKey) -> tuple[str, RecipientCert | None]:
         if key.usable_until is not None and key.usable_until <= self.now:
             return "expired", None
         data = bytes(key.certificate)
@@ -134,7 +135,7 @@ class KeyChecker:
         except Exception as exc:  # noqa: BLE001 - pysequoia raises plain Exception
             logger.warning("stored key %d cannot be parsed: %s", key.pk, exc)
             return "malformed", None
-        return "", certificate
+        return "", RecipientCert(certificate, data)
 
 
 def encrypted_format(contact: Contact | None) -> Format:

@@ -37,7 +37,12 @@ from sealmail.core.mime.message import (
     Format,
     OutgoingMessage,
 )
-from sealmail.core.pgp.ops import ProviderSigner, encrypt_and_sign, sign_detached
+from sealmail.core.pgp.ops import (
+    ProviderSigner,
+    Recipient,
+    encrypt_and_sign,
+    sign_detached,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -88,15 +93,17 @@ def compose(
     message: OutgoingMessage,
     format: Format,
     *,
-    recipients: Sequence[pysequoia.Cert] = (),
+    recipients: Sequence[Recipient] = (),
     signer: ProviderSigner | None = None,
     autocrypt_certificate: pysequoia.Cert | None = None,
     hide_subject: bool = True,
 ) -> ComposedMessage:
     """Return ``message`` as wire bytes in ``format``.
 
-    ``recipients`` are required for PGPMIME and INLINE, ``signer`` for
-    SIGNED. ``autocrypt_certificate`` defaults to the signer's certificate.
+    ``recipients`` (``pysequoia.Cert`` or, cheaper,
+    :class:`~sealmail.core.pgp.ops.RecipientCert`) are required for
+    PGPMIME and INLINE, ``signer`` for SIGNED. ``autocrypt_certificate``
+    defaults to the signer's certificate.
     ``hide_subject`` replaces the outer Subject with ``...`` in the
     encrypted formats. Raises CompositionError for invalid input,
     EncryptionError and SigningError when OpenPGP fails; never falls back
@@ -200,7 +207,7 @@ def _compose_pgpmime(
     message: OutgoingMessage,
     fields: list[_Field],
     autocrypt: bytes,
-    recipients: Sequence[pysequoia.Cert],
+    recipients: Sequence[Recipient],
     signer: ProviderSigner | None,
     hide_subject: bool,
 ) -> bytes:
@@ -248,7 +255,7 @@ def _compose_inline(
     message: OutgoingMessage,
     fields: list[_Field],
     autocrypt: bytes,
-    recipients: Sequence[pysequoia.Cert],
+    recipients: Sequence[Recipient],
     signer: ProviderSigner | None,
     hide_subject: bool,
 ) -> bytes:

@@ -213,6 +213,26 @@ class RecipientCheck:
         return check
 
 
+@dataclass(frozen=True)
+class RecipientCert:
+    """A recipient certificate with the bytes it was parsed from.
+
+    :func:`encrypt_and_sign` takes a plain ``pysequoia.Cert`` too, but then
+    serializes it again to find its check, which costs as much as the
+    encryption of a short message.
+    """
+
+    cert: pysequoia.Cert
+    data: bytes
+
+    @property
+    def fingerprint(self) -> str:
+        return self.cert.fingerprint
+
+
+Recipient = pysequoia.Cert | RecipientCert
+
+
 _checks: collections.OrderedDict[str, RecipientCheck] = collections.OrderedDict()
 _checks_lock = threading.Lock()
 
@@ -314,7 +334,7 @@ def _seipd_v1_anchor() -> pysequoia.Cert:
 
 def encrypt_and_sign(
     plaintext: bytes,
-    recipients: Sequence[pysequoia.Cert],
+    recipients: Sequence[Recipient],
     signer: ProviderSigner | None,
     *,
     armor: bool = True,
@@ -330,9 +350,13 @@ def encrypt_and_sign(
         raise EncryptionError("no recipient certificate given; pass at least one certificate")
     now = datetime.now(timezone.utc)
     facts = []
-    for cert in recipients:
+    targets = []
+    for recipient in recipients:
+        cert = recipient.cert if isinstance(recipient, RecipientCert) else recipient
+        targets.append(cert)
         try:
-            fact = recipient_check(bytes(cert), now)
+            data = recipient.data if isinstance(recipient, RecipientCert) else bytes(cert)
+            fact = recipient_check(data, now)
         except (PacketError, Exception) as exc:  # pysequoia raises plain Exception
             raise EncryptionError(
                 f"cannot read the recipient certificate {getattr(cert, 'fingerprint', '?')}: "
@@ -345,7 +369,6 @@ def encrypt_and_sign(
             )
         facts.append(fact)
 
-    targets = list(recipients)
     any_v4 = any(fact.version == 4 for fact in facts)
     if any_v4 and all(fact.seipd_v2 for fact in facts):
         targets.append(_seipd_v1_anchor())
