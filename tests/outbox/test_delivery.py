@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 from django.utils import timezone
 
-from sealmail.contacts.models import Contact
+from sealmail.contacts.models import Contact, ContactKey
 from sealmail.core.errors import CompositionError, KeyStoreError
 from sealmail.core.mime import compose as compose_module
 from sealmail.core.mime.message import Attachment, ComposedMessage, Format
@@ -701,3 +701,33 @@ def test_worker_keeps_the_key_check(make_contact, customer_gpg, relay, gpg):
     assert "no live encryption subkey" in message.error
     assert len(relay.received) == 1
     assert_no_plaintext(relay, "second body")
+
+
+@pytest.mark.parametrize(
+    ("encryption", "problem", "expires_in"),
+    [
+        (Contact.Encryption.KEY_PROBLEM, "revoked", None),
+        (Contact.Encryption.ACTIVE, "revoked", None),
+        (Contact.Encryption.ACTIVE, "", timedelta(seconds=-1)),
+    ],
+)
+def test_retry_recomposes_for_unusable_key(encryption, problem, expires_in):
+    """Ciphertext stored before the key became unusable is never sent on a retry."""
+    key = ContactKey(
+        fingerprint="ab" * 20,
+        problem=problem,
+        usable_until=timezone.now() + expires_in if expires_in else None,
+    )
+    contact = Contact(address="alice@example.org", encryption=encryption, active_key=key)
+    message = OutboxMessage(
+        category="invoice",
+        to_address="alice@example.org",
+        explicit_address=False,
+        composed=b"-----BEGIN PGP MESSAGE-----",
+        format="pgpmime",
+        encrypted_to="ab" * 20,
+    )
+    assert delivery.is_stale(message, contact)
+    key.problem, key.usable_until = "", None
+    contact.encryption = Contact.Encryption.ACTIVE
+    assert not delivery.is_stale(message, contact)

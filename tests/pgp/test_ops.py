@@ -428,7 +428,8 @@ def test_stored_recipient_checks(store, corpus):
     cert = pysequoia.Cert.from_bytes(data)
     check = recipient_check(bytes(cert))
     assert RecipientCheck.from_json(check.to_json()) == check
-    for damaged in (None, [], {"digest": "x"}, {**check.to_json(), "checked_at": "yesterday"}):
+    too_long = {**check.to_json(), "valid_until": "9999-01-01T00:00:00+00:00"}
+    for damaged in (None, [], {"digest": "x"}, {**check.to_json(), "checked_at": "yesterday"}, too_long):
         assert RecipientCheck.from_json(damaged) is None
     # A stored check that claims no live subkey for this certificate stops encryption.
     remember_recipient_checks([replace(check, live_key_ids=frozenset())])

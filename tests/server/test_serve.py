@@ -188,10 +188,29 @@ def test_consumers_stop_when_their_worker_is_killed(instance_env):
             os.kill(pid, signal.SIGKILL)
 
 
-def test_worker_rejects_a_bad_process_count(instance_env):
-    env = {**instance_env, "SEALMAIL_WORKER_PROCESSES": "many"}
+@pytest.mark.parametrize(
+    ("command", "variable", "value", "message"),
+    [
+        ("worker", "SEALMAIL_WORKER_PROCESSES", "many", "SEALMAIL_WORKER_PROCESSES='many' is not a number"),
+        ("worker", "SEALMAIL_WORKER_PROCESSES", "0", "give 1 to 256 processes"),
+        ("worker", "SEALMAIL_WORKER_PROCESSES", "1000000000000", "give 1 to 256 processes"),
+        ("worker", "SEALMAIL_WORKER_THREADS", "x", "SEALMAIL_WORKER_THREADS='x' is not a number"),
+        ("serve", "SEALMAIL_WORKER_PROCESSES", "x", "SEALMAIL_WORKER_PROCESSES='x' is not a number"),
+    ],
+)
+def test_worker_settings_are_checked(instance_env, command, variable, value, message):
+    env = {**instance_env, variable: value}
+    started = time.monotonic()
     result = subprocess.run(
-        [sys.executable, "-m", "sealmail", "worker"], env=env, capture_output=True, text=True
+        [sys.executable, "-m", "sealmail", command],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert result.returncode != 0
-    assert "SEALMAIL_WORKER_PROCESSES='many' is not a number" in result.stderr
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
+    # serve stops before it starts the portal or the SMTP server.
+    assert "started web" not in result.stderr
+    assert time.monotonic() - started < 15

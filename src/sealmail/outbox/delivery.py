@@ -249,6 +249,10 @@ def is_stale(message: OutboxMessage, contact: Contact | None) -> bool:
         return False
     if not message.explicit_address and contact.address != message.to_address:
         return True
+    if composed_format in ENCRYPTED_FORMATS and _key_became_unusable(message, contact):
+        # A retry after a relay failure: compose again, which holds or
+        # fails the message instead of sending it to that key.
+        return True
     active = contact.active_key
     return (
         message.recipient_key_id is None
@@ -257,6 +261,20 @@ def is_stale(message: OutboxMessage, contact: Contact | None) -> bool:
         and contact.encryption == Contact.Encryption.ACTIVE
         and active.fingerprint.lower() != message.encrypted_to.lower()
     )
+
+
+def _key_became_unusable(message: OutboxMessage, contact: Contact) -> bool:
+    """Whether the key that stored ciphertext was made for is known to be unusable now."""
+    if message.recipient_key_id is None:
+        if contact.encryption != Contact.Encryption.ACTIVE:
+            return True
+        key = contact.active_key
+    else:
+        key = message.recipient_key
+    if key is None:
+        return False
+    expired = key.usable_until is not None and key.usable_until <= timezone.now()
+    return bool(key.problem) or expired
 
 
 def _retry(

@@ -210,6 +210,8 @@ class RecipientCheck:
             return None
         if check.checked_at.tzinfo is None or check.valid_until.tzinfo is None:
             return None
+        if check.valid_until - check.checked_at > CHECK_HORIZON:
+            return None  # never made by recipient_check(), so not trusted
         return check
 
 

@@ -7,6 +7,11 @@ import sys
 from django.conf import settings
 from django.core.management.base import BaseCommand
 
+from sealmail.server.management.commands.worker import (
+    check_counts,
+    default_processes,
+    default_threads,
+)
 from sealmail.server.supervisor import Child, supervise
 
 logger = logging.getLogger(__name__)
@@ -27,6 +32,9 @@ class Command(BaseCommand):
     )
 
     def handle(self, *args, **options) -> None:
+        # Check the worker's settings before anything listens, so that a
+        # typing error stops serve at once instead of after a restart loop.
+        check_counts(default_processes(), default_threads())
         smtp_host, smtp_port = settings.SEALMAIL_SMTPD_ADDR
         logger.info(
             "sealmail serving: portal %s, inbound SMTP/LMTP on %s:%d",

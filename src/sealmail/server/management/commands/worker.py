@@ -15,17 +15,44 @@ from sealmail.server.supervisor import Child, supervise
 MAX_POLL_DELAY = 1.0
 
 
+# More consumer processes than this is a typing error, not a deployment.
+MAX_PROCESSES = 256
+
+
 def default_processes() -> int:
+    """Return SEALMAIL_WORKER_PROCESSES, or the number of CPUs when it is not set."""
     value = os.environ.get("SEALMAIL_WORKER_PROCESSES", "")
     if not value:
         return os.cpu_count() or 1
     try:
-        return int(value)
+        processes = int(value)
     except ValueError:
         raise CommandError(
             f"SEALMAIL_WORKER_PROCESSES={value!r} is not a number; "
             "set it to the number of worker processes, such as 2"
         ) from None
+    check_counts(processes, 1)
+    return processes
+
+
+def default_threads() -> int:
+    """Return SEALMAIL_WORKER_THREADS, or 4 when it is not set."""
+    value = os.environ.get("SEALMAIL_WORKER_THREADS", "4")
+    try:
+        return int(value)
+    except ValueError:
+        raise CommandError(
+            f"SEALMAIL_WORKER_THREADS={value!r} is not a number; "
+            "set it to the number of threads per worker process, such as 4"
+        ) from None
+
+
+def check_counts(processes: int, threads: int) -> None:
+    if not 1 <= processes <= MAX_PROCESSES or threads < 1:
+        raise CommandError(
+            f"{processes} worker processes with {threads} threads each: give 1 to "
+            f"{MAX_PROCESSES} processes and at least 1 thread"
+        )
 
 
 class Command(BaseCommand):
@@ -38,7 +65,7 @@ class Command(BaseCommand):
         parser.add_argument(
             "--workers",
             type=int,
-            default=int(os.environ.get("SEALMAIL_WORKER_THREADS", "4")),
+            default=None,
             help="threads per worker process (default 4, or SEALMAIL_WORKER_THREADS)",
         )
         parser.add_argument(
@@ -55,13 +82,11 @@ class Command(BaseCommand):
         )
 
     def handle(
-        self, *args, workers: int, processes: int | None, periodic: bool, **options
+        self, *args, workers: int | None, processes: int | None, periodic: bool, **options
     ) -> None:
         processes = default_processes() if processes is None else processes
-        if processes < 1 or workers < 1:
-            raise CommandError(
-                f"--processes {processes} --workers {workers}: both must be at least 1"
-            )
+        workers = default_threads() if workers is None else workers
+        check_counts(processes, workers)
         if processes == 1:
             keep_freed_memory()
             call_command(
