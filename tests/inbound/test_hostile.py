@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+
 import pytest
 
 from sealmail.inbound import processing
@@ -280,3 +282,29 @@ def test_reparse_after_key_import(gnupg, provider_keys):
     assert "hunter2" in _all_text(message)
     assert message.ticket_id == ticket_id
     assert message.parts.count() == 1
+
+
+def test_plaintext_limit_covers_whole_message(gnupg, provider_keys, settings):
+    """Encrypted parts share one limit, so many small bombs cannot add up."""
+    settings.SEALMAIL_INBOUND_MAX_PLAINTEXT_BYTES = 1024 * 1024
+
+    def encrypted_part(name: str) -> bytes:
+        ciphertext = gnupg.gpg.run(
+            "--compress-algo", "zlib", "--encrypt",
+            "--recipient", gnupg._recipient(provider_keys.current),
+            input=b"\0" * (600 * 1024),
+        ).stdout
+        return (
+            f'Content-Type: application/octet-stream; name="{name}.pgp"\r\n'
+            f'Content-Disposition: attachment; filename="{name}.pgp"\r\n'
+            "Content-Transfer-Encoding: base64\r\n\r\n".encode()
+            + base64.encodebytes(ciphertext).replace(b"\n", b"\r\n")
+        )
+
+    raw = shapes.headers(gnupg.address, "three parts") + shapes.multipart(
+        "mixed", [encrypted_part(f"part{n}") for n in range(3)], "limit-boundary"
+    )
+    message = deliver(raw)
+    parts = [part for part in message.parts.all() if part.encryption != "none"]
+    assert [part.encryption for part in parts] == ["decrypted", "failed", "failed"]
+    assert all(part.failure["reason"] == "too_large" for part in parts[1:])

@@ -10,6 +10,7 @@ import pysequoia
 from django.conf import settings
 
 from sealmail.core.mime.inbound import SequoiaOpenPGP
+from sealmail.core.mime.inbound.parse import Limits
 from sealmail.inbound.lookups import confirmed_key_rows
 from sealmail.keys.store import get_keystore
 
@@ -65,3 +66,8 @@ def openpgp_for(lookup: CertificateLookup) -> SequoiaOpenPGP:
         lookup,
         max_plaintext_bytes=settings.SEALMAIL_INBOUND_MAX_PLAINTEXT_BYTES,
     )
+
+
+def parse_limits() -> Limits:
+    """Return the parser's limits, with the plaintext limit from the settings."""
+    return Limits(max_plaintext_bytes=settings.SEALMAIL_INBOUND_MAX_PLAINTEXT_BYTES)

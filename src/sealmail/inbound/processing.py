@@ -24,7 +24,7 @@ from sealmail.core.mime.inbound import (
 from sealmail.inbound import rows
 from sealmail.inbound.lookups import contact_by_address, waiting_in_slot
 from sealmail.inbound.models import InboundMessage, MessagePart, Ticket, TicketReply
-from sealmail.inbound.openpgp import CertificateLookup, openpgp_for
+from sealmail.inbound.openpgp import CertificateLookup, openpgp_for, parse_limits
 
 logger = logging.getLogger(__name__)
 
@@ -50,7 +50,7 @@ def process(message_id: int) -> InboundMessage | None:
         return message
     try:
         lookup = CertificateLookup(_address(_outer_from(message)))
-        parsed = parse_message(bytes(message.raw), openpgp_for(lookup))
+        parsed = parse_message(bytes(message.raw), openpgp_for(lookup), parse_limits())
         new_ticket = _store(message, parsed, lookup)
     except AlreadyParsed:
         return InboundMessage.objects.defer("raw").get(pk=message_id)
@@ -133,7 +133,7 @@ def _process_loaded(messages: list[InboundMessage]) -> int:
     for message in messages:
         try:
             lookup = CertificateLookup(_address(_outer_from(message)))
-            parsed = parse_message(bytes(message.raw), openpgp_for(lookup))
+            parsed = parse_message(bytes(message.raw), openpgp_for(lookup), parse_limits())
         except Exception as exc:
             _mark_failed(message.pk, exc)
             failed += 1

@@ -51,8 +51,12 @@ class Failure:
 
 
 class OpenPGP(Protocol):
-    def decrypt(self, data: bytes) -> Decrypted:
-        """Decrypt ``data`` or raise :class:`DecryptionError` with a ``reason``."""
+    def decrypt(self, data: bytes, max_plaintext: int | None = None) -> Decrypted:
+        """Decrypt ``data`` or raise :class:`DecryptionError` with a ``reason``.
+
+        ``max_plaintext`` lowers the size limit for this call, to what is
+        left of the limit for the whole message.
+        """
         ...
 
     def verify_detached(
@@ -98,20 +102,20 @@ class SequoiaOpenPGP:
         self.certificates_for = certificates_for
         self.max_plaintext_bytes = max_plaintext_bytes
 
-    def decrypt(self, data: bytes) -> Decrypted:
+    def decrypt(self, data: bytes, max_plaintext: int | None = None) -> Decrypted:
+        limit = self.max_plaintext_bytes
+        if max_plaintext is not None:
+            limit = min(limit, max_plaintext)
         result = ops.decrypt(
-            data,
-            self.keys,
-            certificates_for=self.certificates_for,
-            max_plaintext=self.max_plaintext_bytes,
+            data, self.keys, certificates_for=self.certificates_for, max_plaintext=limit
         )
         # ops.decrypt checks the size before decrypting when it can; this
         # catches the messages it cannot measure beforehand.
-        if len(result.plaintext) > self.max_plaintext_bytes:
+        if len(result.plaintext) > limit:
             raise DecryptionError(
                 "too_large",
                 f"the decrypted data has {len(result.plaintext)} bytes, more than "
-                f"the limit of {self.max_plaintext_bytes}",
+                f"the {limit} bytes left of the limit for one message",
             )
         return Decrypted(
             plaintext=result.plaintext,

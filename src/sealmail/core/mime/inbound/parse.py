@@ -49,7 +49,8 @@ class Limits:
 
     max_depth: int = 16  # nested multiparts, encryption layers and message/rfc822
     max_parts: int = 500  # leaves and children of one multipart
-    # Decrypted size; the OpenPGP layer also checks it before decompressing.
+    # Decrypted bytes of all encrypted parts of one message together; the
+    # OpenPGP layer also checks it before decompressing.
     max_plaintext_bytes: int = 64 * 1024 * 1024
 
 
@@ -118,6 +119,7 @@ class _Walker:
         self.defects: list[str] = []
         self.repaired_mixed_up = False
         self.inner_headers: Entity | None = None
+        self.decrypted_bytes = 0
 
     def walk(self, entity: Entity, context: _Context) -> None:
         if context.depth > self.limits.max_depth:
@@ -406,9 +408,13 @@ class _Walker:
         content_type: str,
         filename: str | None = None,
     ) -> tuple[bytes, tuple[Signature, ...]] | None:
-        """Decrypt or record a failed part; returns plaintext and inner signatures."""
+        """Decrypt or record a failed part; returns plaintext and inner signatures.
+
+        All encrypted parts of one message share ``max_plaintext_bytes``.
+        """
+        left = self.limits.max_plaintext_bytes - self.decrypted_bytes
         try:
-            result = self.openpgp.decrypt(ciphertext)
+            result = self.openpgp.decrypt(ciphertext, max_plaintext=max(left, 0))
         except DecryptionError as exc:
             failure = describe_failure(exc)
             part = self._add(
@@ -422,7 +428,7 @@ class _Walker:
             )
             part.is_attachment = True
             return None
-        if len(result.plaintext) > self.limits.max_plaintext_bytes:
+        if len(result.plaintext) > left:
             part = self._add(
                 replace(context, encryption=Encryption.FAILED, kind=kind),
                 content_type,
@@ -432,10 +438,12 @@ class _Walker:
             part.failure = DecryptionFailure(
                 "too_large",
                 f"the decrypted data has {len(result.plaintext)} bytes, more than the "
-                f"limit of {self.limits.max_plaintext_bytes}",
+                f"{left} bytes left of the limit of {self.limits.max_plaintext_bytes} "
+                "for one message",
             )
             part.is_attachment = True
             return None
+        self.decrypted_bytes += len(result.plaintext)
         return result.plaintext, self._signatures(
             result.signatures, context.whole, "combined"
         )
