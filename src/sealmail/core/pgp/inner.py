@@ -135,18 +135,28 @@ def _session_key(pkesk: bytes, secret: _EcdhSecret) -> tuple[int, bytes] | None:
     return algorithm, key
 
 
+class Tampered(Exception):
+    """The session key fits, but the MDC of the encrypted data does not."""
+
+
 def _decrypt_seipd_v1(body: bytes, key: bytes) -> bytes | None:
+    """Return the packets inside a SEIPDv1 body, or None when it is not SEIPDv1.
+
+    Raises :class:`Tampered` when the data fails its integrity checks.
+    """
     if not body or body[0] != 1:
         return None
     decryptor = Cipher(algorithms.AES(key), CFB(b"\x00" * 16)).decryptor()
     plain = decryptor.update(body[1:]) + decryptor.finalize()
-    if len(plain) < 16 + 2 + 22 or plain[14:16] != plain[16:18]:
-        return None
+    # The quick check (octets 15 and 16 repeated) is left out on purpose:
+    # RFC 9580 section 5.13.1 warns that it can serve as an oracle.
+    if len(plain) < 16 + 2 + 22:
+        raise Tampered("the encrypted data is too short to hold its MDC")
     content, mdc = plain[:-20], plain[-20:]
     if content[-2:] != b"\xd3\x14":
-        return None
+        raise Tampered("the modification detection code packet is missing")
     if not hmac.compare_digest(hashlib.sha1(content).digest(), mdc):
-        return None
+        raise Tampered("the modification detection code does not match")
     return content[18:-2]
 
 
@@ -180,7 +190,8 @@ def expanded_size(data: bytes, tsk_bytes: bytes, limit: int) -> int | None:
     beyond what is left of the limit, so a compression bomb costs at most
     ``limit`` bytes of memory here. More than :data:`MAX_NESTING` nested
     compressed layers count as ``limit + 1``. Returns None when this
-    module cannot open the message (see the module documentation).
+    module cannot open the message (see the module documentation), and
+    raises :class:`Tampered` when it can but the integrity check fails.
     """
     try:
         plain = _open(data, tsk_bytes)
@@ -223,5 +234,5 @@ def inner_message(data: bytes, tsk_bytes: bytes) -> InnerMessage | None:
         content = literal.body[2 + literal.body[1] + 4 :]
         signatures = [p for p in packets if p.tag == pk.TAG_SIGNATURE]
         return InnerMessage(content, signatures)
-    except (pk.PacketError, ValueError):
+    except (pk.PacketError, ValueError, Tampered):
         return None

@@ -16,6 +16,8 @@ import collections
 import functools
 import hashlib
 import logging
+import subprocess
+import sys
 import threading
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -565,9 +567,18 @@ def decrypt(
 
 
 def _check_expansion(data: bytes, secret: bytes, limit: int, recipient_ids: list[str]) -> None:
-    from sealmail.core.pgp.inner import expanded_size
+    """Raise ``too_large`` or ``tampered`` before pysequoia expands the message in memory."""
+    from sealmail.core.pgp.inner import Tampered, expanded_size
 
-    size = expanded_size(data, secret, limit)
+    try:
+        size = expanded_size(data, secret, limit)
+    except Tampered as exc:
+        raise DecryptionError(
+            "tampered", f"the message was modified after encryption ({exc}); it was discarded",
+            recipient_ids,
+        ) from None
+    if size is None:
+        size = _bounded_size(data, secret, limit)
     if size is not None and size > limit:
         raise DecryptionError(
             "too_large",
@@ -576,6 +587,60 @@ def _check_expansion(data: bytes, secret: bytes, limit: int, recipient_ids: list
             "another way",
             recipient_ids,
         )
+
+
+# Decrypts the message on standard input with the secret key before it,
+# in a process whose address space allows the limit and little more.
+_BOUNDED_DECRYPT = """
+import resource, sys
+space = int(sys.argv[1])
+resource.setrlimit(resource.RLIMIT_AS, (space, space))
+import pysequoia
+data = sys.stdin.buffer.read()
+split = int(sys.argv[2])
+try:
+    decryptor = pysequoia.Tsk.from_bytes(data[:split]).decryptor()
+    plaintext = pysequoia.decrypt(data[split:], decryptor).bytes or b""
+except MemoryError:
+    sys.exit(3)
+except Exception:
+    sys.exit(2)
+print(len(plaintext))
+"""
+# Room for the interpreter and pysequoia, which need under 30 MB, and for
+# the ciphertext and the plaintext side by side.
+_BOUNDED_BASE = 256 * 1024 * 1024
+
+
+def _bounded_size(data: bytes, secret: bytes, limit: int) -> int | None:
+    """Measure the plaintext of a message that :mod:`~sealmail.core.pgp.inner` cannot open.
+
+    SEIPDv2, ciphers other than AES and v6 session key packets are
+    decrypted in a child process whose address space is limited, so that
+    a compression bomb ends that process instead of the worker. Returns
+    ``limit + 1`` when the child runs out of memory, and None when it
+    cannot decrypt the message (pysequoia then reports why).
+    """
+    space = _BOUNDED_BASE + 2 * limit + 2 * len(data)
+    try:
+        child = subprocess.run(
+            [sys.executable, "-c", _BOUNDED_DECRYPT, str(space), str(len(secret))],
+            input=secret + data,
+            capture_output=True,
+            timeout=120,
+        )
+    except subprocess.TimeoutExpired:
+        logger.warning("measuring an encrypted message timed out after 120 s")
+        return limit + 1
+    if child.returncode == 0:
+        return int(child.stdout)
+    if child.returncode == 2:
+        return None
+    logger.warning(
+        "measuring an encrypted message ended with status %d; counted as too large",
+        child.returncode,
+    )
+    return limit + 1
 
 
 def _decrypt_unchecked(
