@@ -78,6 +78,25 @@ def test_acknowledgement_never_quotes_unverified(peers, provider_keys, db, maild
     assert "4711" not in (outgoing.text or "")
 
 
+def test_staff_reply_hides_unverified_subject(peers, provider_keys, db, maildir):
+    """A subject from inside unsigned encryption stays out of the reply's subject."""
+    from sealmail.inbound.replies import send_reply
+
+    peer = peers["gnupg"]
+    register(peer)
+    inner = shapes.text_entity(
+        "Help\n", extra=f"Subject: {SECRET_SUBJECT}\r\n".encode()
+    )
+    ciphertext = peer.encrypt(inner, provider_keys.current, sign=False)
+    message = deliver(
+        shapes.headers(peer.address, "...") + shapes.encrypted_entity(ciphertext)
+    )
+    assert message.ticket.subject == SECRET_SUBJECT
+    reply = send_reply(message.ticket, "We are on it.", None)
+    outgoing = OutboxMessage.objects.get(pk=reply.outbox_id)
+    assert outgoing.subject == f"[{message.ticket.reference}] Re: your message"
+
+
 def test_no_acknowledgement_for_unknown_sender(db, maildir):
     deliver(shapes.plain("stranger@elsewhere.test", "Hello", "hi\n"))
     assert TicketReply.objects.count() == 0
