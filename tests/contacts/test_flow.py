@@ -449,3 +449,40 @@ def test_other_key_still_needs_confirmation(alice_client, world, gpg_keys, sent)
     paste(alice_client, contact, key_text=gpg_keys["other_public"].decode())
     pending = PendingChange.objects.get(state=PendingChange.State.PENDING)
     assert pending.new_key.fingerprint == gpg_keys["other_fpr"].lower()
+
+
+def test_revoked_copy_of_active_key_is_stored(
+    alice_client: Client, world: dict[str, Any], tmp_path
+) -> None:
+    """Intake rejects a revoked key as new, but a revoked copy of the key in use is stored."""
+    from tests.peers.gnupg import GnuPG
+
+    gpg = GnuPG(tmp_path / "revoking")
+    fingerprint = gpg.generate("Alice <alice@customer.test>")
+    contact = world["acme_contact"]
+    report = inspect_key(gpg.export(fingerprint))
+    key = ContactKey.objects.create(
+        contact=contact,
+        fingerprint=report.fingerprint.lower(),
+        certificate=report.certificate,
+        version=report.version,
+        algorithm=report.algorithm,
+        key_created=report.created,
+    )
+    contact.active_key = key
+    contact.encryption = Contact.Encryption.ACTIVE
+    contact.save()
+    revocation = (gpg.home / "openpgp-revocs.d" / f"{fingerprint}.rev").read_text()
+    gpg.import_key(revocation.replace(":-----BEGIN", "-----BEGIN").encode())
+
+    # Checking the key alone changes nothing.
+    paste(alice_client, contact, key_text=gpg.export(fingerprint).decode(), action="check")
+    contact.refresh_from_db()
+    assert contact.encryption == Contact.Encryption.ACTIVE
+
+    response = paste(alice_client, contact, key_text=gpg.export(fingerprint).decode())
+    assert response.status_code == 302
+    contact.refresh_from_db()
+    key.refresh_from_db()
+    assert contact.encryption == Contact.Encryption.KEY_PROBLEM
+    assert key.problem == "revoked"

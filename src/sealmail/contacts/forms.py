@@ -59,6 +59,7 @@ class ContactForm(forms.Form):
         self.contact = contact
         self.key_report: KeyReport | None = None
         self.key_rejected: KeyRejected | None = None
+        self.key_data: bytes | str = b""
         if contact.active_key is None:
             del self.fields["remove_key"]
 
@@ -85,6 +86,7 @@ class ContactForm(forms.Form):
                 "Either remove the key or give a new one, not both."
             )
         if raw:
+            self.key_data = raw
             try:
                 self.key_report = inspect_key(raw)
             except KeyRejected as exc:

@@ -34,7 +34,12 @@ from sealmail.contacts.models import AuditEvent, Contact, PendingChange
 from sealmail.core.errors import KeyRejected, KeyStoreError
 from sealmail.core.pgp.inspect import KeyReport
 from sealmail.keys.store import get_keystore
-from sealmail.notifications.keys import RefreshStatus, refresh_key
+from sealmail.notifications.keys import (
+    UNUSABLE_REASONS,
+    RefreshResult,
+    RefreshStatus,
+    refresh_key,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -112,6 +117,13 @@ def contact_update(request: HttpRequest, pk: int) -> HttpResponse:
             actor_for(request),
             reason=form.key_rejected.reason,
         )
+        if (
+            form.key_rejected.reason in UNUSABLE_REASONS
+            and request.POST.get("action") != "check"
+        ):
+            response = _store_unusable_copy(request, contact, form.key_data)
+            if response is not None:
+                return response
     if valid:
         data = form.cleaned_data
         report = data["key_report"]
@@ -152,6 +164,24 @@ def _is_refreshed_copy(contact: Contact, data: dict) -> bool:
     )
 
 
+def _store_unusable_copy(
+    request: HttpRequest, contact: Contact, data: bytes | str
+) -> HttpResponse | None:
+    """Store a revoked or expired copy of the contact's confirmed key.
+
+    Intake rejects such a key as a new key, but a revocation of the key in
+    use must reach the database, or mail would keep going out encrypted to
+    it. Returns None when the copy is not of the confirmed key.
+    """
+    try:
+        result = refresh_key(contact, data, source="portal")
+    except KeyRejected:
+        return None
+    if result.status == RefreshStatus.NEEDS_CONFIRMATION:
+        return None
+    return _show_refresh(request, contact, result)
+
+
 def _refresh_active_key(
     request: HttpRequest, contact: Contact, report: KeyReport
 ) -> HttpResponse:
@@ -160,6 +190,10 @@ def _refresh_active_key(
     except KeyRejected as exc:
         messages.error(request, exc.message)
         return redirect("contacts:update", pk=contact.pk)
+    return _show_refresh(request, contact, result)
+
+
+def _show_refresh(request: HttpRequest, contact: Contact, result: RefreshResult) -> HttpResponse:
     if result.status == RefreshStatus.UNUSABLE:
         messages.error(request, result.message)
     else:
