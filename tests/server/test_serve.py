@@ -113,7 +113,7 @@ def test_serve_restarts_killed_worker(instance_env):
             process.wait()
     log = output.decode(errors="replace")
     assert process.returncode == 0, log
-    assert "worker exited with status -9; restarting it" in log
+    assert "worker was killed by SIGKILL; restarting it" in log
     assert log.count("started worker (pid") == 2
 
 

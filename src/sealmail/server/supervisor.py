@@ -39,6 +39,16 @@ def ordinal(number: int) -> str:
     return {1: "1st", 2: "2nd", 3: "3rd"}.get(number, f"{number}th")
 
 
+def describe_exit(code: int) -> str:
+    """Describe a child's return code as "exited with status N" or "was killed by SIGNAME"."""
+    if code < 0:
+        try:
+            return f"was killed by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"was killed by signal {-code}"
+    return f"exited with status {code}"
+
+
 def supervise(children: Sequence[Child]) -> int:
     """Run ``children`` until SIGINT or SIGTERM; return the exit status for this process.
 
@@ -66,16 +76,23 @@ def supervise(children: Sequence[Child]) -> int:
             recent = [t for t in restarts[name] if now - t < RESTART_WINDOW]
             if len(recent) >= MAX_RESTARTS:
                 logger.error(
-                    "%s exited with status %d, the %s time within %d s; stopping the others",
+                    "%s %s, the %s time within %d s; stopping the others",
                     name,
-                    code,
+                    describe_exit(code),
                     ordinal(len(recent) + 1),
                     RESTART_WINDOW,
                 )
-                exit_code = code or 1
+                exit_code = code if code > 0 else 1
+                if code < 0:
+                    exit_code = 128 - code  # as a shell reports death by signal N
                 stopping = True
                 break
-            logger.error("%s exited with status %d; restarting it", name, code)
+            logger.log(
+                logging.WARNING if code == 0 else logging.ERROR,
+                "%s %s; restarting it",
+                name,
+                describe_exit(code),
+            )
             restarts[name] = [*recent, now]
             running[name] = (child, start(child))
         time.sleep(0.2)

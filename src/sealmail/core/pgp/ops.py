@@ -157,7 +157,7 @@ _CHECK_CACHE_SIZE = 20_000
 
 @dataclass(frozen=True)
 class RecipientCheck:
-    """What the encryption layer knows about one recipient certificate.
+    """The encryption layer's verdict on one recipient certificate.
 
     The check is made for one moment and holds until ``valid_until``: the
     first time after that moment at which a key or signature of the
@@ -499,7 +499,7 @@ def decrypt(
 
     With ``max_plaintext``, a message whose compressed content would expand
     beyond that many bytes raises ``too_large`` before pysequoia, which
-    expands everything in memory, sees it. The check needs an unprotected
+    expands everything in memory, decrypts it. The check needs an unprotected
     Cv25519 key and SEIPDv1 (:mod:`sealmail.core.pgp.inner`); other messages
     are measured only after decryption.
 
