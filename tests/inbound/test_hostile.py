@@ -308,3 +308,17 @@ def test_plaintext_limit_covers_whole_message(gnupg, provider_keys, settings):
     parts = [part for part in message.parts.all() if part.encryption != "none"]
     assert [part.encryption for part in parts] == ["decrypted", "failed", "failed"]
     assert all(part.failure["reason"] == "too_large" for part in parts[1:])
+
+
+def test_signature_of_other_customer_under_foreign_from(gnupg):
+    """A customer's key signing mail From another customer's contact is not that customer's signature."""
+    from sealmail.contacts.models import Contact, Customer
+
+    victim = Customer.objects.create(account_number="ACC-victim", name="Victim")
+    Contact.objects.create(customer=victim, address="victim@customer.test")
+    signed = shapes.signed_entity(gnupg, shapes.text_entity("Change my bank account.\n"))
+    message = deliver(shapes._top(shapes.headers("victim@customer.test", "bank"), signed))
+    assert message.signed_by_customer is False
+    assert message.ticket.customer_id == victim.pk
+    [part] = [part for part in message.parts.all() if part.signatures]
+    assert part.signatures[0]["status"] == "good"

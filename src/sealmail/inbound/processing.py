@@ -344,7 +344,11 @@ def _match(
     customer. Otherwise the contact is matched by address and the message
     is not signed by the customer. Every certificate the OpenPGP layer
     verified with came from ``lookup``, which offers confirmed keys only.
+    A From address of another customer's contact wins over the signature,
+    so staff never see that customer's mail marked as signed by another.
     """
+    address = _address(parsed.sender)
+    by_address = find_contact(address) if address else None
     for signature in parsed.whole_message_signatures():
         if (
             signature.status is not SignatureStatus.GOOD
@@ -352,12 +356,20 @@ def _match(
         ):
             continue
         fingerprint = signature.signer_fingerprint.lower()
-        if fingerprint in lookup.offered:
-            return lookup.offered[fingerprint], fingerprint
-    address = _address(parsed.sender)
-    if not address:
-        return None, None
-    return find_contact(address), None
+        if fingerprint not in lookup.offered:
+            continue
+        signer = lookup.offered[fingerprint]
+        if by_address is not None and by_address[1] != signer[1]:
+            logger.warning(
+                "signer key %s belongs to customer %d, the From address to customer %d; "
+                "not counted as signed by the customer",
+                fingerprint,
+                signer[1],
+                by_address[1],
+            )
+            continue
+        return signer, fingerprint
+    return by_address, None
 
 
 def _thread(
