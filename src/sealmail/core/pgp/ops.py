@@ -742,11 +742,18 @@ def _failed_signatures(
     error: str,
     certificates_for: CertificateLookup,
 ) -> list[SignatureResult]:
-    """Explain each signature of a message whose signature check raised ``error``."""
+    """Explain each signature of a message whose signature check raised ``error``.
+
+    Where the key allows, each signature packet is checked on its own over
+    the literal data. pysequoia checks only one-pass signatures during
+    decryption, so a valid signature placed before the data (the older
+    form) would otherwise count as bad, and a second signature by the same
+    key would not be listed.
+    """
     if not lookup.requested:
         return []
     structure_error = "Unexpected message structure" in error
-    if structure_error and key.secret is not None:
+    if key.secret is not None:
         checked = _signatures_in_compressed(data, plaintext, key.secret, certificates_for)
         if checked is not None:
             return checked
@@ -774,7 +781,10 @@ def _issuer_results(
 def _signatures_in_compressed(
     data: bytes, plaintext: bytes, secret: bytes, certificates_for: CertificateLookup
 ) -> list[SignatureResult] | None:
-    """Return the signature results of a compressed message, or None when it cannot be opened."""
+    """Return the result of each signature packet in a message, or None when it cannot be opened.
+
+    Works for compressed and uncompressed messages alike.
+    """
     from sealmail.core.pgp.inner import inner_message
 
     inner = inner_message(data, secret)

@@ -1,8 +1,10 @@
-"""Compression bombs in messages that sealmail's own reader cannot measure.
+"""Messages built packet by packet, for cases that OpenPGP programs do not produce.
 
-ops.decrypt() measures SEIPDv1 messages with AES itself; these messages
+ops.decrypt() measures SEIPDv1 messages with AES itself; the bombs here
 (SEIPDv2 with a v6 session key packet, a broken MDC) take the other paths,
-and none may be expanded in the worker's memory.
+and none may be expanded in the worker's memory. The older signed form,
+a signature packet before the literal data, must verify like a one-pass
+signature.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import pysequoia
 import pytest
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms
 from cryptography.hazmat.primitives.ciphers.aead import AESOCB3
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from cryptography.hazmat.primitives.keywrap import aes_key_wrap
@@ -24,6 +27,11 @@ from sealmail.core.errors import DecryptionError
 from sealmail.core.pgp import ops
 from sealmail.core.pgp import packets as pk
 from sealmail.core.pgp.generate import generate_provider_key
+
+try:  # cryptography 47 moved CFB to "decrepit"
+    from cryptography.hazmat.decrepit.ciphers.modes import CFB
+except ImportError:  # pragma: no cover - older cryptography
+    from cryptography.hazmat.primitives.ciphers.modes import CFB
 
 CV25519_OID = bytes.fromhex("2B060104019755010501")
 
@@ -44,8 +52,24 @@ def _cv25519_subkey(cert: bytes) -> tuple[bytes, bytes, int, int]:
     raise AssertionError("no encryption subkey")
 
 
-def _v6_pkesk(cert: bytes, session_key: bytes) -> bytes:
-    """Build a v6 PKESK (RFC 9580 section 5.1) for a v4 Cv25519 subkey."""
+def _v3_pkesk(cert: bytes, session_key: bytes) -> bytes:
+    """Build a v3 PKESK for AES-256 to the Cv25519 subkey, as GnuPG writes it."""
+    fingerprint = _cv25519_subkey(cert)[0]
+    checksum = struct.pack(">H", sum(session_key) & 0xFFFF)
+    ecdh = _ecdh_fields(cert, bytes([9]) + session_key + checksum)
+    return _packet(pk.TAG_PKESK, bytes([3]) + fingerprint[-8:] + bytes([18]) + ecdh)
+
+
+def _seipd_v1(session_key: bytes, inner: bytes) -> bytes:
+    prefix = os.urandom(16)
+    data = prefix + prefix[-2:] + inner + b"\xd3\x14"
+    data += hashlib.sha1(data).digest()
+    encryptor = Cipher(algorithms.AES(session_key), CFB(b"\x00" * 16)).encryptor()
+    return _packet(pk.TAG_SEIPD, b"\x01" + encryptor.update(data) + encryptor.finalize())
+
+
+def _ecdh_fields(cert: bytes, payload: bytes) -> bytes:
+    """Return the ECDH fields of a PKESK that wraps ``payload`` for the Cv25519 subkey."""
     fingerprint, point, kdf_hash, kek_algorithm = _cv25519_subkey(cert)
     ephemeral = X25519PrivateKey.generate()
     shared = ephemeral.exchange(X25519PublicKey.from_public_bytes(point))
@@ -55,11 +79,17 @@ def _v6_pkesk(cert: bytes, session_key: bytes) -> bytes:
     )
     digest = {8: hashlib.sha256, 9: hashlib.sha384, 10: hashlib.sha512}[kdf_hash]
     kek = digest(b"\x00\x00\x00\x01" + shared + parameters).digest()[: {7: 16, 8: 24, 9: 32}[kek_algorithm]]
-    payload = session_key + struct.pack(">H", sum(session_key) & 0xFFFF)
     padding = 8 - len(payload) % 8
     wrapped = aes_key_wrap(kek, payload + bytes([padding]) * padding)
-    ecdh = struct.pack(">H", 263) + b"\x40" + ephemeral.public_key().public_bytes_raw()
-    body = bytes([6, 21, 4]) + fingerprint + bytes([18]) + ecdh + bytes([len(wrapped)]) + wrapped
+    point_mpi = struct.pack(">H", 263) + b"\x40" + ephemeral.public_key().public_bytes_raw()
+    return point_mpi + bytes([len(wrapped)]) + wrapped
+
+
+def _v6_pkesk(cert: bytes, session_key: bytes) -> bytes:
+    """Build a v6 PKESK (RFC 9580 section 5.1) for a v4 Cv25519 subkey."""
+    fingerprint = _cv25519_subkey(cert)[0]
+    payload = session_key + struct.pack(">H", sum(session_key) & 0xFFFF)
+    body = bytes([6, 21, 4]) + fingerprint + bytes([18]) + _ecdh_fields(cert, payload)
     return _packet(pk.TAG_PKESK, body)
 
 
@@ -121,3 +151,18 @@ def test_broken_mdc_is_tampered_before_pysequoia(provider, monkeypatch) -> None:
     with pytest.raises(DecryptionError) as raised:
         ops.decrypt(bytes(damaged), [provider], certificates_for=lambda ids: [], max_plaintext=1 << 20)
     assert raised.value.reason == "tampered"
+
+
+def test_signature_before_literal_is_good(provider: pysequoia.Tsk) -> None:
+    customer = pysequoia.Tsk.generate("<c@example.test>", cipher_suite=pysequoia.CipherSuite.Cv25519)
+    signature = pysequoia.sign(customer.signer(), b"hello", mode=pysequoia.SignatureMode.DETACHED)
+    literal = _packet(pk.TAG_LITERAL, b"b\x00\x00\x00\x00\x00hello")
+    inner = pk.dearmor(signature).data + literal
+    session_key = os.urandom(32)
+    cert = bytes(provider.extract_certificate())
+    message = _v3_pkesk(cert, session_key) + _seipd_v1(session_key, inner)
+    result = ops.decrypt(
+        message, [provider], certificates_for=lambda ids: [customer.extract_certificate()]
+    )
+    assert result.plaintext == b"hello"
+    assert [s.status for s in result.signatures] == ["good"]
