@@ -117,6 +117,8 @@ def _stop_with_parent(stop_signal: signal.Signals) -> Callable[[], None] | None:
     return set_parent_death_signal
 
 
+# NOTE: children get the environment (and so --settings) but not the
+# supervisor's own command-line options such as --pythonpath.
 def start(child: Child) -> subprocess.Popen[bytes]:
     # A session of its own keeps a terminal's Ctrl-C away from the child, so
     # that the children stop in order when the supervisor signals them.

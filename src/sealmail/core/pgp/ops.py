@@ -536,6 +536,8 @@ def decrypt(
     for key in candidates:
         if key.key_id is not None and recipient_ids and not hidden and key.key_id not in recipient_ids:
             continue
+        # NOTE: a key with a passphrase has no ``secret`` here, so messages to
+        # it are measured only after pysequoia has expanded them.
         if max_plaintext is not None and key.secret is not None:
             _check_expansion(data, key.secret, max_plaintext, recipient_ids)
         # One pass decrypts and checks the signatures. pysequoia raises when
