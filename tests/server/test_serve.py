@@ -214,3 +214,50 @@ def test_worker_settings_are_checked(instance_env, command, variable, value, mes
     # serve stops before it starts the portal or the SMTP server.
     assert "started web" not in result.stderr
     assert time.monotonic() - started < 15
+
+
+def test_consumers_get_pythonpath(instance_env, tmp_path):
+    extra = tmp_path / "site"
+    extra.mkdir()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "sealmail", "worker", "--processes", "2", "--pythonpath", str(extra)],
+        env=instance_env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        consumers = wait_for_children(process.pid, 2)
+        for pid, _ in consumers:
+            environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+            paths = [item for item in environ if item.startswith(b"PYTHONPATH=")]
+            assert paths and paths[0].split(b"=", 1)[1].split(b":")[0] == str(extra).encode()
+    finally:
+        os.killpg(process.pid, signal.SIGINT)
+        process.wait(timeout=30)
+
+
+def test_smtpd_reports_a_busy_port(instance_env):
+    import socket
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        env = {**instance_env, "SEALMAIL_SMTPD_ADDR": f"127.0.0.1:{port}"}
+        result = subprocess.run(
+            [sys.executable, "-m", "sealmail", "smtpd"], env=env, capture_output=True, text=True, timeout=60
+        )
+    assert result.returncode != 0
+    assert f"cannot listen on 127.0.0.1:{port}" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_web_rejects_bad_worker_count(instance_env):
+    env = {**instance_env, "SEALMAIL_WEB_WORKERS": "two"}
+    result = subprocess.run(
+        [sys.executable, "-m", "sealmail", "web"], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode != 0
+    assert "SEALMAIL_WEB_WORKERS='two' is not a number" in result.stderr
+    assert "Traceback" not in result.stderr

@@ -9,6 +9,7 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import logging
+import os
 import signal
 import subprocess
 import sys
@@ -49,8 +50,11 @@ def describe_exit(code: int) -> str:
     return f"exited with status {code}"
 
 
-def supervise(children: Sequence[Child]) -> int:
+def supervise(children: Sequence[Child], *, pythonpath: str | None = None) -> int:
     """Run ``children`` until SIGINT or SIGTERM; return the exit status for this process.
+
+    ``pythonpath`` (Django's ``--pythonpath`` option) is passed on to the
+    children through PYTHONPATH.
 
     A child that exits is restarted. When one exits for the
     ``MAX_RESTARTS + 1``-th time within ``RESTART_WINDOW`` seconds, all
@@ -64,7 +68,14 @@ def supervise(children: Sequence[Child]) -> int:
 
     signal.signal(signal.SIGINT, stop)
     signal.signal(signal.SIGTERM, stop)
-    running = {child.name: (child, start(child)) for child in children}
+    environment = None
+    if pythonpath:
+        inherited = os.environ.get("PYTHONPATH", "")
+        environment = {
+            **os.environ,
+            "PYTHONPATH": os.pathsep.join(part for part in (pythonpath, inherited) if part),
+        }
+    running = {child.name: (child, start(child, environment)) for child in children}
     restarts: dict[str, list[float]] = {child.name: [] for child in children}
     exit_code = 0
     while not stopping:
@@ -94,7 +105,7 @@ def supervise(children: Sequence[Child]) -> int:
                 describe_exit(code),
             )
             restarts[name] = [*recent, now]
-            running[name] = (child, start(child))
+            running[name] = (child, start(child, environment))
         time.sleep(0.2)
     terminate(list(running.values()))
     return exit_code
@@ -117,13 +128,12 @@ def _stop_with_parent(stop_signal: signal.Signals) -> Callable[[], None] | None:
     return set_parent_death_signal
 
 
-# NOTE: children get the environment (and so --settings) but not the
-# supervisor's own command-line options such as --pythonpath.
-def start(child: Child) -> subprocess.Popen[bytes]:
+def start(child: Child, environment: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
     # A session of its own keeps a terminal's Ctrl-C away from the child, so
     # that the children stop in order when the supervisor signals them.
     process = subprocess.Popen(
         [sys.executable, "-m", "sealmail", *child.arguments],
+        env=environment,
         start_new_session=True,
         preexec_fn=_stop_with_parent(child.stop_signal),
     )

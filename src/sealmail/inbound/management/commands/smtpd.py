@@ -8,7 +8,7 @@ import threading
 from aiosmtpd.controller import Controller
 from aiosmtpd.lmtp import LMTP
 from django.conf import settings
-from django.core.management.base import BaseCommand, CommandParser
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from sealmail.inbound.smtp import RoleAddressHandler, store_raw
 
@@ -49,7 +49,13 @@ class Command(BaseCommand):
         stopped = threading.Event()
         signal.signal(signal.SIGINT, lambda *_: stopped.set())
         signal.signal(signal.SIGTERM, lambda *_: stopped.set())
-        controller.start()
+        try:
+            controller.start()
+        except OSError as exc:
+            raise CommandError(
+                f"cannot listen on {host}:{port}: {exc.strerror or exc}; stop the program "
+                "that uses this address or set SEALMAIL_SMTPD_ADDR to a free one"
+            ) from None
         logger.info(
             "inbound %s server listening on %s:%d for %s",
             "LMTP" if lmtp else "SMTP",

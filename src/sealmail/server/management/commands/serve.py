@@ -42,6 +42,6 @@ class Command(BaseCommand):
             smtp_host,
             smtp_port,
         )
-        exit_code = supervise(CHILDREN)
+        exit_code = supervise(CHILDREN, pythonpath=options.get("pythonpath"))
         if exit_code:
             sys.exit(exit_code)

@@ -5,7 +5,7 @@ import sys
 
 from django.conf import settings
 from django.core.management import call_command
-from django.core.management.base import BaseCommand, CommandParser
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 
 class Command(BaseCommand):
@@ -15,11 +15,22 @@ class Command(BaseCommand):
         parser.add_argument(
             "--workers",
             type=int,
-            default=int(os.environ.get("SEALMAIL_WEB_WORKERS", "2")),
+            default=None,
             help="number of gunicorn worker processes (default 2, or SEALMAIL_WEB_WORKERS)",
         )
 
-    def handle(self, *args, workers: int, **options) -> None:
+    def handle(self, *args, workers: int | None, **options) -> None:
+        if workers is None:
+            value = os.environ.get("SEALMAIL_WEB_WORKERS", "2")
+            try:
+                workers = int(value)
+            except ValueError:
+                raise CommandError(
+                    f"SEALMAIL_WEB_WORKERS={value!r} is not a number; set it to the "
+                    "number of gunicorn worker processes, such as 2"
+                ) from None
+        if workers < 1:
+            raise CommandError(f"--workers {workers}: give at least 1 process")
         host, port = settings.SEALMAIL_WEB_ADDR
         bind = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
         # No access log: confirmation and password reset links carry their

@@ -112,6 +112,6 @@ class Command(BaseCommand):
             )
             for number in range(1, processes + 1)
         ]
-        exit_code = supervise(children)
+        exit_code = supervise(children, pythonpath=options.get("pythonpath"))
         if exit_code:
             sys.exit(exit_code)
