@@ -50,7 +50,7 @@ from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 ROOT = Path(__file__).resolve().parents[1]
-# `sealmail worker` runs one consumer process per CPU unless told otherwise.
+# `sealmail worker` runs one consumer process per CPU by default.
 DEFAULT_PROCESSES = os.cpu_count() or 1
 LOOPBACK = {"127.0.0.1", "::1", "localhost"}
 

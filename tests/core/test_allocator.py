@@ -33,6 +33,6 @@ def page_faults_per_message(mode: str) -> float:
 
 def test_freed_buffers_stay_in_the_process():
     assert page_faults_per_message("tuned") < 5
-    # Without the settings glibc hands the buffers back after every message;
-    # if a future glibc stops doing that, this comparison says so.
+    # Without the settings glibc hands the buffers back after every message.
+    # This comparison fails if a future glibc stops doing that.
     assert page_faults_per_message("default") > 20

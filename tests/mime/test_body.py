@@ -119,7 +119,7 @@ def test_attachment_header_named_case(name):
 
 def test_attachment_header_encoded_word_name():
     # The email package would decode a name that looks like an RFC 2047
-    # encoded word, and so would readers; RFC 2231 keeps it literal.
+    # encoded word, and so would readers. RFC 2231 keeps it literal.
     name = "=?utf-8?q?encoded?=.pdf"
     header = mime_body.attachment_header(name, "application", "pdf")
     assert b"filename*=utf-8''%3D%3Futf-8%3Fq%3Fencoded%3F%3D.pdf" in header
@@ -128,7 +128,7 @@ def test_attachment_header_encoded_word_name():
 
 def test_non_ascii_name_long_media_type():
     # Python 3.11's email package writes this media type as an RFC 2047
-    # encoded word; the header writer must not.
+    # encoded word, which the header writer must not do.
     check_attachment_header("Vertragsübersicht.docx", *DOCX)
     header = mime_body.attachment_header("Vertragsübersicht.docx", *DOCX)
     assert b"=?" not in header

@@ -697,7 +697,8 @@ def test_worker_keeps_the_key_check(make_contact, customer_gpg, relay, gpg):
     [message] = enqueue(contact, category="custom", subject="second", text="second body")
     run_worker()
     message.refresh_from_db()
-    assert message.status == Status.QUEUED and message.attempts == 1
+    assert message.status == Status.QUEUED
+    assert message.attempts == 1
     assert "no live encryption subkey" in message.error
     assert len(relay.received) == 1
     assert_no_plaintext(relay, "second body")

@@ -1,6 +1,6 @@
 """Messages built packet by packet, for cases that OpenPGP programs do not produce.
 
-ops.decrypt() measures SEIPDv1 messages with AES itself; the bombs here
+ops.decrypt() measures SEIPDv1 messages with AES itself. The bombs here
 (SEIPDv2 with a v6 session key packet, a broken MDC) take the other paths,
 and none may be expanded in the worker's memory. The older signed form,
 a signature packet before the literal data, must verify like a one-pass

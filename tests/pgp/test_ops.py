@@ -414,12 +414,14 @@ def test_recipient_check_holds_until_the_key_expires(corpus):
     expires = pysequoia.Cert.from_bytes(data).expiration
     assert expires is not None
     before = recipient_check(data, expires - timedelta(hours=1))
-    assert before.problem is None and before.live_key_ids
+    assert before.problem is None
+    assert before.live_key_ids
     assert before.valid_until == expires
-    assert before.holds_at(expires - timedelta(seconds=1))
-    assert not before.holds_at(expires)
+    assert before.is_valid_at(expires - timedelta(seconds=1))
+    assert not before.is_valid_at(expires)
     after = recipient_check(data, expires)
-    assert after.problem is not None and not after.live_key_ids
+    assert after.problem is not None
+    assert not after.live_key_ids
     assert after.valid_until <= expires + timedelta(days=1)
 
 

@@ -135,7 +135,7 @@ def wait_for_children(pid: int, count: int, seconds: float = 20) -> list[tuple[i
 
 
 def alive(pid: int) -> bool:
-    """Whether ``pid`` runs: exists and is not a zombie."""
+    """Return whether process ``pid`` exists and is not a zombie."""
     try:
         state = Path(f"/proc/{pid}/stat").read_text().split()[2]
     except FileNotFoundError:
@@ -163,7 +163,8 @@ def test_worker_runs_one_consumer_per_process(instance_env):
             process.wait()
     log = output.decode(errors="replace")
     assert process.returncode == 0, log
-    assert "stopped consumer 1" in log and "stopped consumer 2" in log, log
+    assert "stopped consumer 1" in log, log
+    assert "stopped consumer 2" in log, log
     assert not any(alive(pid) for pid, _ in consumers)
 
 

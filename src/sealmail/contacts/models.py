@@ -112,8 +112,8 @@ class ContactKey(models.Model):
     )
     # The encryption layer's check of ``certificate``
     # (sealmail.core.pgp.ops.RecipientCheck.to_json), kept so that workers
-    # do not inspect the certificate again for every message. It names the
-    # time until which it holds and the digest of the bytes it describes.
+    # do not inspect the certificate again for every message. It contains the
+    # time until which it is valid and the digest of the bytes it describes.
     send_check = models.JSONField(null=True, blank=True, editable=False)
 
     class Meta:

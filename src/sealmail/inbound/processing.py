@@ -361,8 +361,8 @@ def _match(
         signer = lookup.offered[fingerprint]
         if by_address is not None and by_address[1] != signer[1]:
             logger.warning(
-                "signer key %s belongs to customer %d, the From address to customer %d; "
-                "not counted as signed by the customer",
+                "signer key %s belongs to customer %d but the From address to customer "
+                "%d, so the message is not counted as signed by the customer",
                 fingerprint,
                 signer[1],
                 by_address[1],

@@ -109,9 +109,9 @@ def send_reply(ticket: Ticket, text: str, author: AbstractBaseUser) -> TicketRep
             "link the sender to a customer contact first"
         )
     in_reply_to, references = _threading(ticket)
-    # The ticket's subject may come from inside the encryption; the reply
-    # may go out unencrypted, so it repeats the subject only when quoting
-    # the first message is safe.
+    # The ticket's subject may come from inside the encryption, and the reply
+    # may go out unencrypted. So the reply repeats the subject only when
+    # quoting the first message is safe.
     first = ticket.messages.order_by("received_at").first()
     if first is None or may_quote(first):
         subject = reply_subject(ticket.reference, ticket.subject)

@@ -250,8 +250,8 @@ def is_stale(message: OutboxMessage, contact: Contact | None) -> bool:
     if not message.explicit_address and contact.address != message.to_address:
         return True
     if composed_format in ENCRYPTED_FORMATS and _key_became_unusable(message, contact):
-        # A retry after a relay failure: compose again, which holds or
-        # fails the message instead of sending it to that key.
+        # This is a retry after a relay failure. Composing again puts the
+        # message on hold or fails it instead of sending it to that key.
         return True
     active = contact.active_key
     return (
@@ -264,7 +264,7 @@ def is_stale(message: OutboxMessage, contact: Contact | None) -> bool:
 
 
 def _key_became_unusable(message: OutboxMessage, contact: Contact) -> bool:
-    """Whether the key that stored ciphertext was made for is known to be unusable now."""
+    """Return whether the key that the stored ciphertext was made for is now known to be unusable."""
     if message.recipient_key_id is None:
         if contact.encryption != Contact.Encryption.ACTIVE:
             return True

@@ -95,8 +95,8 @@ class KeyChecker:
         if cached is not None:
             return cached
         # The encryption layer's stored check spares it inspecting the
-        # certificate again; it applies only while it holds and only to the
-        # exact certificate bytes it was made for.
+        # certificate again. It applies only while it is valid and only to
+        # the exact certificate bytes it was made for.
         if key.send_check:
             remember_recipient_checks([RecipientCheck.from_json(key.send_check)])
         result = self._check(key)

@@ -324,7 +324,7 @@ def _path(address: str) -> str:
 
     smtplib's ``mail()`` and ``rcpt()`` run every address through the
     ``email`` package's address parser, which costs more than the rest of
-    the exchange; a plain address needs only the angle brackets.
+    the exchange. A plain address needs only the angle brackets.
     """
     if _PLAIN_ADDRESS.fullmatch(address):
         return f"<{address}>"

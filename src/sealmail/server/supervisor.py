@@ -19,8 +19,8 @@ from dataclasses import dataclass
 
 logger = logging.getLogger(__name__)
 
-# A child that dies is restarted, unless it died this often within the window:
-# then something is wrong with the setup and every process stops.
+# A child that dies is restarted, unless it died this often within the
+# window. In that case the setup is broken and every process stops.
 MAX_RESTARTS = 3
 RESTART_WINDOW = 60
 STOP_TIMEOUT = 10
@@ -51,7 +51,7 @@ def describe_exit(code: int) -> str:
 
 
 def supervise(children: Sequence[Child], *, pythonpath: str | None = None) -> int:
-    """Run ``children`` until SIGINT or SIGTERM; return the exit status for this process.
+    """Run ``children`` until SIGINT or SIGTERM and return the exit status for this process.
 
     ``pythonpath`` (Django's ``--pythonpath`` option) is passed on to the
     children through PYTHONPATH.
@@ -87,7 +87,7 @@ def supervise(children: Sequence[Child], *, pythonpath: str | None = None) -> in
             recent = [t for t in restarts[name] if now - t < RESTART_WINDOW]
             if len(recent) >= MAX_RESTARTS:
                 logger.error(
-                    "%s %s, the %s time within %d s; stopping the others",
+                    "%s %s, the %s time within %d s, so the others are stopped",
                     name,
                     describe_exit(code),
                     ordinal(len(recent) + 1),

@@ -1,4 +1,4 @@
-"""Read inside an encrypted message with our own Cv25519 key.
+"""Open encrypted messages with sealmail's own Cv25519 keys, without pysequoia.
 
 pysequoia 0.1.35 checks signatures during decryption only when the signed
 data is not wrapped in a compressed data packet; GnuPG compresses unless the
@@ -148,11 +148,11 @@ def _decrypt_seipd_v1(body: bytes, key: bytes) -> bytes | None:
         return None
     decryptor = Cipher(algorithms.AES(key), CFB(b"\x00" * 16)).decryptor()
     plain = decryptor.update(body[1:]) + decryptor.finalize()
-    # The quick check (octets 15 and 16 repeated) is skipped: an answer that
-    # depends on it can leak plaintext to someone who sends many crafted
-    # messages, and the MDC below covers those octets too.
+    # The quick check (octets 15 and 16 repeated) is skipped, because a
+    # response that depends on it can leak plaintext to someone who sends
+    # many crafted messages. The MDC below covers those octets too.
     if len(plain) < 16 + 2 + 22:
-        raise Tampered("the encrypted data is too short to hold its MDC")
+        raise Tampered("the encrypted data is too short to contain an MDC")
     content, mdc = plain[:-20], plain[-20:]
     if content[-2:] != b"\xd3\x14":
         raise Tampered("the modification detection code packet is missing")

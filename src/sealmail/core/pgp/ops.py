@@ -149,8 +149,8 @@ DecryptionKeys = DecryptionKeySource | Iterable[
 # --- encryption -----------------------------------------------------------
 
 
-# A recipient check holds at most this long, so that policy changes that
-# depend on the date are noticed within a day.
+# A recipient check is valid for at most this long, so that policy changes
+# that depend on the date are noticed within a day.
 CHECK_HORIZON = timedelta(days=1)
 _CHECK_CACHE_SIZE = 20_000
 
@@ -159,8 +159,8 @@ _CHECK_CACHE_SIZE = 20_000
 class RecipientCheck:
     """The encryption layer's verdict on one recipient certificate.
 
-    The check is made for one moment and holds until ``valid_until``: the
-    first time after that moment at which a key or signature of the
+    The check is made for one moment and is valid until ``valid_until``,
+    the first time after that moment at which a key or signature of the
     certificate is created or expires (at most :data:`CHECK_HORIZON` later).
     ``digest`` is the SHA-256 of the certificate bytes it describes, so a
     stored check is never applied to another certificate.
@@ -176,7 +176,7 @@ class RecipientCheck:
     checked_at: datetime
     valid_until: datetime
 
-    def holds_at(self, now: datetime) -> bool:
+    def is_valid_at(self, now: datetime) -> bool:
         return self.checked_at <= now < self.valid_until
 
     def to_json(self) -> dict:
@@ -262,7 +262,7 @@ def cached_recipient_check(cert_bytes: bytes) -> RecipientCheck | None:
 
 
 def recipient_check(cert_bytes: bytes, now: datetime | None = None) -> RecipientCheck:
-    """Return the check of ``cert_bytes`` that holds at ``now``, from the cache or made now.
+    """Return the check of ``cert_bytes`` that is valid at ``now``, from the cache or made now.
 
     ``cert_bytes`` is a binary or armored certificate. Raises :class:`PacketError` when the certificate cannot be read.
     """
@@ -270,7 +270,7 @@ def recipient_check(cert_bytes: bytes, now: datetime | None = None) -> Recipient
     digest = certificate_digest(cert_bytes)
     with _checks_lock:
         cached = _checks.get(digest)
-    if cached is not None and cached.holds_at(now):
+    if cached is not None and cached.is_valid_at(now):
         return cached
     check = _make_recipient_check(cert_bytes, digest, now)
     remember_recipient_checks([check])
@@ -294,7 +294,7 @@ def _make_recipient_check(cert_bytes: bytes, digest: str, now: datetime) -> Reci
     )
     # Every moment at which the verdict may change: a key or signature is
     # created or expires. Key expiry is counted from every key's creation,
-    # which can only add moments and so only shortens how long a check holds.
+    # which can only add moments and so only shortens how long a check is valid.
     moments = [key.created for key in keys]
     for signature in signatures:
         moments.extend(moment for moment in (signature.created, signature.expiration) if moment)
@@ -541,7 +541,7 @@ def decrypt(
         if max_plaintext is not None and key.secret is not None:
             _check_expansion(data, key.secret, max_plaintext, recipient_ids)
         # One pass decrypts and checks the signatures. pysequoia raises when
-        # no signature is valid (also for unsigned messages); then a second
+        # no signature is valid, also for unsigned messages. Then a second
         # pass without signature checks gives the plaintext or the error.
         lookup = _Lookup(certificates_for)
         try:
@@ -576,7 +576,7 @@ def _check_expansion(data: bytes, secret: bytes, limit: int, recipient_ids: list
         size = expanded_size(data, secret, limit)
     except Tampered as exc:
         raise DecryptionError(
-            "tampered", f"the message was modified after encryption ({exc}); it was discarded",
+            "tampered", f"the message was modified after encryption ({exc}), so it was discarded",
             recipient_ids,
         ) from None
     if size is None:
@@ -639,7 +639,7 @@ def _bounded_size(data: bytes, secret: bytes, limit: int) -> int | None:
     if child.returncode == 2:
         return None
     logger.warning(
-        "measuring an encrypted message ended with status %d; counted as too large",
+        "measuring an encrypted message ended with status %d, so it counts as too large",
         child.returncode,
     )
     return limit + 1
@@ -765,7 +765,7 @@ def _failed_signatures(
 def _issuer_results(
     lookup: _Lookup, valid: Sequence, structure_error: bool
 ) -> list[SignatureResult]:
-    """Return one result per issuer that pysequoia asked ``lookup`` for."""
+    """Return one result per issuer that pysequoia requested from ``lookup``."""
     results = []
     for issuer in dict.fromkeys(lookup.requested):
         match = next((sig for sig in valid if _names(issuer, sig.signing_key, sig.certificate)), None)

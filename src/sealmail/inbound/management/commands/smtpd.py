@@ -53,7 +53,7 @@ class Command(BaseCommand):
             controller.start()
         except OSError as exc:
             raise CommandError(
-                f"cannot listen on {host}:{port}: {exc.strerror or exc}; stop the program "
+                f"cannot listen on {host}:{port}: {exc.strerror or exc}. Stop the program "
                 "that uses this address or set SEALMAIL_SMTPD_ADDR to a free one"
             ) from None
         logger.info(

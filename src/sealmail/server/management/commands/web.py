@@ -26,7 +26,7 @@ class Command(BaseCommand):
                 workers = int(value)
             except ValueError:
                 raise CommandError(
-                    f"SEALMAIL_WEB_WORKERS={value!r} is not a number; set it to the "
+                    f"SEALMAIL_WEB_WORKERS={value!r} is not a number. Set it to the "
                     "number of gunicorn worker processes, such as 2"
                 ) from None
         if workers < 1:

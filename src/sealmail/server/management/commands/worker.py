@@ -10,8 +10,8 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from sealmail.core.allocator import keep_freed_memory
 from sealmail.server.supervisor import Child, supervise
 
-# How long an idle consumer thread waits at most before it looks for work
-# again; Huey's default of 10 s would delay a confirmation mail that long.
+# Maximum wait in seconds of an idle consumer thread before it polls the
+# queue again. Huey's default of 10 s would delay a confirmation mail that long.
 MAX_POLL_DELAY = 1.0
 
 
@@ -28,8 +28,8 @@ def default_processes() -> int:
         processes = int(value)
     except ValueError:
         raise CommandError(
-            f"SEALMAIL_WORKER_PROCESSES={value!r} is not a number; "
-            "set it to the number of worker processes, such as 2"
+            f"SEALMAIL_WORKER_PROCESSES={value!r} is not a number. "
+            "Set it to the number of worker processes, such as 2"
         ) from None
     check_counts(processes, 1)
     return processes
@@ -42,8 +42,8 @@ def default_threads() -> int:
         return int(value)
     except ValueError:
         raise CommandError(
-            f"SEALMAIL_WORKER_THREADS={value!r} is not a number; "
-            "set it to the number of threads per worker process, such as 4"
+            f"SEALMAIL_WORKER_THREADS={value!r} is not a number. "
+            "Set it to the number of threads per worker process, such as 4"
         ) from None
 
 
