@@ -80,6 +80,13 @@ def run_relay(
     context.load_cert_chain(certfile, keyfile)
 
     class Handler:
+        async def handle_EHLO(self, server, session, envelope, hostname, responses):
+            # aiosmtpd handles pipelined commands in order but does not say
+            # so; relays such as Postfix and Exim announce PIPELINING.
+            session.host_name = hostname
+            responses.insert(-1, "250-PIPELINING")
+            return responses
+
         async def handle_DATA(self, server, session, envelope):
             head = envelope.original_content[:4096]
             with accepted.get_lock():

@@ -39,11 +39,19 @@ class Received:
 
 
 class RecordingHandler:
-    def __init__(self) -> None:
+    def __init__(self, *, pipelining: bool = True) -> None:
+        self.pipelining = pipelining
         self.received: list[Received] = []
         self.data_replies: deque[str] = deque()
         self.rcpt_replies: deque[str] = deque()
         self.lock = threading.Lock()
+
+    async def handle_EHLO(self, server, session, envelope, hostname, responses):
+        # aiosmtpd reads pipelined commands in order but does not announce it.
+        session.host_name = hostname
+        if self.pipelining:
+            responses.insert(-1, "250-PIPELINING")
+        return responses
 
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
         with self.lock:
@@ -78,8 +86,9 @@ class LoopbackRelay:
         starttls: bool = True,
         implicit_tls: bool = False,
         credentials: tuple[str, str] | None = None,
+        pipelining: bool = True,
     ) -> None:
-        self.handler = RecordingHandler()
+        self.handler = RecordingHandler(pipelining=pipelining)
         self.port = free_port()
         self.ca = trustme.CA()
         self.cafile = tmp / "relay-ca.pem"

@@ -54,7 +54,9 @@ from sealmail.outbox.policy import (
     requires_encryption,
 )
 from sealmail.outbox.transport import (
+    Delivered,
     DeliveryFailure,
+    Envelope,
     PermanentFailure,
     TemporaryFailure,
     Transport,
@@ -565,56 +567,63 @@ def _send(
         for message in ready:
             outcomes[_retry(message, now, error, log=False)].append(message)
         return outcomes
+    sendable = []
+    for message in ready:
+        assert message.composed is not None
+        if requires_encryption(message, message.contact) and (
+            Format(message.format) not in ENCRYPTED_FORMATS
+        ):
+            # prepare() recomposes such rows; this guards against a bug there.
+            error = "not sent: plaintext for a contact with encryption on"
+            outcomes[_fail(message, now, error)].append(message)
+            continue
+        sendable.append(message)
+    envelopes = [
+        Envelope(settings.SEALMAIL_FROM, message.to_address, bytes(message.composed))
+        for message in sendable
+    ]
+    done = 0
     with session:
-        for index, message in enumerate(ready):
+        for message, outcome in zip(sendable, session.send_all(envelopes)):
+            done += 1
             now = timezone.now()
             message.updated = now
-            assert message.composed is not None
-            if requires_encryption(message, message.contact) and (
-                Format(message.format) not in ENCRYPTED_FORMATS
-            ):
-                # prepare() recomposes such rows; this guards against a bug there.
-                error = "not sent: plaintext for a contact with encryption on"
-                outcomes[_fail(message, now, error)].append(message)
+            if isinstance(outcome, Delivered):
+                _mark_sent(message, outcome, now)
+                outcomes["sent"].append(message)
                 continue
-            try:
-                delivered = session.send(
-                    settings.SEALMAIL_FROM, message.to_address, bytes(message.composed)
-                )
-            except PermanentFailure as exc:
+            message.relay_reply = outcome.reply
+            if isinstance(outcome, PermanentFailure):
                 message.attempts += 1
-                message.relay_reply = exc.reply
-                outcomes[
-                    _fail(message, now, f"rejected by the relay: {exc.reply}")
-                ].append(message)
-                continue
-            except TemporaryFailure as exc:
-                message.relay_reply = exc.reply
-                outcomes[_retry(message, now, exc.reply)].append(message)
-                if exc.connection_lost:
-                    rest = ready[index + 1 :]
-                    if rest:
-                        logger.warning(
-                            "connection lost; %d more message(s) wait for a retry",
-                            len(rest),
-                        )
-                    for other in rest:
-                        other.updated = now
-                        outcomes[_retry(other, now, exc.reply, log=False)].append(other)
-                    break
-                continue
-            message.status = Status.SENT
-            message.attempts += 1
-            message.last_attempt = now
-            message.sent_at = now
-            message.relay_reply = delivered.reply
-            message.tls_protocol = delivered.tls_protocol
-            message.tls_cipher = delivered.tls_cipher
-            message.error = ""
-            message.lease_until = None
-            message.lease_token = ""
-            outcomes["sent"].append(message)
+                error = f"rejected by the relay: {outcome.reply}"
+                outcomes[_fail(message, now, error)].append(message)
+            else:
+                outcomes[_retry(message, now, outcome.reply)].append(message)
+            if outcome.connection_lost:
+                break
+    rest = sendable[done:]
+    if rest:
+        logger.warning(
+            "connection lost; %d more message(s) wait for a retry", len(rest)
+        )
+        error = "the connection to the relay was lost before this message was sent"
+        for other in rest:
+            other.updated = now
+            outcomes[_retry(other, now, error, log=False)].append(other)
     return outcomes
+
+
+def _mark_sent(message: OutboxMessage, delivered: Delivered, now: datetime) -> None:
+    message.status = Status.SENT
+    message.attempts += 1
+    message.last_attempt = now
+    message.sent_at = now
+    message.relay_reply = delivered.reply
+    message.tls_protocol = delivered.tls_protocol
+    message.tls_cipher = delivered.tls_cipher
+    message.error = ""
+    message.lease_until = None
+    message.lease_token = ""
 
 
 def _schedule_retries(messages: list[OutboxMessage]) -> None:
