@@ -216,7 +216,9 @@ def _resolve_recipients(payload: MessageIn) -> list[Contact]:
     if numbers:
         customers: dict[str, Customer] = {}
         for chunk in _chunks(numbers):
-            for customer in Customer.objects.filter(account_number__in=chunk):
+            for customer in Customer.objects.filter(
+                account_number__in=chunk
+            ).defer("created", "updated"):
                 customers[customer.account_number] = customer
         missing_numbers = [number for number in numbers if number not in customers]
         if missing_numbers:

@@ -44,6 +44,8 @@ MAX_ATTACHMENTS = 20
 MAX_SUBJECT_CHARS = 400
 MAX_BODY_CHARS = 2 * 1024 * 1024
 INSERT_BATCH = 500
+# Field types whose database value is the Python value (str, int or None).
+PLAIN_FIELD_TYPES = {"CharField", "TextField", "ForeignKey"}
 
 CONTENT_TYPE = re.compile(
     r"^[a-z0-9][a-z0-9!#$&^_.+-]{0,126}/[a-z0-9][a-z0-9!#$&^_.+-]{0,126}$"
@@ -190,10 +192,18 @@ def contacts_of(
         )
     # The keys are not loaded: the worker decides at send time, and a
     # certificate and its stored check for every recipient slowed bulk calls.
-    queryset = Contact.objects.filter(customer__in=customers).select_related("customer")
+    # Each contact gets the given customer object instead of a second copy
+    # from a join.
+    by_id = {customer.pk: customer for customer in customers}
+    queryset = Contact.objects.filter(customer_id__in=list(by_id)).defer(
+        "created", "updated"
+    )
     if role is not None:
         queryset = queryset.filter(role=role)
     contacts = list(queryset.order_by("customer_id", "id"))
+    customer_field = Contact._meta.get_field("customer")
+    for contact in contacts:
+        customer_field.set_cached_value(contact, by_id[contact.customer_id])
     found = {contact.customer_id for contact in contacts}
     empty = [c.account_number for c in customers if c.pk not in found]
     if empty:
@@ -477,29 +487,34 @@ def enqueue_bulk_checked(
                 idempotency_key=idempotency_key,
                 request_hash=request_hash,
             )
-            stored_attachments = _store_blobs(attachments)
+            shared = {
+                "category": category,
+                "explicit_address": to_address is not None,
+                "recipient_key_id": recipient_key.pk if recipient_key else None,
+                "attachments": _store_blobs(attachments),
+                "in_reply_to": in_reply_to or "",
+                "references": references,
+                "next_attempt": now,
+                "sensitive": sensitive,
+            }
             rows = [
-                OutboxMessage(
-                    request=request,
-                    contact=contact,
-                    customer_id=contact.customer_id,
-                    category=category,
-                    to_address=to_address or contact.address,
-                    explicit_address=to_address is not None,
-                    recipient_key=recipient_key,
-                    subject=row_subject,
-                    text=row_text,
-                    html=row_html,
-                    attachments=stored_attachments,
-                    message_id=_message_id(),
-                    in_reply_to=in_reply_to or "",
-                    references=references,
-                    next_attempt=now,
-                    sensitive=sensitive,
-                )
+                {
+                    "contact_id": contact.pk,
+                    "customer_id": contact.customer_id,
+                    "to_address": to_address or contact.address,
+                    "subject": row_subject,
+                    "text": row_text,
+                    "html": row_html,
+                    "message_id": _message_id(),
+                }
                 for contact, row_subject, row_text, row_html in rendered_rows
             ]
-            messages = insert_messages(request, rows)
+            messages = insert_messages(request, shared, rows)
+            contact_field = OutboxMessage._meta.get_field("contact")
+            for message, (contact, *_content) in zip(messages, rendered_rows):
+                contact_field.set_cached_value(message, contact)
+                if recipient_key is not None:
+                    message.recipient_key = recipient_key
             ids = [message.pk for message in messages]
             transaction.on_commit(lambda: schedule_delivery(ids))
     except IntegrityError:
@@ -521,38 +536,52 @@ def enqueue_bulk_checked(
 
 
 def insert_messages(
-    request: SendRequest, rows: list[OutboxMessage]
+    request: SendRequest, shared: dict[str, Any], rows: list[dict[str, Any]]
 ) -> list[OutboxMessage]:
-    """Insert ``rows`` of ``request`` with ``executemany`` and set their ids.
+    """Insert one message of ``request`` per entry of ``rows``; return them with ids.
 
-    ``bulk_create`` compiles every value of every row in Python, and SQLite's
-    999-parameter limit splits the rows into statements of a few dozen. One
-    parameterized INSERT run per row is several times faster. The ids come
-    back from one SELECT by the request, matched on the unique Message-ID.
+    ``shared`` maps field attnames to the values that every row has. Each
+    entry of ``rows`` maps the attnames that differ per row to that row's
+    values, with the same keys in each entry.
+    Other fields get their defaults. ``bulk_create`` compiles every value of
+    every row in Python, and SQLite's 999-parameter limit splits the rows
+    into statements of a few dozen. One parameterized INSERT run per row,
+    with the shared values converted once, is several times faster. The ids
+    come back from one SELECT by the request, matched on the unique
+    Message-ID.
     """
     meta = OutboxMessage._meta
     quote = connection.ops.quote_name
     now = timezone.now()
+    shared = {"request_id": request.pk, "created": now, "updated": now, **shared}
+    varying = set(rows[0]) if rows else set()
     fields = [field for field in meta.concrete_fields if not field.primary_key]
     sql = (
         f"INSERT INTO {quote(meta.db_table)} "
         f"({', '.join(quote(field.column) for field in fields)}) "
         f"VALUES ({', '.join(['%s'] * len(fields))})"
     )
-    for row in rows:
-        row.created = row.updated = now
-    # Most values are the same object in every row (the category, the
-    # timestamps, the attachment list), so each is converted once.
-    prepared: dict[tuple[int, int], Any] = {}
+    template: list[Any] = []  # Python values, in column order
+    prepared: list[Any] = []  # the same, converted for the database
+    converters = []  # (column index, attname, field or None when no conversion)
+    for index, field in enumerate(fields):
+        if field.attname in varying:
+            template.append(None)
+            prepared.append(None)
+            plain = field.get_internal_type() in PLAIN_FIELD_TYPES
+            converters.append((index, field.attname, None if plain else field))
+            continue
+        value = shared[field.attname] if field.attname in shared else field.get_default()
+        template.append(value)
+        prepared.append(field.get_db_prep_save(value, connection))
     params = []
     for row in rows:
-        values = []
-        for index, field in enumerate(fields):
-            value = getattr(row, field.attname)
-            key = (index, id(value))
-            if key not in prepared:
-                prepared[key] = field.get_db_prep_save(value, connection)
-            values.append(prepared[key])
+        values = prepared.copy()
+        for index, attname, field in converters:
+            value = row[attname]
+            values[index] = (
+                value if field is None else field.get_db_prep_save(value, connection)
+            )
         params.append(values)
     with connection.cursor() as cursor:
         for start in range(0, len(params), INSERT_BATCH):
@@ -560,11 +589,18 @@ def insert_messages(
     ids = dict(
         OutboxMessage.objects.filter(request=request).values_list("message_id", "id")
     )
+    messages = []
     for row in rows:
-        row.pk = ids[row.message_id]
-        row._state.adding = False
-        row._state.db = connection.alias
-    return rows
+        values = template.copy()
+        for index, attname, _field in converters:
+            values[index] = row[attname]
+        # Positional arguments in field order skip the keyword path of
+        # Model.__init__, which looks up every field's default.
+        message = OutboxMessage(ids[row["message_id"]], *values)
+        message._state.adding = False
+        message._state.db = connection.alias
+        messages.append(message)
+    return messages
 
 
 def _existing_request(
