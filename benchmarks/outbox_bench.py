@@ -106,6 +106,50 @@ def run_relay(
         time.sleep(3600)
 
 
+def start_smtp_sink(port: int) -> subprocess.Popen[bytes]:
+    """Start Postfix's smtp-sink on 127.0.0.1:``port``; it accepts every message.
+
+    smtp-sink is written in C and announces PIPELINING but not STARTTLS,
+    so sealmail sends to it without TLS (opportunistic mode).
+    """
+    return subprocess.Popen(
+        ["smtp-sink", "-u", "nobody", f"127.0.0.1:{port}", "256"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
+def count_sent(database_url: str | None, data_dir: Path) -> tuple[int, int]:
+    """Return (rows marked sent, of which PGP/MIME) in the instance's outbox."""
+    sql = (
+        "SELECT COUNT(*), COALESCE(SUM(CASE WHEN format = 'pgpmime' THEN 1 ELSE 0 END), 0) "
+        "FROM outbox_outboxmessage WHERE status = 'sent'"
+    )
+    if database_url:
+        import psycopg
+
+        with psycopg.connect(database_url) as connection:
+            sent, encrypted = connection.execute(sql).fetchone()
+    else:
+        import sqlite3
+
+        with sqlite3.connect(data_dir / "sealmail.sqlite3", timeout=30) as connection:
+            sent, encrypted = connection.execute(sql).fetchone()
+    return int(sent), int(encrypted)
+
+
+def wait_until_sent(
+    count: int, database_url: str | None, data_dir: Path, timeout: float = 600
+) -> float | None:
+    """Poll the outbox until ``count`` rows are sent; return the monotonic time."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if count_sent(database_url, data_dir)[0] >= count:
+            return time.monotonic()
+        time.sleep(0.02)
+    return None
+
+
 # --- instance setup, run inside the instance's environment -------------------
 
 
@@ -335,6 +379,7 @@ def run_config(
     tmp: Path,
     certificates: Path,
     template: bool,
+    relay_kind: str = "aiosmtpd",
 ) -> Result:
     import trustme
 
@@ -376,20 +421,27 @@ def run_config(
     context = multiprocessing.get_context("spawn")
     accepted, encrypted = context.Value("i", 0), context.Value("i", 0)
     done, done_at = context.Event(), context.Value("d", 0.0)
-    relay = context.Process(
-        target=run_relay,
-        args=(
-            relay_port,
-            str(certfile),
-            str(keyfile),
-            count,
-            accepted,
-            encrypted,
-            done,
-            done_at,
-        ),
-    )
-    relay.start()
+    if relay_kind == "smtp-sink":
+        relay = None
+        sink = start_smtp_sink(relay_port)
+        relay_pid = sink.pid
+    else:
+        sink = None
+        relay = context.Process(
+            target=run_relay,
+            args=(
+                relay_port,
+                str(certfile),
+                str(keyfile),
+                count,
+                accepted,
+                encrypted,
+                done,
+                done_at,
+            ),
+        )
+        relay.start()
+        relay_pid = relay.pid
     processes: list[subprocess.Popen[bytes]] = []
     try:
         web = subprocess.Popen(
@@ -447,15 +499,24 @@ def run_config(
             created = json.load(response)
         api_seconds = time.monotonic() - started
         assert len(created["messages"]) == count
-        if not done.wait(timeout=600):
+        if sink is not None:
+            finished = wait_until_sent(count, database_url, instance / "data")
+            if finished is None:
+                raise SystemExit(f"{name}: not all {count} messages sent in 600 s")
+            total_seconds = finished - started
+            accepted.value, encrypted.value = count_sent(
+                database_url, instance / "data"
+            )
+        elif not done.wait(timeout=600):
             raise SystemExit(
                 f"{name}: only {accepted.value} of {count} accepted in 600 s"
             )
-        total_seconds = done_at.value - started
+        else:
+            total_seconds = done_at.value - started
         peaks = [peak_rss_mb(pid) for pid in consumers]
         cpu = {
             "worker": sum(cpu_seconds(pid) for pid in consumers),
-            "relay": cpu_seconds(relay.pid),
+            "relay": cpu_seconds(relay_pid),
             "web": sum(cpu_seconds(pid) for pid in process_tree(web.pid)),
         }
     finally:
@@ -466,8 +527,12 @@ def run_config(
                 process.wait(timeout=20)
             except subprocess.TimeoutExpired:
                 process.kill()
-        relay.terminate()
-        relay.join(timeout=10)
+        if relay is not None:
+            relay.terminate()
+            relay.join(timeout=10)
+        if sink is not None:
+            sink.terminate()
+            sink.wait(timeout=10)
     status = json.loads(run(env, str(Path(__file__).resolve()), "_report"))
     return Result(
         name,
@@ -519,13 +584,22 @@ def main() -> None:
         default="redis://127.0.0.1:6379/12",
         help="an empty Redis database, flushed after use",
     )
+    parser.add_argument(
+        "--relay",
+        choices=["aiosmtpd", "smtp-sink"],
+        default="aiosmtpd",
+        help="the loopback relay: aiosmtpd with STARTTLS (Python, the default) "
+        "or Postfix's smtp-sink (C, no TLS; the clock stops when the outbox "
+        "has marked every message sent)",
+    )
     args = parser.parse_args()
     check_loopback(args.postgres, "--postgres")
     check_loopback(args.redis, "--redis")
 
     print(
         f"machine: {platform.machine()}, {os.cpu_count()} CPUs, Python "
-        f"{platform.python_version()}, load average {os.getloadavg()[0]:.1f}"
+        f"{platform.python_version()}, load average {os.getloadavg()[0]:.1f}, "
+        f"relay {args.relay}"
     )
     results = []
     with tempfile.TemporaryDirectory(prefix="sealmail-bench-") as tmp:
@@ -559,6 +633,7 @@ def main() -> None:
                     tmp=Path(tmp),
                     certificates=certificates,
                     template=name == "default-template",
+                    relay_kind=args.relay,
                 )
             finally:
                 if database_url:

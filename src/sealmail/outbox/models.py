@@ -69,6 +69,19 @@ class SendRequest(models.Model):
     request_hash = models.CharField(
         max_length=64, blank=True, help_text="SHA-256 of the request content"
     )
+    recipients = models.PositiveIntegerField(
+        default=0, help_text="messages the request creates, one per recipient"
+    )
+    complete = models.BooleanField(
+        default=True,
+        help_text="false while a large request is still storing its messages "
+        "in chunks, or after it failed midway",
+    )
+    lease_until = models.DateTimeField(
+        null=True,
+        blank=True,
+        help_text="an incomplete request belongs to the call storing it until then",
+    )
     created = models.DateTimeField(auto_now_add=True)
 
     class Meta:

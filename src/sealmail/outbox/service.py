@@ -14,12 +14,15 @@ import logging
 import re
 import uuid
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
 from django.db import IntegrityError, connection, transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from sealmail.contacts.models import Contact, ContactKey, Customer
@@ -44,6 +47,12 @@ MAX_ATTACHMENTS = 20
 MAX_SUBJECT_CHARS = 400
 MAX_BODY_CHARS = 2 * 1024 * 1024
 INSERT_BATCH = 500
+# A request with more recipients commits its messages in chunks of this
+# many, so the worker starts delivering before the whole request is stored.
+COMMIT_CHUNK = 1000
+# How long an incomplete request belongs to the call storing it; a repeat
+# after that takes over and stores the rest.
+REQUEST_LEASE = timedelta(minutes=2)
 # Field types whose database value is the Python value (str, int or None).
 PLAIN_FIELD_TYPES = {"CharField", "TextField", "ForeignKey"}
 
@@ -77,6 +86,12 @@ class EnqueueError(ValueError):
 
 class IdempotencyConflict(EnqueueError):
     """The idempotency key was already used for a different request."""
+
+    status = 409
+
+
+class RequestInProgress(EnqueueError):
+    """Another call with the same idempotency key is still storing its messages."""
 
     status = 409
 
@@ -468,6 +483,19 @@ def enqueue_bulk_checked(
     }
     request_hash = _request_hash(contacts, content, attachments)
 
+    writer = _RequestWriter(
+        shared={
+            "category": category,
+            "explicit_address": to_address is not None,
+            "recipient_key_id": recipient_key.pk if recipient_key else None,
+            "in_reply_to": in_reply_to or "",
+            "references": references,
+            "sensitive": sensitive,
+        },
+        attachments=attachments,
+        to_address=to_address,
+        recipient_key=recipient_key,
+    )
     if idempotency_key is not None:
         _check_no_nul(idempotency_key, "idempotency_key")
         idempotency_key = idempotency_key.strip()
@@ -477,46 +505,24 @@ def enqueue_bulk_checked(
             )
         existing = _existing_request(source, idempotency_key, request_hash)
         if existing is not None:
-            return existing, True
+            return _repeat(existing, writer, rendered_rows)
 
-    now = timezone.now()
+    chunks = [
+        rendered_rows[start : start + COMMIT_CHUNK]
+        for start in range(0, len(rendered_rows), COMMIT_CHUNK)
+    ]
     try:
         with transaction.atomic():
+            single = len(chunks) == 1
             request = SendRequest.objects.create(
                 source=source,
                 idempotency_key=idempotency_key,
                 request_hash=request_hash,
+                recipients=len(rendered_rows),
+                complete=single,
+                lease_until=None if single else timezone.now() + REQUEST_LEASE,
             )
-            shared = {
-                "category": category,
-                "explicit_address": to_address is not None,
-                "recipient_key_id": recipient_key.pk if recipient_key else None,
-                "attachments": _store_blobs(attachments),
-                "in_reply_to": in_reply_to or "",
-                "references": references,
-                "next_attempt": now,
-                "sensitive": sensitive,
-            }
-            rows = [
-                {
-                    "contact_id": contact.pk,
-                    "customer_id": contact.customer_id,
-                    "to_address": to_address or contact.address,
-                    "subject": row_subject,
-                    "text": row_text,
-                    "html": row_html,
-                    "message_id": _message_id(),
-                }
-                for contact, row_subject, row_text, row_html in rendered_rows
-            ]
-            messages = insert_messages(request, shared, rows)
-            contact_field = OutboxMessage._meta.get_field("contact")
-            for message, (contact, *_content) in zip(messages, rendered_rows):
-                contact_field.set_cached_value(message, contact)
-                if recipient_key is not None:
-                    message.recipient_key = recipient_key
-            ids = [message.pk for message in messages]
-            transaction.on_commit(lambda: schedule_delivery(ids))
+            messages = writer.insert(request, chunks[0])
     except IntegrityError:
         if idempotency_key is None:
             raise
@@ -524,7 +530,11 @@ def enqueue_bulk_checked(
         existing = _existing_request(source, idempotency_key, request_hash)
         if existing is None:
             raise
-        return existing, True
+        return _repeat(existing, writer, rendered_rows)
+    if len(chunks) > 1:
+        messages += writer.store_rest(
+            request, rendered_rows[len(chunks[0]) :], stored=len(messages)
+        )
     logger.info(
         "enqueued request %d: %d message(s), category %s, source %s",
         request.pk,
@@ -533,6 +543,143 @@ def enqueue_bulk_checked(
         source,
     )
     return messages, False
+
+
+RenderedRow = tuple[Contact, str, str | None, str | None]
+
+
+@dataclass
+class _RequestWriter:
+    """Store the messages of one request, one committed transaction per chunk.
+
+    The worker starts on a chunk as soon as it commits, so a large request
+    is delivered while the rest is still being stored. Until the last chunk
+    commits, the request is marked incomplete, with a lease that the storing
+    call renews per chunk. A repeat of a request whose call failed midway
+    stores only the missing recipients (see :func:`_repeat`).
+    """
+
+    shared: dict[str, Any]
+    attachments: Sequence[Attachment]
+    to_address: str | None
+    recipient_key: ContactKey | None
+    stored_attachments: list[dict[str, Any]] | None = None
+
+    def insert(
+        self, request: SendRequest, chunk: Sequence[RenderedRow]
+    ) -> list[OutboxMessage]:
+        """Insert one message per row of ``chunk``; queue them when the transaction commits."""
+        if self.stored_attachments is None:
+            self.stored_attachments = _store_blobs(self.attachments)
+        shared = {
+            **self.shared,
+            "attachments": self.stored_attachments,
+            "next_attempt": timezone.now(),
+        }
+        rows = [
+            {
+                "contact_id": contact.pk,
+                "customer_id": contact.customer_id,
+                "to_address": self.to_address or contact.address,
+                "subject": row_subject,
+                "text": row_text,
+                "html": row_html,
+                "message_id": _message_id(),
+            }
+            for contact, row_subject, row_text, row_html in chunk
+        ]
+        messages = insert_messages(request, shared, rows)
+        contact_field = OutboxMessage._meta.get_field("contact")
+        for message, (contact, *_content) in zip(messages, chunk, strict=True):
+            contact_field.set_cached_value(message, contact)
+            if self.recipient_key is not None:
+                message.recipient_key = self.recipient_key
+        ids = [message.pk for message in messages]
+        transaction.on_commit(lambda: schedule_delivery(ids))
+        return messages
+
+    def store_rest(
+        self, request: SendRequest, rows: Sequence[RenderedRow], stored: int
+    ) -> list[OutboxMessage]:
+        """Insert ``rows`` in committed chunks, then mark ``request`` complete.
+
+        ``stored`` is the number of the request's messages stored before.
+        """
+        chunks = [
+            rows[start : start + COMMIT_CHUNK]
+            for start in range(0, len(rows), COMMIT_CHUNK)
+        ]
+        messages: list[OutboxMessage] = []
+        try:
+            for index, chunk in enumerate(chunks):
+                with transaction.atomic():
+                    messages += self.insert(request, chunk)
+                    if index < len(chunks) - 1:
+                        SendRequest.objects.filter(pk=request.pk).update(
+                            lease_until=timezone.now() + REQUEST_LEASE
+                        )
+                    else:
+                        _mark_complete(request)
+            if not chunks:
+                _mark_complete(request)
+        except Exception:
+            logger.exception(
+                "request %d failed after storing %d of its %d message(s); the "
+                "stored ones are queued, and a repeat with the same idempotency "
+                "key stores the rest",
+                request.pk,
+                stored + len(messages),
+                request.recipients,
+            )
+            raise
+        return messages
+
+
+def _mark_complete(request: SendRequest) -> None:
+    SendRequest.objects.filter(pk=request.pk).update(complete=True, lease_until=None)
+    request.complete = True
+    request.lease_until = None
+
+
+def _repeat(
+    request: SendRequest, writer: _RequestWriter, rendered_rows: Sequence[RenderedRow]
+) -> tuple[list[OutboxMessage], bool]:
+    """Return the messages of a repeated request, storing missing ones first.
+
+    A request is missing messages when the call that stored it failed
+    midway. Returns the messages and whether the request was complete
+    already.
+    Raises :class:`RequestInProgress` while another call still stores it.
+    """
+    if not request.complete:
+        now = timezone.now()
+        claimed = (
+            SendRequest.objects.filter(pk=request.pk, complete=False)
+            .filter(Q(lease_until__isnull=True) | Q(lease_until__lt=now))
+            .update(lease_until=now + REQUEST_LEASE)
+        )
+        request.refresh_from_db(fields=["complete", "lease_until"])
+        if claimed:
+            stored = set(request.messages.values_list("contact_id", flat=True))
+            missing = [row for row in rendered_rows if row[0].pk not in stored]
+            logger.info(
+                "request %d repeated after it stopped midway; storing the "
+                "missing %d of %d message(s)",
+                request.pk,
+                len(missing),
+                request.recipients,
+            )
+            writer.store_rest(request, missing, stored=len(stored))
+            return list(request.messages.order_by("id")), False
+        if not request.complete:
+            raise RequestInProgress(
+                "idempotency_key",
+                f"a call with idempotency_key {request.idempotency_key!r} is still "
+                f"storing its {request.recipients} messages; repeat this call "
+                "after it has finished",
+            )
+    logger.info("request %d repeated with its idempotency key", request.pk)
+    return list(request.messages.order_by("id")), True
 
 
 def insert_messages(
@@ -586,8 +733,12 @@ def insert_messages(
     with connection.cursor() as cursor:
         for start in range(0, len(params), INSERT_BATCH):
             cursor.executemany(sql, params[start : start + INSERT_BATCH])
+    # COMMIT_CHUNK keeps the IN list within SQLite's default limit of 32,766
+    # parameters (SQLite 3.32 and later; Debian 12 ships 3.40).
     ids = dict(
-        OutboxMessage.objects.filter(request=request).values_list("message_id", "id")
+        OutboxMessage.objects.filter(
+            request=request, message_id__in=[row["message_id"] for row in rows]
+        ).values_list("message_id", "id")
     )
     messages = []
     for row in rows:
@@ -605,7 +756,7 @@ def insert_messages(
 
 def _existing_request(
     source: str, idempotency_key: str, request_hash: str
-) -> list[OutboxMessage] | None:
+) -> SendRequest | None:
     request = SendRequest.objects.filter(
         source=source, idempotency_key=idempotency_key
     ).first()
@@ -617,8 +768,7 @@ def _existing_request(
             f"idempotency_key {idempotency_key!r} was already used for a different "
             "message; use a new key for new content",
         )
-    logger.info("request %d repeated with its idempotency key", request.pk)
-    return list(request.messages.order_by("id"))
+    return request
 
 
 def schedule_delivery(ids: Sequence[int]) -> None:
