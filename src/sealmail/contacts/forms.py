@@ -15,6 +15,7 @@ from sealmail.contacts import ratelimit
 from sealmail.contacts.models import Contact
 from sealmail.core.errors import KeyRejected
 from sealmail.core.pgp.inspect import MAX_INPUT_BYTES, KeyReport, inspect_key
+from sealmail.project.proxies import client_address
 
 logger = logging.getLogger(__name__)
 
@@ -150,12 +151,3 @@ class RateLimitedLoginForm(AuthenticationForm):
 
 class RateLimitedAdminLoginForm(RateLimitedLoginForm, AdminAuthenticationForm):
     """The staff admin's login form, with the same lockout as the portal's."""
-
-
-def client_address(request: Any) -> str | None:
-    """Return the client address of ``request`` as the web server saw it.
-
-    NOTE: behind a reverse proxy this is the proxy's address; the proxy
-    must then pass the client address in REMOTE_ADDR.
-    """
-    return request.META.get("REMOTE_ADDR") or None

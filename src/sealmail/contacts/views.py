@@ -28,7 +28,7 @@ from sealmail.contacts.changes import (
     ChangeNotFound,
     ChangeRejected,
 )
-from sealmail.contacts.forms import ContactForm, client_address
+from sealmail.contacts.forms import ContactForm
 from sealmail.contacts.mail import fingerprint_groups
 from sealmail.contacts.models import AuditEvent, Contact, PendingChange
 from sealmail.core.errors import KeyRejected, KeyStoreError
@@ -40,6 +40,7 @@ from sealmail.notifications.keys import (
     RefreshStatus,
     refresh_key,
 )
+from sealmail.project.proxies import client_address
 
 logger = logging.getLogger(__name__)
 
