@@ -307,6 +307,54 @@ def test_mode_change_applies_at_once(alice_client, world, sent) -> None:
     assert AuditEvent.objects.filter(kind="mode_changed").exists()
 
 
+def test_mode_change_keeps_encryption(alice_client, world, gpg_keys, sent) -> None:
+    contact = world["acme_contact"]
+    _activate(alice_client, contact, gpg_keys["alice_public"].decode(), sent)
+    key = contact.active_key
+    calls = len(sent.calls)
+    response = paste(alice_client, contact, mode="inline")
+    assert response.status_code == 302
+    contact.refresh_from_db()
+    assert contact.mode == Contact.Mode.INLINE
+    assert contact.encryption == Contact.Encryption.ACTIVE
+    assert contact.active_key == key
+    assert len(sent.calls) == calls
+
+
+def test_encryption_off_with_mode_change_still_confirmed(
+    alice_client, world, gpg_keys, sent
+) -> None:
+    contact = world["acme_contact"]
+    _activate(alice_client, contact, gpg_keys["alice_public"].decode(), sent)
+    key = contact.active_key
+    response = paste(alice_client, contact, mode="inline", remove_key="on")
+    assert response.status_code == 302
+    contact.refresh_from_db()
+    assert contact.mode == Contact.Mode.INLINE
+    assert contact.encryption == Contact.Encryption.ACTIVE
+    assert contact.active_key == key
+    confirmation = sent.last()
+    assert confirmation["to_address"] == "alice@customer.test"
+    assert confirmation["recipient_key"] == key
+
+
+def test_encryption_off_with_unusable_key_rejected(
+    alice_client, world, gpg_keys, sent
+) -> None:
+    contact = world["acme_contact"]
+    _activate(alice_client, contact, gpg_keys["alice_public"].decode(), sent)
+    Contact.objects.filter(pk=contact.pk).update(
+        encryption=Contact.Encryption.KEY_PROBLEM
+    )
+    calls = len(sent.calls)
+    response = paste(alice_client, contact, remove_key="on")
+    assert response.status_code == 400
+    assert b"cannot send the confirmation" in response.content
+    contact.refresh_from_db()
+    assert contact.encryption == Contact.Encryption.KEY_PROBLEM
+    assert len(sent.calls) == calls
+
+
 def test_wkd_refresh_checkbox_explained(alice_client, world) -> None:
     contact = world["acme_contact"]
     body = alice_client.get(reverse("contacts:update", args=[contact.pk])).content
