@@ -112,6 +112,9 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "huey.contrib.djhuey",
+    # Serves the API docs page with Swagger UI from the static files instead
+    # of a CDN, which the Content-Security-Policy would block.
+    "ninja",
     "sealmail.keys",
     "sealmail.contacts",
     "sealmail.outbox",
@@ -123,6 +126,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "sealmail.project.csp.ContentSecurityPolicyMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
