@@ -102,3 +102,49 @@ def test_settings_follow_environment(tmp_path):
     assert output[1] == "PriorityRedisHuey smtp://relay.internal:25"
     assert output[2] == "support@isp.example,sales@isp.example,accounts@isp.example"
     assert (Path(tmp_path) / "secret_key").exists()
+
+
+def test_trusted_proxies_off_by_default(monkeypatch):
+    monkeypatch.delenv("SEALMAIL_TRUSTED_PROXIES", raising=False)
+    assert environment.env_networks("SEALMAIL_TRUSTED_PROXIES") == []
+
+
+def test_trusted_proxies_parsed(monkeypatch):
+    monkeypatch.setenv("SEALMAIL_TRUSTED_PROXIES", " 10.0.0.5, 10.1.0.0/24,,fd00::/8 ")
+    parsed = environment.env_networks("SEALMAIL_TRUSTED_PROXIES")
+    assert [str(network) for network in parsed] == [
+        "10.0.0.5/32",
+        "10.1.0.0/24",
+        "fd00::/8",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("10.0.0.300", r"'10\.0\.0\.300', which is not an IP address or CIDR network"),
+        ("proxy.internal", r"'proxy\.internal', which is not an IP address"),
+        ("10.0.0.5, 10.0.0.1/24", r"'10\.0\.0\.1/24'.*host bits set.*10\.0\.0\.0/24"),
+        ("0.0.0.0/0", r"'0\.0\.0\.0/0', which matches every address"),
+        ("::/0", r"'::/0', which matches every address"),
+    ],
+)
+def test_bad_trusted_proxy_named(monkeypatch, value, message):
+    monkeypatch.setenv("SEALMAIL_TRUSTED_PROXIES", value)
+    expected = rf"SEALMAIL_TRUSTED_PROXIES contains {message}"
+    with pytest.raises(ImproperlyConfigured, match=expected):
+        environment.env_networks("SEALMAIL_TRUSTED_PROXIES")
+
+
+def test_bad_trusted_proxy_fails_at_start(tmp_path):
+    env = dict(
+        os.environ,
+        SEALMAIL_DATA_DIR=str(tmp_path),
+        SEALMAIL_TRUSTED_PROXIES="10.0.0.5,10.0.0.256",
+        DJANGO_SETTINGS_MODULE="sealmail.project.settings",
+    )
+    command = [sys.executable, "-m", "django", "check"]
+    result = subprocess.run(command, env=env, capture_output=True, text=True)
+    assert result.returncode != 0
+    assert "ImproperlyConfigured" in result.stderr
+    assert "SEALMAIL_TRUSTED_PROXIES contains '10.0.0.256'" in result.stderr

@@ -19,6 +19,9 @@ from sealmail.core.pgp.inspect import inspect_key
 
 pytestmark = pytest.mark.db_backends
 
+CHECKED_WKD_REFRESH = re.compile(
+    r'<input type="checkbox" name="wkd_refresh"[^>]* checked>'
+)
 LINK = re.compile(r"https?://[^/\s]+/(confirm|cancel)/(\d+)/([A-Za-z0-9_-]+)/")
 
 
@@ -302,6 +305,122 @@ def test_mode_change_applies_at_once(alice_client, world, sent) -> None:
     assert contact.mode == Contact.Mode.INLINE
     assert sent.calls == []
     assert AuditEvent.objects.filter(kind="mode_changed").exists()
+
+
+def test_mode_change_keeps_encryption(alice_client, world, gpg_keys, sent) -> None:
+    contact = world["acme_contact"]
+    _activate(alice_client, contact, gpg_keys["alice_public"].decode(), sent)
+    key = contact.active_key
+    calls = len(sent.calls)
+    response = paste(alice_client, contact, mode="inline")
+    assert response.status_code == 302
+    contact.refresh_from_db()
+    assert contact.mode == Contact.Mode.INLINE
+    assert contact.encryption == Contact.Encryption.ACTIVE
+    assert contact.active_key == key
+    assert len(sent.calls) == calls
+
+
+def test_encryption_off_with_mode_change_still_confirmed(
+    alice_client, world, gpg_keys, sent
+) -> None:
+    contact = world["acme_contact"]
+    _activate(alice_client, contact, gpg_keys["alice_public"].decode(), sent)
+    key = contact.active_key
+    response = paste(alice_client, contact, mode="inline", remove_key="on")
+    assert response.status_code == 302
+    contact.refresh_from_db()
+    assert contact.mode == Contact.Mode.INLINE
+    assert contact.encryption == Contact.Encryption.ACTIVE
+    assert contact.active_key == key
+    confirmation = sent.last()
+    assert confirmation["to_address"] == "alice@customer.test"
+    assert confirmation["recipient_key"] == key
+
+
+def test_encryption_off_with_unusable_key_rejected(
+    alice_client, world, gpg_keys, sent
+) -> None:
+    contact = world["acme_contact"]
+    _activate(alice_client, contact, gpg_keys["alice_public"].decode(), sent)
+    Contact.objects.filter(pk=contact.pk).update(
+        encryption=Contact.Encryption.KEY_PROBLEM
+    )
+    calls = len(sent.calls)
+    response = paste(alice_client, contact, remove_key="on")
+    assert response.status_code == 400
+    assert b"cannot send the confirmation" in response.content
+    contact.refresh_from_db()
+    assert contact.encryption == Contact.Encryption.KEY_PROBLEM
+    assert len(sent.calls) == calls
+
+
+def test_wkd_refresh_checkbox_explained(alice_client, world) -> None:
+    contact = world["acme_contact"]
+    body = alice_client.get(reverse("contacts:update", args=[contact.pk])).content
+    page = body.decode()
+    assert 'name="wkd_refresh"' in page
+    assert "Web Key Directory" in page
+    assert "A different key is never" in page
+    assert not CHECKED_WKD_REFRESH.search(page)
+
+
+def test_wkd_refresh_opt_in_and_out(alice_client, world, sent) -> None:
+    contact = world["acme_contact"]
+    response = paste(alice_client, contact, wkd_refresh="on")
+    assert response.status_code == 302
+    contact.refresh_from_db()
+    assert contact.wkd_refresh is True
+    assert sent.calls == []
+    on = AuditEvent.objects.get(kind=AuditEvent.Kind.WKD_REFRESH_ON)
+    assert on.actor == "alice"
+    page = alice_client.get(response["Location"]).content.decode()
+    assert "Saved." in page
+    assert CHECKED_WKD_REFRESH.search(page)
+    assert "WKD key refresh turned on" in page
+
+    paste(alice_client, contact)
+    contact.refresh_from_db()
+    assert contact.wkd_refresh is False
+    assert AuditEvent.objects.filter(kind=AuditEvent.Kind.WKD_REFRESH_OFF).exists()
+
+
+def test_wkd_refresh_unchanged_not_audited(alice_client, world, sent) -> None:
+    contact = world["acme_contact"]
+    paste(alice_client, contact)
+    assert not AuditEvent.objects.filter(
+        kind__in=[AuditEvent.Kind.WKD_REFRESH_ON, AuditEvent.Kind.WKD_REFRESH_OFF]
+    ).exists()
+
+
+def test_wkd_refresh_saved_beside_key_change(
+    alice_client, world, gpg_keys, sent
+) -> None:
+    contact = world["acme_contact"]
+    response = paste(
+        alice_client,
+        contact,
+        wkd_refresh="on",
+        key_text=gpg_keys["alice_public"].decode(),
+    )
+    assert response.status_code == 302
+    contact.refresh_from_db()
+    assert contact.wkd_refresh is True
+    assert contact.encryption == Contact.Encryption.PENDING
+    assert PendingChange.objects.filter(contact=contact).exists()
+
+
+def test_wkd_refresh_not_saved_by_check(alice_client, world, gpg_keys, sent) -> None:
+    contact = world["acme_contact"]
+    paste(
+        alice_client,
+        contact,
+        wkd_refresh="on",
+        key_text=gpg_keys["alice_public"].decode(),
+        action="check",
+    )
+    contact.refresh_from_db()
+    assert contact.wkd_refresh is False
 
 
 @pytest.mark.parametrize(

@@ -279,3 +279,70 @@ def test_auth_pages_use_portal_layout(path: str, db) -> None:
     body = Client().get(path).content.decode()
     assert "sealmail/site.css" in body
     assert "Django administration" not in body
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/",
+        "/keys/",
+        "/provider-keys.asc",
+        "/accounts/login/",
+        "/accounts/password_reset/",
+        "/accounts/password_reset/done/",
+        "/accounts/reset/MQ/bad-token/",
+        "/confirm/1/not-a-token/",
+        "/no-such-page/",
+    ],
+)
+def test_public_pages_send_portal_policy(path: str, db) -> None:
+    from sealmail.project.csp import PORTAL_POLICY
+
+    response = Client().get(path)
+    assert response["Content-Security-Policy"] == PORTAL_POLICY
+
+
+def test_logged_in_pages_send_portal_policy(alice_client, world) -> None:
+    from sealmail.project.csp import PORTAL_POLICY
+
+    contact = world["acme_contact"]
+    for path in ["/", reverse("contacts:update", args=[contact.pk])]:
+        response = alice_client.get(path)
+        assert response.status_code == 200
+        assert response["Content-Security-Policy"] == PORTAL_POLICY
+    foreign = reverse("contacts:update", args=[world["beta_contact"].pk])
+    other = alice_client.get(foreign)
+    assert other.status_code == 404
+    assert other["Content-Security-Policy"] == PORTAL_POLICY
+
+
+def test_portal_policy_is_strict() -> None:
+    from sealmail.project.csp import PORTAL_POLICY
+
+    directives = dict(
+        directive.strip().split(" ", 1) for directive in PORTAL_POLICY.split(";")
+    )
+    assert directives["default-src"] == "'self'"
+    assert directives["frame-ancestors"] == "'none'"
+    assert directives["form-action"] == "'self'"
+    assert directives["base-uri"] == "'none'"
+    assert "script-src" not in directives  # falls back to default-src 'self'
+    assert "unsafe" not in PORTAL_POLICY
+
+
+def test_staff_pages_keep_own_policy(
+    alice_client, world, django_user_model
+) -> None:
+    from sealmail.inbound.views import CONTENT_SECURITY_POLICY
+
+    staff = django_user_model.objects.create_user(
+        "agent", password=PASSWORD, is_staff=True
+    )
+    client = Client()
+    client.force_login(staff)
+    response = client.get(reverse("staff:tickets"))
+    assert response.status_code == 200
+    assert response["Content-Security-Policy"] == CONTENT_SECURITY_POLICY
+    denied = alice_client.get(reverse("staff:tickets"))
+    assert denied.status_code == 403
+    assert denied["Content-Security-Policy"] == CONTENT_SECURITY_POLICY

@@ -5,9 +5,17 @@ from __future__ import annotations
 import pysequoia
 import pytest
 
+from sealmail.core.pgp.packets import (
+    TAG_PUBLIC_KEY,
+    TAG_PUBLIC_SUBKEY,
+    TAG_SIGNATURE,
+    TAG_USER_ID,
+    read_packets,
+)
 from sealmail.keys import wkd
 from sealmail.keys.wkd import WkdClient, WkdError
 from tests.notifications.wkd_server import WkdServer
+from tests.peers.gnupg import GnuPG
 
 
 def generate(*user_ids: str) -> pysequoia.Tsk:
@@ -270,3 +278,79 @@ def test_client_drops_secret_key_material(server):
     with pytest.raises(WkdError) as excinfo:
         client.lookup("gina@customer.test")
     assert excinfo.value.reason == "malformed"
+
+
+# One address per lookup: the served copy carries only that address's user IDs.
+
+
+def wkd_copy(client, local: str) -> bytes:
+    digest = wkd.local_part_hash(local)
+    response = client.get(f"/.well-known/openpgpkey/provider.test/hu/{digest}")
+    assert response.status_code == 200
+    return response.content
+
+
+def test_wkd_copy_has_only_looked_up_user_id(client, provider):
+    served = pysequoia.Cert.from_bytes(wkd_copy(client, "support"))
+    assert [str(user_id) for user_id in served.user_ids] == ["support@provider.test"]
+    assert served.fingerprint == provider.fingerprint
+
+
+def test_wkd_copy_keeps_keys_and_bindings(client, provider):
+    full = read_packets(bytes(provider))
+    served = read_packets(wkd_copy(client, "billing"))
+    assert [packet.tag for packet in full] == [
+        TAG_PUBLIC_KEY, TAG_USER_ID, TAG_SIGNATURE, TAG_USER_ID, TAG_SIGNATURE,
+        TAG_PUBLIC_SUBKEY, TAG_SIGNATURE,
+    ]  # fmt: skip
+    assert served == [full[0], full[1], full[2], full[5], full[6]]
+
+
+def test_gnupg_sees_only_looked_up_user_id(client, provider, tmp_path):
+    gpg = GnuPG(tmp_path / "gnupg")
+    gpg.import_key(wkd_copy(client, "billing"))
+    listing = gpg.run("--with-colons", "--check-sigs").stdout.decode()
+    records = [line.split(":") for line in listing.splitlines()]
+    user_ids = [fields[9] for fields in records if fields[0] == "uid"]
+    assert user_ids == ["Billing <billing@provider.test>"]
+    assert "support@provider.test" not in listing
+    subkeys = [fields for fields in records if fields[0] == "sub"]
+    assert len(subkeys) == 1
+    assert "e" in subkeys[0][11]  # the encryption subkey is usable
+    # "!" in field 2 of a sig record: gpg checked the signature and it is good.
+    signatures = [fields[1] for fields in records if fields[0] == "sig"]
+    assert signatures == ["!", "!"]  # user ID self-signature, subkey binding
+
+
+def test_gnupg_verifies_provider_signature_with_wkd_copy(client, provider, tmp_path):
+    from sealmail.core.pgp.ops import sign_detached
+    from sealmail.keys.store import get_keystore
+
+    gpg = GnuPG(tmp_path / "gnupg")
+    gpg.import_key(wkd_copy(client, "support"))
+    data = b"Your invoice for December\r\n"
+    signature = sign_detached(data, get_keystore().signer())
+    result = gpg.verify_detached(data, signature.armored, tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert any(
+        line.startswith(f"VALIDSIG {provider.fingerprint.upper()}")
+        for line in result.status
+    )
+    goodsig = [line for line in result.status if line.startswith("GOODSIG")]
+    key_id = provider.fingerprint.upper()[-16:]
+    assert goodsig == [f"GOODSIG {key_id} support@provider.test"]
+
+
+def test_wkd_filters_every_matching_key(client, provider):
+    from sealmail.keys.store import get_keystore
+
+    second = get_keystore().rotate(["Support <support@provider.test>"])
+    certs = pysequoia.Cert.split_bytes(wkd_copy(client, "support"))
+    assert sorted(cert.fingerprint for cert in certs) == sorted(
+        [provider.fingerprint, second.fingerprint]
+    )
+    for cert in certs:
+        assert len(cert.user_ids) == 1
+    assert client.get(
+        f"/.well-known/openpgpkey/provider.test/hu/{wkd.local_part_hash('billing')}"
+    ).status_code == 200

@@ -14,6 +14,10 @@ from sealmail.contacts.api_customers import router as customers_router
 from sealmail.inbound.api import router as tickets_router
 from sealmail.notifications.api import router as notifications_router
 from sealmail.outbox.api import router as messages_router
+from sealmail.project.csp import PORTAL_POLICY, content_security_policy
+
+# Swagger UI's stylesheet draws its icons as data: URLs.
+API_DOCS_POLICY = PORTAL_POLICY + "; img-src 'self' data:"
 
 api = NinjaAPI(
     title="sealmail API",
@@ -25,6 +29,7 @@ api = NinjaAPI(
     ),
     auth=TokenAuth(),
     urls_namespace="api",
+    docs_decorator=content_security_policy(API_DOCS_POLICY),
 )
 
 

@@ -17,8 +17,9 @@ from django.template.loader import render_to_string
 from django.urls import path, reverse_lazy
 
 from sealmail.contacts import mail, ratelimit
-from sealmail.contacts.forms import RateLimitedLoginForm, client_address
+from sealmail.contacts.forms import RateLimitedLoginForm
 from sealmail.contacts.models import Contact
+from sealmail.project.proxies import client_address
 
 logger = logging.getLogger(__name__)
 

@@ -23,11 +23,12 @@ from sealmail.api.auth import TokenAuth
 from sealmail.api.models import ApiToken
 from sealmail.contacts import changes
 from sealmail.contacts.changes import Actor, ChangeError, RateLimited
-from sealmail.contacts.forms import KEY_MAX_BYTES, client_address
+from sealmail.contacts.forms import KEY_MAX_BYTES
 from sealmail.contacts.mail import fingerprint_groups
 from sealmail.contacts.models import Contact, PendingChange
 from sealmail.core.errors import KeyRejected
 from sealmail.core.pgp.inspect import inspect_key
+from sealmail.project.proxies import client_address
 
 logger = logging.getLogger(__name__)
 

@@ -197,6 +197,26 @@ def change_mode(contact: Contact, mode: str, actor: Actor) -> None:
     logger.info("contact %s mode changed to %s", contact.pk, mode)
 
 
+def set_wkd_refresh(contact: Contact, enabled: bool, actor: Actor) -> None:
+    """Turn the daily WKD lookup of the contact's key on or off at once.
+
+    Neither direction needs a confirmation round, because the lookup applies
+    only copies with the confirmed key's fingerprint (see
+    ``sealmail.notifications.wkd_refresh``).
+    """
+    if enabled == contact.wkd_refresh:
+        return
+    contact.wkd_refresh = enabled
+    contact.save(update_fields=["wkd_refresh", "updated"])
+    if enabled:
+        audit(AuditEvent.Kind.WKD_REFRESH_ON, contact, actor)
+    else:
+        audit(AuditEvent.Kind.WKD_REFRESH_OFF, contact, actor)
+    logger.info(
+        "contact %s WKD refresh turned %s", contact.pk, "on" if enabled else "off"
+    )
+
+
 def request_change(
     contact: Contact,
     *,

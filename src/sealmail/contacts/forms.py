@@ -15,6 +15,7 @@ from sealmail.contacts import ratelimit
 from sealmail.contacts.models import Contact
 from sealmail.core.errors import KeyRejected
 from sealmail.core.pgp.inspect import MAX_INPUT_BYTES, KeyReport, inspect_key
+from sealmail.project.proxies import client_address
 
 logger = logging.getLogger(__name__)
 
@@ -25,7 +26,10 @@ LOGIN_WINDOW = timedelta(minutes=15)
 
 
 class ContactForm(forms.Form):
-    """Address, mode and key of one contact; key text is inspected in ``clean``."""
+    """Address, mode, WKD refresh and key of one contact.
+
+    The key text is inspected in ``clean``.
+    """
 
     address = forms.EmailField(max_length=254, label="Email address")
     mode = forms.ChoiceField(
@@ -34,6 +38,15 @@ class ContactForm(forms.Form):
         widget=forms.RadioSelect,
         help_text="PGP/MIME suits most mail programs. Choose inline PGP only if yours "
         "cannot read PGP/MIME.",
+    )
+    wkd_refresh = forms.BooleanField(
+        required=False,
+        label="Refresh my key from my domain's Web Key Directory",
+        help_text="Once a day we look up your address in the Web Key Directory of "
+        "your mail domain. A newer copy of your confirmed key found there (a new "
+        "expiry date, a new subkey or a revocation) is applied without a "
+        "confirmation round, and we mail you a notice. A different key is never "
+        "used: we mail you about it instead.",
     )
     key_text = forms.CharField(
         required=False,
@@ -150,12 +163,3 @@ class RateLimitedLoginForm(AuthenticationForm):
 
 class RateLimitedAdminLoginForm(RateLimitedLoginForm, AdminAuthenticationForm):
     """The staff admin's login form, with the same lockout as the portal's."""
-
-
-def client_address(request: Any) -> str | None:
-    """Return the client address of ``request`` as the web server saw it.
-
-    NOTE: behind a reverse proxy this is the proxy's address; the proxy
-    must then pass the client address in REMOTE_ADDR.
-    """
-    return request.META.get("REMOTE_ADDR") or None

@@ -204,6 +204,8 @@ class AuditEvent(models.Model):
         NOTICE_SENT = "notice_sent", "Change notice sent"
         MODE_CHANGED = "mode_changed", "Mode changed"
         KEY_REJECTED = "key_rejected", "Key rejected"
+        WKD_REFRESH_ON = "wkd_refresh_on", "WKD key refresh turned on"
+        WKD_REFRESH_OFF = "wkd_refresh_off", "WKD key refresh turned off"
 
     customer = models.ForeignKey(
         Customer, null=True, on_delete=models.SET_NULL, related_name="audit_events"

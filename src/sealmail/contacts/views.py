@@ -28,7 +28,7 @@ from sealmail.contacts.changes import (
     ChangeNotFound,
     ChangeRejected,
 )
-from sealmail.contacts.forms import ContactForm, client_address
+from sealmail.contacts.forms import ContactForm
 from sealmail.contacts.mail import fingerprint_groups
 from sealmail.contacts.models import AuditEvent, Contact, PendingChange
 from sealmail.core.errors import KeyRejected, KeyStoreError
@@ -40,6 +40,7 @@ from sealmail.notifications.keys import (
     RefreshStatus,
     refresh_key,
 )
+from sealmail.project.proxies import client_address
 
 logger = logging.getLogger(__name__)
 
@@ -101,7 +102,11 @@ def contact_update(request: HttpRequest, pk: int) -> HttpResponse:
         .select_related("new_key")
         .first()
     )
-    initial = {"address": contact.address, "mode": contact.mode}
+    initial = {
+        "address": contact.address,
+        "mode": contact.mode,
+        "wkd_refresh": contact.wkd_refresh,
+    }
     if request.method == "POST":
         form = ContactForm(
             request.POST, request.FILES, contact=contact, initial=initial
@@ -207,6 +212,7 @@ def _save_contact(
     data = form.cleaned_data
     actor = actor_for(request)
     changes.change_mode(contact, data["mode"], actor)
+    changes.set_wkd_refresh(contact, data["wkd_refresh"], actor)
     wants_confirmation = (
         data["key_report"] is not None
         or data.get("remove_key")

@@ -19,6 +19,7 @@ from django.views.decorators.http import require_POST
 from sealmail.inbound.models import InboundMessage, MessagePart, Ticket
 from sealmail.inbound.rendering import sanitise_html
 from sealmail.inbound.security import message_badges, part_badges
+from sealmail.project.csp import content_security_policy
 
 logger = logging.getLogger(__name__)
 
@@ -30,18 +31,19 @@ CONTENT_SECURITY_POLICY = (
 
 
 def staff_required(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
-    """Require a logged-in, active staff user (403 for other users)."""
+    """Require a logged-in, active staff user (403 for other users).
+
+    The view's responses carry the ticket queue's Content-Security-Policy.
+    """
 
     @login_required
     @wraps(view)
     def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
         if not (request.user.is_active and request.user.is_staff):
             raise PermissionDenied("the ticket queue is for staff only")
-        response = view(request, *args, **kwargs)
-        response["Content-Security-Policy"] = CONTENT_SECURITY_POLICY
-        return response
+        return view(request, *args, **kwargs)
 
-    return wrapper
+    return content_security_policy(CONTENT_SECURITY_POLICY)(wrapper)
 
 
 @staff_required

@@ -96,7 +96,8 @@ def wkd_key(
 
     The advanced layout names the domain in the path; the direct layout takes
     it from the Host header. The ``l`` parameter is not needed, because the
-    hash identifies the address.
+    hash identifies the address. Each certificate carries only the user IDs
+    of the address looked up.
     """
     domain = _wkd_domain(domain if domain is not None else _host_domain(request))
     if not WKD_DIGEST.match(digest):
@@ -104,9 +105,8 @@ def wkd_key(
     certs = wkd.certificates_for(_certificates(), domain, digest)
     if not certs:
         raise Http404("no key for this address")
-    response = HttpResponse(
-        b"".join(bytes(cert) for cert in certs), content_type="application/octet-stream"
-    )
+    body = b"".join(wkd.published_certificate(cert, domain, digest) for cert in certs)
+    response = HttpResponse(body, content_type="application/octet-stream")
     response["Access-Control-Allow-Origin"] = "*"
     return response
 

@@ -27,6 +27,8 @@ from urllib.parse import quote
 
 import pysequoia
 
+from sealmail.core.pgp.certfilter import keep_user_ids
+
 logger = logging.getLogger(__name__)
 
 ZBASE32_ALPHABET = "ybndrfg8ejkmcpqxot1uwisza345h769"
@@ -115,30 +117,51 @@ def wkd_paths(address: str) -> WkdPaths:
     )
 
 
+def _address_of(user_id: str) -> str | None:
+    """Return the mail address in ``user_id`` with a lower-cased domain, if any."""
+    _, address = parseaddr(user_id)
+    local, at, domain = address.rpartition("@")
+    if at and local and domain:
+        return f"{local}@{domain.lower()}"
+    return None
+
+
 def addresses_of(cert: pysequoia.Cert) -> list[str]:
     """Return the mail addresses in ``cert``'s user IDs, lower-cased domains."""
-    addresses = []
-    for user_id in cert.user_ids:
-        _, address = parseaddr(str(user_id))
-        local, at, domain = address.rpartition("@")
-        if at and local and domain:
-            addresses.append(f"{local}@{domain.lower()}")
-    return addresses
+    addresses = (_address_of(str(user_id)) for user_id in cert.user_ids)
+    return [address for address in addresses if address is not None]
+
+
+def _matches(address: str | None, domain: str, digest: str) -> bool:
+    if address is None:
+        return False
+    local, _, address_domain = address.rpartition("@")
+    return address_domain == domain.lower() and local_part_hash(local) == digest
 
 
 def certificates_for(
     certs: Iterable[pysequoia.Cert], domain: str, digest: str
 ) -> list[pysequoia.Cert]:
     """Select the certificates with a user ID whose address hashes to ``digest`` at ``domain``."""
-    domain = domain.lower()
-    selected = []
-    for cert in certs:
-        for address in addresses_of(cert):
-            local, _, cert_domain = address.rpartition("@")
-            if cert_domain == domain and local_part_hash(local) == digest:
-                selected.append(cert)
-                break
-    return selected
+    return [
+        cert
+        for cert in certs
+        if any(_matches(address, domain, digest) for address in addresses_of(cert))
+    ]
+
+
+def published_certificate(cert: pysequoia.Cert, domain: str, digest: str) -> bytes:
+    """Return binary ``cert`` with only the user IDs of the looked-up address.
+
+    This is the copy WKD publishes, so a lookup for one address does not
+    reveal the provider's other addresses on the same key. Every key, subkey
+    and their binding signatures stay, so the certificate still verifies.
+    Raises :class:`~sealmail.core.pgp.packets.PacketError` when no user ID
+    of ``cert`` matches.
+    """
+    return keep_user_ids(
+        bytes(cert), lambda user_id: _matches(_address_of(user_id), domain, digest)
+    )
 
 
 class _NoRedirect(urllib.request.HTTPRedirectHandler):

@@ -6,6 +6,7 @@ and the expected form, so a typo fails at start-up rather than later.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import secrets
 from pathlib import Path
@@ -123,6 +124,50 @@ def env_addr(name: str, default: str) -> tuple[str, int]:
             "for example 127.0.0.1:8000 or [::1]:8000"
         )
     return host.strip("[]"), int(port)
+
+
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def env_networks(name: str) -> list[IPNetwork]:
+    """Parse comma-separated IP addresses and CIDR networks from ``name``.
+
+    A bare address becomes a network of one address. Raises
+    ``ImproperlyConfigured`` for an entry that is no address or network, for
+    a network written with host bits set and for a network of every address.
+    """
+    value = os.environ.get(name, "")
+    networks = []
+    for item in value.split(","):
+        entry = item.strip()
+        if not entry:
+            continue
+        try:
+            network = ipaddress.ip_network(entry)
+        except ValueError:
+            raise ImproperlyConfigured(_network_error(name, entry)) from None
+        if network.prefixlen == 0:
+            raise ImproperlyConfigured(
+                f"{name} contains {entry!r}, which matches every address, so any "
+                "client could set its own address; list only your proxies' "
+                "addresses or networks, like 10.0.0.5 or 10.0.0.0/24"
+            )
+        networks.append(network)
+    return networks
+
+
+def _network_error(name: str, entry: str) -> str:
+    try:
+        network = ipaddress.ip_network(entry, strict=False)
+    except ValueError:
+        return (
+            f"{name} contains {entry!r}, which is not an IP address or CIDR network; "
+            "give comma-separated entries like 10.0.0.5, 10.0.0.0/24 or fd00::/8"
+        )
+    return (
+        f"{name} contains {entry!r}, a network with host bits set; "
+        f"write its network address, {network}"
+    )
 
 
 def role_addresses(value: str, sender: str) -> list[str]:

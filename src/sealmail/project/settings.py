@@ -19,6 +19,7 @@ from sealmail.project.environment import (
     env_int,
     env_int_list,
     env_mapping,
+    env_networks,
     ensure_secret_key,
     huey_from_url,
     role_addresses,
@@ -98,6 +99,10 @@ for _domain in SEALMAIL_WKD_DOMAINS:
         if _host not in ALLOWED_HOSTS:
             ALLOWED_HOSTS.append(_host)
 CSRF_TRUSTED_ORIGINS = [SEALMAIL_BASE_URL]
+# Reverse proxies in front of `sealmail web`. Only a request whose peer is one
+# of them has its client address taken from X-Forwarded-For, as
+# sealmail.project.proxies describes. An empty list trusts no proxy.
+SEALMAIL_TRUSTED_PROXIES = env_networks("SEALMAIL_TRUSTED_PROXIES")
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -107,6 +112,9 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "huey.contrib.djhuey",
+    # Serves the API docs page with Swagger UI from the static files instead
+    # of a CDN, which the Content-Security-Policy would block.
+    "ninja",
     "sealmail.keys",
     "sealmail.contacts",
     "sealmail.outbox",
@@ -118,6 +126,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "sealmail.project.csp.ContentSecurityPolicyMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
