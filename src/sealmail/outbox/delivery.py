@@ -229,11 +229,22 @@ def claim(ids: Sequence[int], now: datetime) -> list[OutboxMessage]:
     )
     if not claimed:
         return []
+    # Only the fields that the policy and the composer read are loaded.
+    unused = [
+        "created",
+        "contact__created",
+        "contact__updated",
+        "contact__wkd_refresh",
+        *(
+            f"{key}__{name}"
+            for key in ("contact__active_key", "recipient_key")
+            for name in ("version", "algorithm", "user_ids", "key_created", "added")
+        ),
+    ]
     return list(
         OutboxMessage.objects.filter(id__in=ids, lease_token=token)
-        .select_related(
-            "contact", "contact__active_key", "contact__customer", "recipient_key"
-        )
+        .select_related("contact", "contact__active_key", "recipient_key")
+        .defer(*unused)
         .order_by("id")
     )
 
