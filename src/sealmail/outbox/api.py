@@ -265,7 +265,12 @@ def create_messages(request: HttpRequest, payload: MessageIn):
 
     Returns 201 with one id per recipient contact, or 200 with the first
     call's ids when ``idempotency_key`` was used before with the same
-    content. Errors name the ``field`` and explain how to fix it.
+    content. A call with more than 1,000 recipients commits them in chunks
+    of 1,000, and delivery starts with the first chunk. If such a call
+    fails midway, the stored messages go out, and a repeat with the same
+    ``idempotency_key`` stores only the rest; while the first call is
+    still storing, a repeat gets 409. Errors name the ``field`` and
+    explain how to fix it.
     """
     # Token names have up to 100 characters, like the source column.
     source = f"api:{request.auth.name}"[:100]
