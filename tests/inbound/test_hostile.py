@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import base64
+import zlib
 
+import pysequoia
 import pytest
 
+from sealmail.core.pgp import packets as pk
 from sealmail.inbound import processing
 from sealmail.inbound.models import InboundMessage
+from sealmail.inbound.security import part_badges
 from sealmail.inbound.smtp import store_raw
 from tests.inbound import shapes
 from tests.inbound.conftest import register
+from tests.pgp.crafted import encrypt_packets, packet_bytes
 
 pytestmark = pytest.mark.db_backends
 
@@ -322,3 +327,208 @@ def test_signature_of_other_customer_under_foreign_from(gnupg):
     assert message.ticket.customer_id == victim.pk
     [part] = [part for part in message.parts.all() if part.signatures]
     assert part.signatures[0]["status"] == "good"
+
+
+def _signed_packets(peer, data: bytes) -> list[pk.RawPacket]:
+    """Return the one-pass signature, literal and signature packets of ``data`` signed by ``peer``."""
+    signed = peer.gpg.run(
+        "--sign", "--compress-algo", "none", "--local-user", peer.fingerprint, input=data
+    ).stdout
+    packets = pk.read_packets(signed)
+    assert [packet.tag for packet in packets] == [
+        pk.TAG_ONE_PASS_SIGNATURE,
+        pk.TAG_LITERAL,
+        pk.TAG_SIGNATURE,
+    ]
+    return packets
+
+
+def _nested(one_pass: pk.RawPacket) -> pk.RawPacket:
+    """Clear the nested flag of a one-pass signature, so that another one follows it."""
+    return pk.RawPacket(one_pass.tag, one_pass.body[:-1] + b"\x00")
+
+
+def _armored(binary: bytes) -> bytes:
+    return pysequoia.armor(binary, pysequoia.ArmorKind.Message).encode()
+
+
+@pytest.mark.parametrize("compressed", [False, True], ids=["uncompressed", "compressed"])
+@pytest.mark.parametrize("failing", ["other data", "flipped byte"])
+def test_second_failing_signature_by_same_key(gnupg, provider_keys, compressed, failing):
+    """A good and a failing signature by one key: both listed, neither counts as verified."""
+    one_pass, literal, signature = _signed_packets(gnupg, shapes.text_entity(SECRET))
+    if failing == "other data":
+        outer_one_pass, _, bad = _signed_packets(
+            gnupg, shapes.text_entity("Pay 900 EUR to DE00 1234.\n")
+        )
+    else:
+        damaged = bytearray(signature.body)
+        damaged[-5] ^= 0x01  # inside the signature value
+        outer_one_pass, bad = one_pass, pk.RawPacket(pk.TAG_SIGNATURE, bytes(damaged))
+    inner = b"".join(
+        packet.serialize()
+        for packet in [_nested(outer_one_pass), one_pass, literal, signature, bad]
+    )
+    if compressed:
+        inner = packet_bytes(pk.TAG_COMPRESSED, b"\x02" + zlib.compress(inner))
+    provider = bytes(pysequoia.Cert.from_bytes(provider_keys.current))
+    ciphertext = _armored(encrypt_packets(provider, inner))
+
+    message = deliver(
+        shapes.headers(gnupg.address, "signed twice") + shapes.encrypted_entity(ciphertext)
+    )
+    part = message.parts.get()
+    fingerprint = gnupg.fingerprint.lower()
+    assert part.encryption == "decrypted"
+    assert "hunter2" in part.text
+    assert sorted((s["status"], s["signer_fingerprint"]) for s in part.signatures) == [
+        ("bad", fingerprint),
+        ("good", fingerprint),
+    ]
+    assert message.signed_by_customer is False
+    badges = part_badges(part)
+    assert [badge.level for badge in badges if "signature" in badge.text] == ["bad", "bad"]
+    assert any(badge.text.startswith("Not verified:") for badge in badges)
+
+
+def test_cleartext_failing_second_signature(gnupg):
+    text = b"Please cancel my order.\n"
+    clearsigned = gnupg.clearsign(text)
+    other = gnupg.clearsign(b"Change my bank account to DE00 1234.\n")
+    marker = b"-----BEGIN PGP SIGNATURE-----"
+    signatures = [
+        pk.read_packets(pk.dearmor(block[block.index(marker) :]).data)[0]
+        for block in (clearsigned, other)
+    ]
+    both = pysequoia.armor(
+        b"".join(signature.serialize() for signature in signatures),
+        pysequoia.ArmorKind.Signature,
+    ).encode()
+    body = clearsigned[: clearsigned.index(marker)] + both
+    message = deliver(
+        shapes.headers(gnupg.address, "cleartext")
+        + shapes.text_entity(body.decode())
+    )
+    part = message.parts.get()
+    assert [s["status"] for s in part.signatures] == ["good", "bad"]
+    assert message.signed_by_customer is False
+
+
+def test_pgp_mime_two_messages_decrypted_apart(gnupg, provider_keys):
+    first = gnupg.encrypt(shapes.text_entity("First message.\n"), provider_keys.current)
+    second = gnupg.encrypt(shapes.text_entity("Second message.\n"), provider_keys.current)
+    message = deliver(
+        shapes.headers(gnupg.address, "two blocks")
+        + shapes.encrypted_entity(first + second)
+    )
+    parts = list(message.parts.all())
+    assert [part.path for part in parts] == ["1.m1", "1.m2"]
+    assert [part.encryption for part in parts] == ["decrypted", "decrypted"]
+    assert [part.text for part in parts] == ["First message.\r\n", "Second message.\r\n"]
+    assert message.failures == []
+    for part in parts:
+        assert [(s["status"], s["scope"]) for s in part.signatures] == [("good", "part")]
+    assert message.signed_by_customer is False
+    assert any("contains 2 OpenPGP messages" in defect for defect in message.defects)
+
+
+def test_attachment_two_messages_decrypted_apart(gnupg, provider_keys):
+    first = gnupg.encrypt(b"first half", provider_keys.current, sign=False)
+    second = gnupg.encrypt(b"second half", provider_keys.current, sign=False)
+    attachment = (
+        b'Content-Type: application/octet-stream; name="notes.txt.asc"\r\n'
+        b'Content-Disposition: attachment; filename="notes.txt.asc"\r\n\r\n'
+        + shapes.crlf(first + second)
+    )
+    raw = shapes.headers(gnupg.address, "two blocks attached") + shapes.multipart(
+        "mixed", [shapes.text_entity("See the file.\n"), attachment], "att-boundary"
+    )
+    message = deliver(raw)
+    files = [part for part in message.parts.all() if part.encryption != "none"]
+    assert [part.encryption for part in files] == ["decrypted", "decrypted"]
+    assert [bytes(part.content) for part in files] == [b"first half", b"second half"]
+    assert [part.filename for part in files] == ["notes.txt", "notes.txt"]
+
+
+def test_inline_two_messages_decrypted_apart(gnupg, provider_keys):
+    first = gnupg.encrypt(b"First.\n", provider_keys.current, sign=False)
+    second = gnupg.encrypt(b"Second.\n", provider_keys.current, sign=False)
+    message = deliver(
+        shapes.headers(gnupg.address, "two inline")
+        + shapes.text_entity((first + second).decode())
+    )
+    parts = list(message.parts.all())
+    assert [part.encryption for part in parts] == ["decrypted", "decrypted"]
+    assert [part.text for part in parts] == ["First.\n", "Second.\n"]
+
+
+def test_attachment_two_binary_messages_refused(gnupg, provider_keys):
+    fingerprint = gnupg._recipient(provider_keys.current)
+    binary = [
+        gnupg.gpg.run("--encrypt", "--recipient", fingerprint, input=text).stdout
+        for text in (b"first half", b"second half")
+    ]
+    attachment = (
+        b'Content-Type: application/octet-stream; name="data.bin.pgp"\r\n'
+        b'Content-Disposition: attachment; filename="data.bin.pgp"\r\n'
+        b"Content-Transfer-Encoding: base64\r\n\r\n"
+        + base64.encodebytes(b"".join(binary)).replace(b"\n", b"\r\n")
+    )
+    raw = shapes.headers(gnupg.address, "two binary") + shapes.multipart(
+        "mixed", [shapes.text_entity("See the file.\n"), attachment], "bin-boundary"
+    )
+    message = deliver(raw)
+    [part] = [part for part in message.parts.all() if part.encryption != "none"]
+    assert part.encryption == "failed"
+    assert part.failure["reason"] == "multiple_messages"
+    assert "more than one OpenPGP message" in part.failure["message"]
+    assert part_badges(part)[0].text.startswith(
+        "Refused: more than one OpenPGP message in one part"
+    )
+
+
+def _seipd_body_offset(binary: bytes) -> int:
+    """Return where the body of the encrypted data packet starts in ``binary``."""
+    offset = 0
+    while True:
+        tag, first = binary[offset] & 0x3F, binary[offset + 1]
+        assert binary[offset] & 0x40, "expected a new-format packet header"
+        assert first < 224 or first == 255, "expected a definite packet length"
+        if first < 192:
+            length, header = first, 2
+        elif first < 224:
+            length, header = ((first - 192) << 8) + binary[offset + 2] + 192, 3
+        else:
+            length, header = int.from_bytes(binary[offset + 2 : offset + 6], "big"), 6
+        if tag == pk.TAG_SEIPD:
+            return offset + header
+        offset += header + length
+
+
+@pytest.mark.parametrize(
+    "where", ["cipher octet", "first chunk", "middle", "final tag"]
+)
+def test_tampered_seipd_v2_refused(gnupg, provider_keys, where):
+    rotated = pysequoia.Cert.from_bytes(provider_keys.rotated)
+    binary = pysequoia.encrypt(shapes.text_entity(SECRET * 20), [rotated], armor=False)
+    outline = pk.outline_message(binary)
+    assert (outline.encrypted_tag, outline.encrypted_version) == (pk.TAG_SEIPD, 2)
+    body = _seipd_body_offset(binary)
+    # The body is: version, cipher, AEAD mode, chunk size, 32 octets of salt, chunks.
+    position = {
+        "cipher octet": body + 1,
+        "first chunk": body + 4 + 32 + 10,
+        "middle": (body + len(binary)) // 2,
+        "final tag": len(binary) - 3,
+    }[where]
+    tampered = bytearray(binary)
+    tampered[position] ^= 0x01
+    message = deliver(
+        shapes.headers(gnupg.address, "tampered v2")
+        + shapes.encrypted_entity(_armored(bytes(tampered)))
+    )
+    part = message.parts.get()
+    assert part.encryption == "failed"
+    assert part.failure["reason"] == "tampered"
+    assert "hunter2" not in _all_text(message)
+    assert part_badges(part)[0].text.startswith("Refused: ciphertext was modified")

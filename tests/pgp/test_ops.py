@@ -134,15 +134,28 @@ def test_compressed_message_with_forged_signature(store, customer_gpg, tmp_path)
     assert [sig.status for sig in result.signatures] == ["unknown_key"]
 
 
-def test_compressed_message_to_protected_key_is_unchecked(tmp_path, customer_gpg):
-    gpg, fingerprint, cert = customer_gpg
+def _protected_store(tmp_path, algorithm: str) -> tuple[KeyStore, GnuPG, str]:
+    """Return a key store with one passphrase-protected key that GnuPG made and exported."""
     provider = GnuPG(tmp_path / "provider")
     provider.run("--passphrase", "pw", "--quick-generate-key", "p@provider.test",
-                 "future-default", "default", "never")
+                 algorithm, "default", "never")
     provider_fpr = provider.fingerprint("p@provider.test")
+    if algorithm.startswith("rsa"):
+        # GnuPG gives an RSA primary key no encryption subkey of its own.
+        provider.run("--quick-add-key", provider_fpr, algorithm, "encr", "never", passphrase="pw")
     secret = provider.run("--armor", "--export-secret-keys", provider_fpr, passphrase="pw").stdout
     store = KeyStore(tmp_path / "keys", environ={"SEALMAIL_KEY_PASSPHRASE": "pw"})
     store.import_key(secret)
+    return store, provider, provider_fpr
+
+
+@pytest.mark.parametrize(
+    ("algorithm", "status"), [("future-default", "good"), ("rsa2048", "unchecked")]
+)
+def test_compressed_message_to_protected_key(tmp_path, customer_gpg, algorithm, status):
+    """A protected Cv25519 subkey is unlocked to check the signature, while RSA stays unchecked."""
+    gpg, fingerprint, cert = customer_gpg
+    store, provider, provider_fpr = _protected_store(tmp_path, algorithm)
     gpg.import_key(provider.export(provider_fpr))
     message = gpg.run(
         "--compress-algo", "zlib", "--encrypt", "--sign", "--recipient", provider_fpr,
@@ -150,7 +163,39 @@ def test_compressed_message_to_protected_key_is_unchecked(tmp_path, customer_gpg
     ).stdout
     result = decrypt(message, store, certificates_for=lambda ids: [cert])
     assert result.plaintext == b"zipped"
-    assert [sig.status for sig in result.signatures] == ["unchecked"]
+    assert [sig.status for sig in result.signatures] == [status]
+
+
+@pytest.mark.parametrize("algorithm", ["future-default", "rsa2048"])
+def test_protected_key_bomb_refused_before_pysequoia(
+    tmp_path, customer_gpg, monkeypatch, algorithm
+):
+    """Cv25519 is unlocked and measured in this process, RSA in a child process."""
+    gpg, _, _ = customer_gpg
+    store, provider, provider_fpr = _protected_store(tmp_path, algorithm)
+    gpg.import_key(provider.export(provider_fpr))
+    bomb = gpg.run(
+        "--compress-algo", "zlib", "--compress-level", "9", "--encrypt",
+        "--recipient", provider_fpr, input=b"\0" * (32 * 1024 * 1024),
+    ).stdout
+    assert len(bomb) < 200_000
+
+    def expand_nothing(*args, **kwargs):
+        raise AssertionError("pysequoia was given the bomb")
+
+    monkeypatch.setattr(pysequoia, "decrypt", expand_nothing)
+    with pytest.raises(DecryptionError) as refused:
+        decrypt(bomb, store, certificates_for=lambda ids: [], max_plaintext=1024 * 1024)
+    assert refused.value.reason == "too_large"
+
+
+def test_unlock_rejects_wrong_passphrase(tmp_path):
+    store, _, _ = _protected_store(tmp_path, "future-default")
+    [key] = store.decryption_keys()
+    assert key.passphrase == "pw"
+    assert len(inner._ecdh_secrets(key.secret, "pw")) == 1
+    assert inner._ecdh_secrets(key.secret, "wrong") == []
+    assert inner._ecdh_secrets(key.secret, None) == []
 
 
 def test_hidden_recipient(store, customer_gpg):
@@ -363,6 +408,43 @@ def test_verify_inline_cleartext(customer_gpg):
     content, results = verify_inline(tampered, certificates_for=lambda ids: [cert])
     assert b"second lime" in content
     assert [r.status for r in results] == ["bad"]
+
+
+def test_cleartext_second_signature_fails(customer_gpg):
+    gpg, fingerprint, cert = customer_gpg
+    marker = b"-----BEGIN PGP SIGNATURE-----"
+    signed = gpg.run("--clearsign", "--local-user", fingerprint, input=b"Pay 10 EUR\n").stdout
+    other = gpg.run("--clearsign", "--local-user", fingerprint, input=b"Pay 99 EUR\n").stdout
+    packets = [pk.dearmor(block[block.index(marker) :]).data for block in (signed, other)]
+    both = pysequoia.armor(b"".join(packets), pysequoia.ArmorKind.Signature).encode()
+    content, results = verify_inline(
+        signed[: signed.index(marker)] + both, certificates_for=lambda ids: [cert]
+    )
+    assert content.rstrip(b"\n") == b"Pay 10 EUR"
+    assert [r.status for r in results] == ["good", "bad"]
+    assert [r.signer_fingerprint for r in results] == [fingerprint.lower()] * 2
+
+
+def test_cleartext_quoting_signature_line(customer_gpg):
+    gpg, fingerprint, cert = customer_gpg
+    text = b"You wrote:\n-----BEGIN PGP SIGNATURE-----\nend of quote\n"
+    signed = gpg.run("--clearsign", "--local-user", fingerprint, input=text).stdout
+    assert b"- -----BEGIN PGP SIGNATURE-----" in signed
+    content, results = verify_inline(signed, certificates_for=lambda ids: [cert])
+    assert content.rstrip(b"\n") == text.rstrip(b"\n")
+    assert [r.status for r in results] == ["good"]
+
+
+@pytest.mark.parametrize("armor", [False, True], ids=["binary", "armored"])
+def test_concatenated_messages_are_named(store, customer_gpg, armor):
+    gpg, _, _ = customer_gpg
+    messages = [
+        gpg.encrypt(text, store.current_fingerprint(), armor=armor) for text in (b"one", b"two")
+    ]
+    with pytest.raises(DecryptionError) as failed:
+        decrypt(b"".join(messages), store, certificates_for=lambda ids: [], max_plaintext=1 << 20)
+    assert failed.value.reason == "multiple_messages"
+    assert "contains 2 OpenPGP messages" in str(failed.value)
 
 
 def test_openpgpjs_reads_provider_messages(store, customer_gpg):

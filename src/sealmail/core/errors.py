@@ -61,12 +61,21 @@ class DecryptionError(SealmailError):
     ``reason`` is a stable code: ``no_key`` (no provider or role key fits),
     ``no_integrity`` (no MDC or AEAD, so the plaintext was discarded),
     ``tampered`` (the integrity check failed), ``too_large`` (the content
-    is larger than allowed, often a compression bomb) or ``malformed``.
+    is larger than allowed, often a compression bomb), ``multiple_messages``
+    (several OpenPGP messages concatenated where one is expected) or
+    ``malformed``.
     ``recipient_key_ids`` lists the hex key IDs the message was encrypted
     to; it is empty when the recipients are hidden.
     """
 
-    REASONS = ("no_key", "no_integrity", "tampered", "too_large", "malformed")
+    REASONS = (
+        "no_key",
+        "no_integrity",
+        "tampered",
+        "too_large",
+        "multiple_messages",
+        "malformed",
+    )
 
     def __init__(
         self,

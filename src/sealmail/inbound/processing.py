@@ -19,6 +19,7 @@ from django.utils import timezone
 from sealmail.core.mime.inbound import (
     ParsedMessage,
     SignatureStatus,
+    contradicted_signers,
     parse_message,
 )
 from sealmail.inbound import rows
@@ -346,10 +347,16 @@ def _match(
     verified with came from ``lookup``, which offers confirmed keys only.
     A From address of another customer's contact wins over the signature,
     so staff never see that customer's mail marked as signed by another.
+    A key that also made a failing signature over the whole message does
+    not count either.
     """
     address = _address(parsed.sender)
     by_address = find_contact(address) if address else None
-    for signature in parsed.whole_message_signatures():
+    signatures = parsed.whole_message_signatures()
+    contradicted = contradicted_signers(
+        (signature.status, signature.signer_fingerprint) for signature in signatures
+    )
+    for signature in signatures:
         if (
             signature.status is not SignatureStatus.GOOD
             or not signature.signer_fingerprint
@@ -357,6 +364,13 @@ def _match(
             continue
         fingerprint = signature.signer_fingerprint.lower()
         if fingerprint not in lookup.offered:
+            continue
+        if fingerprint in contradicted:
+            logger.warning(
+                "key %s made a good and a failing signature over the message, so the "
+                "message is not counted as signed by the customer",
+                fingerprint,
+            )
             continue
         signer = lookup.offered[fingerprint]
         if by_address is not None and by_address[1] != signer[1]:

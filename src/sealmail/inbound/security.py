@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from sealmail.core.mime.inbound import contradicted_signers
 from sealmail.inbound.models import InboundMessage, MessagePart
 
 FAILURE_TEXT = {
@@ -12,6 +13,7 @@ FAILURE_TEXT = {
     "tampered": "Refused: ciphertext was modified",
     "malformed": "Not valid OpenPGP data",
     "too_large": "Refused: decrypted data too large",
+    "multiple_messages": "Refused: more than one OpenPGP message in one part",
 }
 
 
@@ -30,10 +32,22 @@ def _short(fingerprint: str | None) -> str:
     return " ".join(upper[i : i + 4] for i in range(0, len(upper), 4))
 
 
-def signature_badge(signature: dict) -> Badge:
+def signature_badge(signature: dict, contradicted: frozenset[str] = frozenset()) -> Badge:
+    """Return the badge of one stored signature.
+
+    ``contradicted`` contains the signer fingerprints that also made a
+    signature that is not good over the same part (see
+    :func:`~sealmail.core.mime.inbound.contradicted_signers`).
+    """
     status = signature.get("status")
     signer = _short(signature.get("signer_fingerprint") or signature.get("key_id"))
     scope = "whole message" if signature.get("scope") == "message" else "this part only"
+    if status == "good" and (signature.get("signer_fingerprint") or "").lower() in contradicted:
+        return Badge(
+            "bad",
+            f"Not verified: {signer} made this good signature and also one that "
+            f"fails ({scope})",
+        )
     if status == "good":
         return Badge(
             "good" if scope == "whole message" else "warn",
@@ -71,7 +85,11 @@ def part_badges(part: MessagePart) -> list[Badge]:
         badges.append(Badge("warn", "Not encrypted"))
     if not part.signatures:
         badges.append(Badge("info", "Not signed"))
-    badges.extend(signature_badge(signature) for signature in part.signatures)
+    contradicted = contradicted_signers(
+        (signature.get("status"), signature.get("signer_fingerprint"))
+        for signature in part.signatures
+    )
+    badges.extend(signature_badge(signature, contradicted) for signature in part.signatures)
     return badges
 
 

@@ -3,11 +3,13 @@
 pysequoia 0.1.35 checks signatures during decryption only when the signed
 data is not wrapped in a compressed data packet; GnuPG compresses unless the
 recipient's preferences forbid it, and sq 0.27 always adds a compressed
-packet for padding. For those messages this module opens the message a
-second time, only to find the signature packets and the signed literal data:
+packet for padding. Where it does check them, it returns only the valid
+ones. For those messages this module opens the message a second time, only
+to find the signature packets and the signed literal data:
 
-1. decrypt the session key of a version 3 PKESK for an unprotected ECDH
-   Curve25519 secret subkey (RFC 9580 section 5.1.6, RFC 6637);
+1. decrypt the session key of a version 3 PKESK for an ECDH Curve25519
+   secret subkey (RFC 9580 section 5.1.6, RFC 6637), unlocking a protected
+   subkey with its passphrase first;
 2. decrypt a SEIPDv1 packet (AES-CFB with zero IV, section 5.13.1) and
    check its MDC;
 3. decompress and split the inner packets.
@@ -15,13 +17,14 @@ second time, only to find the signature packets and the signed literal data:
 The signatures themselves are still verified by pysequoia, over the
 literal data. :func:`expanded_size` uses the same steps to measure a
 message before pysequoia, which would expand a compression bomb in memory,
-decrypts it. Anything else (RSA, passphrase-protected keys, SEIPDv2,
-v6 session key packets) returns None and the caller reports the
-signatures as unchecked.
+decrypts it. Anything else (RSA, SEIPDv2, v6 session key packets, and
+protected subkeys other than those described at :func:`_unlock_scalar`)
+returns None and the caller reports the signatures as unchecked.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 from dataclasses import dataclass
@@ -40,6 +43,8 @@ except ImportError:  # pragma: no cover - older cryptography
 CV25519_OID = bytes.fromhex("2B060104019755010501")
 AES_KEY_SIZES = {7: 16, 8: 24, 9: 32}
 KDF_HASHES = {8: hashlib.sha256, 9: hashlib.sha384, 10: hashlib.sha512}
+# Hash algorithms of the S2K specifiers that protect secret keys.
+S2K_HASHES = {2: hashlib.sha1, 8: hashlib.sha256, 9: hashlib.sha384, 10: hashlib.sha512}
 MAX_INNER_SIZE = 64 * 1024 * 1024
 # Compressed packets inside compressed packets; senders use one layer.
 MAX_NESTING = 4
@@ -71,7 +76,7 @@ def _mpi_bytes(data: bytes, offset: int) -> tuple[bytes, int]:
     return data[offset + 2 : end], end
 
 
-def _ecdh_secrets(tsk_bytes: bytes) -> list[_EcdhSecret]:
+def _ecdh_secrets(tsk_bytes: bytes, passphrase: str | None) -> list[_EcdhSecret]:
     secrets = []
     for packet in pk.iter_packets(pk.dearmor(tsk_bytes).data):
         if packet.tag != pk.TAG_SECRET_SUBKEY:
@@ -80,9 +85,15 @@ def _ecdh_secrets(tsk_bytes: bytes) -> list[_EcdhSecret]:
         if info.version != 4 or info.algorithm_id != 18 or info.curve != "cv25519":
             continue
         rest = packet.body[len(info.public_body) :]
-        if not rest or rest[0] != 0:
-            continue  # passphrase-protected: not handled here
-        scalar, _ = _mpi_bytes(rest, 1)
+        if rest[:1] == b"\x00":
+            scalar, _ = _mpi_bytes(rest, 1)
+        elif passphrase is not None:
+            unlocked = _unlock_scalar(rest, passphrase)
+            if unlocked is None:
+                continue
+            scalar = unlocked
+        else:
+            continue
         kdf = info.public_body[-4:]  # length 3, reserved 1, hash, symmetric algorithm
         secrets.append(
             _EcdhSecret(
@@ -95,6 +106,73 @@ def _ecdh_secrets(tsk_bytes: bytes) -> list[_EcdhSecret]:
             )
         )
     return secrets
+
+
+@functools.lru_cache(maxsize=64)
+def _unlock_scalar(protected: bytes, passphrase: str) -> bytes | None:
+    """Return the ECDH secret scalar of a protected secret subkey, or None when this module cannot.
+
+    ``protected`` is the packet body after the public key. This handles the
+    form that GnuPG 2.2 exports, which is S2K usage 254 (RFC 9580 section
+    5.5.3) with AES, CFB and the SHA-1 check, and an iterated and salted,
+    salted or simple S2K whose hash is at least as long as the key. Anything
+    else, a wrong passphrase included, returns None. Each key is unlocked
+    once per process, because a GnuPG S2K hashes 65 MB on every unlock.
+    """
+    if len(protected) < 3 or protected[0] != 254 or protected[1] not in AES_KEY_SIZES:
+        return None
+    derived = _s2k(protected[2:], passphrase.encode(), AES_KEY_SIZES[protected[1]])
+    if derived is None:
+        return None
+    key, s2k_length = derived
+    iv_start = 2 + s2k_length
+    iv, encrypted = protected[iv_start : iv_start + 16], protected[iv_start + 16 :]
+    if len(iv) != 16 or len(encrypted) < 20:
+        return None
+    decryptor = Cipher(algorithms.AES(key), CFB(iv)).decryptor()
+    plain = decryptor.update(encrypted) + decryptor.finalize()
+    material, check = plain[:-20], plain[-20:]
+    if not hmac.compare_digest(hashlib.sha1(material).digest(), check):
+        return None
+    try:
+        scalar, _ = _mpi_bytes(material, 0)
+    except pk.PacketError:
+        return None
+    return scalar
+
+
+def _s2k(specifier: bytes, passphrase: bytes, size: int) -> tuple[bytes, int] | None:
+    """Derive a ``size``-octet key with a simple (0), salted (1) or iterated and salted (3) S2K.
+
+    Returns the key and the length of the specifier (RFC 9580 section
+    3.7.1), or None for another S2K type or a hash shorter than ``size``.
+    """
+    if len(specifier) < 2 or specifier[0] not in (0, 1, 3):
+        return None
+    hash_function = S2K_HASHES.get(specifier[1])
+    if hash_function is None or hash_function().digest_size < size:
+        return None
+    kind, salt, length = specifier[0], b"", 2
+    if kind in (1, 3):
+        salt, length = specifier[2:10], 10
+    if kind == 3:
+        length = 11
+    if len(specifier) < length:
+        return None
+    material = salt + passphrase
+    hashed = hash_function()
+    if kind == 3:
+        coded = specifier[10]
+        count = max((16 + (coded & 15)) << ((coded >> 4) + 6), len(material))
+        # The salt and passphrase are repeated until ``count`` octets were
+        # hashed. Whole blocks of about 64 KiB keep that fast.
+        block = material * max(1, 65536 // max(len(material), 1))
+        for _ in range(count // len(block)):
+            hashed.update(block)
+        hashed.update(block[: count % len(block)])
+    else:
+        hashed.update(material)
+    return hashed.digest()[:size], length
 
 
 def _session_key(pkesk: bytes, secret: _EcdhSecret) -> tuple[int, bytes] | None:
@@ -161,9 +239,9 @@ def _decrypt_seipd_v1(body: bytes, key: bytes) -> bytes | None:
     return content[18:-2]
 
 
-def _open(data: bytes, tsk_bytes: bytes) -> bytes | None:
+def _open(data: bytes, tsk_bytes: bytes, passphrase: str | None) -> bytes | None:
     """Return the packets inside the encryption of ``data``, or None when this module cannot."""
-    secrets = _ecdh_secrets(tsk_bytes)
+    secrets = _ecdh_secrets(tsk_bytes, passphrase)
     if not secrets:
         return None
     pkesks = []
@@ -184,7 +262,9 @@ def _open(data: bytes, tsk_bytes: bytes) -> bytes | None:
     return None
 
 
-def expanded_size(data: bytes, tsk_bytes: bytes, limit: int) -> int | None:
+def expanded_size(
+    data: bytes, tsk_bytes: bytes, limit: int, passphrase: str | None = None
+) -> int | None:
     """Return how many bytes the packets inside ``data`` take with every compressed layer expanded.
 
     Counting stops once it passes ``limit``, and no layer is expanded
@@ -193,9 +273,10 @@ def expanded_size(data: bytes, tsk_bytes: bytes, limit: int) -> int | None:
     compressed layers count as ``limit + 1``. Returns None when this
     module cannot open the message (see the module documentation), and
     raises :class:`Tampered` when it can but the integrity check fails.
+    ``passphrase`` unlocks a protected subkey in ``tsk_bytes``.
     """
     try:
-        plain = _open(data, tsk_bytes)
+        plain = _open(data, tsk_bytes, passphrase)
         if plain is None:
             return None
         return _expanded(plain, limit, 0)
@@ -220,10 +301,12 @@ def _expanded(packets: bytes, limit: int, depth: int) -> int:
     return total
 
 
-def inner_message(data: bytes, tsk_bytes: bytes) -> InnerMessage | None:
+def inner_message(
+    data: bytes, tsk_bytes: bytes, passphrase: str | None = None
+) -> InnerMessage | None:
     """Return the literal data and signature packets of ``data``, or None when not possible."""
     try:
-        plain = _open(data, tsk_bytes)
+        plain = _open(data, tsk_bytes, passphrase)
         if plain is None:
             return None
         packets = pk.read_packets(plain)

@@ -16,6 +16,7 @@ import collections
 import functools
 import hashlib
 import logging
+import re
 import subprocess
 import sys
 import threading
@@ -133,6 +134,8 @@ class DecryptionKey:
     decryptor: pysequoia.PyDecryptor
     # The binary secret key, to read signatures inside compressed messages.
     secret: bytes | None = field(default=None, repr=False)
+    # The passphrase that unlocks ``secret`` when it is protected.
+    passphrase: str | None = field(default=None, repr=False)
 
 
 class DecryptionKeySource(Protocol):
@@ -478,7 +481,7 @@ def decryption_keys_of(tsk: pysequoia.Tsk, password: str | None = None) -> list[
                 _first_line(exc),
             )
             continue
-        keys.append(DecryptionKey(fingerprint, key_id, decryptor, variant))
+        keys.append(DecryptionKey(fingerprint, key_id, decryptor, variant, password))
     return keys
 
 
@@ -499,22 +502,29 @@ def decrypt(
 
     With ``max_plaintext``, a message whose compressed content would expand
     beyond that many bytes raises ``too_large`` before pysequoia, which
-    expands everything in memory, decrypts it. The check needs an unprotected
-    Cv25519 key and SEIPDv1 (:mod:`sealmail.core.pgp.inner`); other messages
-    are measured only after decryption.
+    expands everything in memory, decrypts it. SEIPDv1 messages to a
+    Cv25519 key are measured in this process (:mod:`sealmail.core.pgp.inner`),
+    all others in a child process with limited memory (:func:`_bounded_size`).
+    Only keys given without their secret key bytes, as
+    ``(fingerprint, PyDecryptor)``, are measured after decryption.
 
     Raises :class:`DecryptionError` with ``reason`` ``no_key``,
     ``no_integrity`` (no MDC and no AEAD: the plaintext is never produced),
-    ``tampered``, ``too_large`` or ``malformed``.
+    ``tampered``, ``too_large``, ``multiple_messages`` (``data`` contains
+    more than one message) or ``malformed``.
     """
     try:
-        data = pk.dearmor(data, verify_checksum=False).data
+        dearmored = pk.dearmor(data, verify_checksum=False)
+        data = dearmored.data
         outline = pk.outline_message(data)
     except PacketError as exc:
         raise DecryptionError(
             "malformed", f"the message is not valid OpenPGP data: {exc}"
         ) from None
     recipient_ids = [recipient.key_id for recipient in outline.recipients if recipient.key_id]
+    armored_messages = dearmored.labels.count("MESSAGE")
+    if armored_messages > 1:
+        raise _multiple_messages(armored_messages, recipient_ids)
     if outline.encrypted_tag is None:
         raise DecryptionError(
             "malformed",
@@ -533,13 +543,13 @@ def decrypt(
     candidates = _keys_from(keys)
     candidates.sort(key=lambda key: 0 if key.key_id in recipient_ids else 1)
     hidden = any(recipient.key_id is None for recipient in outline.recipients)
+    # Keys that a session key packet names but that did not decrypt it.
+    named_unopened = []
     for key in candidates:
         if key.key_id is not None and recipient_ids and not hidden and key.key_id not in recipient_ids:
             continue
-        # NOTE: a key with a passphrase has no ``secret`` here, so messages to
-        # it are measured only after pysequoia has expanded them.
         if max_plaintext is not None and key.secret is not None:
-            _check_expansion(data, key.secret, max_plaintext, recipient_ids)
+            _check_expansion(data, key, max_plaintext, recipient_ids)
         # One pass decrypts and checks the signatures. pysequoia raises when
         # no signature is valid, also for unsigned messages. Then a second
         # pass without signature checks gives the plaintext or the error.
@@ -548,18 +558,40 @@ def decrypt(
             checked = pysequoia.decrypt(data, key.decryptor, store=lookup)
         except Exception as exc:  # pysequoia raises plain Exception
             opened = _decrypt_unchecked(
-                data, key, lookup, _first_line(exc), recipient_ids, certificates_for
+                data, outline, key, lookup, _first_line(exc), recipient_ids, certificates_for
             )
             if opened is None:
+                if key.key_id in recipient_ids:
+                    named_unopened.append(key.key_id)
                 continue
             plaintext, signatures = opened
         else:
             plaintext = checked.bytes or b""
             signatures = _issuer_results(lookup, checked.valid_sigs, structure_error=False)
+            # NOTE: pysequoia returns only the valid signatures. A failing
+            # one beside them is listed only when sealmail.core.pgp.inner can
+            # open the message (Cv25519 and SEIPDv1). With RSA keys or
+            # SEIPDv2 it is missing from the result.
+            every = _every_signature(
+                data, plaintext, key, len(checked.valid_sigs), certificates_for
+            )
+            signatures = every if every is not None else signatures
         logger.info(
             "decrypted a message with key %s (%d signatures)", key.fingerprint, len(signatures)
         )
         return DecryptResult(plaintext, True, signatures, key.fingerprint, recipient_ids)
+    if named_unopened:
+        # A session key packet addressed to one of sealmail's keys must
+        # decrypt with that key. pysequoia 0.1.35 reports "No key to decrypt" also
+        # when the cipher octet of a SEIPDv2 packet was changed, because the
+        # session key then has the wrong length for the cipher.
+        raise DecryptionError(
+            "tampered",
+            f"the session key packet for key {named_unopened[0].upper()} does not decrypt "
+            "with that key although sealmail has its secret key, so the message was modified or "
+            "damaged after encryption; it was discarded",
+            recipient_ids,
+        )
     raise DecryptionError(
         "no_key",
         "no provider or role key can decrypt this message; it is encrypted to key IDs "
@@ -568,19 +600,22 @@ def decrypt(
     )
 
 
-def _check_expansion(data: bytes, secret: bytes, limit: int, recipient_ids: list[str]) -> None:
+def _check_expansion(
+    data: bytes, key: DecryptionKey, limit: int, recipient_ids: list[str]
+) -> None:
     """Raise ``too_large`` or ``tampered`` before pysequoia expands the message in memory."""
     from sealmail.core.pgp.inner import Tampered, expanded_size
 
+    assert key.secret is not None
     try:
-        size = expanded_size(data, secret, limit)
+        size = expanded_size(data, key.secret, limit, key.passphrase)
     except Tampered as exc:
         raise DecryptionError(
             "tampered", f"the message was modified after encryption ({exc}), so it was discarded",
             recipient_ids,
         ) from None
     if size is None:
-        size = _bounded_size(data, secret, limit)
+        size = _bounded_size(data, key.secret, key.passphrase, limit)
     if size is not None and size > limit:
         raise DecryptionError(
             "too_large",
@@ -591,18 +626,22 @@ def _check_expansion(data: bytes, secret: bytes, limit: int, recipient_ids: list
         )
 
 
-# Decrypts the message on standard input with the secret key before it,
-# in a process whose address space allows the limit and little more.
+# Decrypts a message in a process whose address space allows the limit and
+# little more. Standard input contains the passphrase (UTF-8, empty for
+# none), the secret key and the message, with the first two lengths in argv.
 _BOUNDED_DECRYPT = """
 import resource, sys
 space = int(sys.argv[1])
 resource.setrlimit(resource.RLIMIT_AS, (space, space))
 import pysequoia
 data = sys.stdin.buffer.read()
-split = int(sys.argv[2])
+passphrase_end = int(sys.argv[2])
+secret_end = passphrase_end + int(sys.argv[3])
+passphrase = data[:passphrase_end].decode() or None
 try:
-    decryptor = pysequoia.Tsk.from_bytes(data[:split]).decryptor()
-    plaintext = pysequoia.decrypt(data[split:], decryptor).bytes or b""
+    tsk = pysequoia.Tsk.from_bytes(data[passphrase_end:secret_end])
+    decryptor = tsk.decryptor(passphrase)
+    plaintext = pysequoia.decrypt(data[secret_end:], decryptor).bytes or b""
 except MemoryError:
     sys.exit(3)
 except Exception:
@@ -614,20 +653,32 @@ print(len(plaintext))
 _BOUNDED_BASE = 256 * 1024 * 1024
 
 
-def _bounded_size(data: bytes, secret: bytes, limit: int) -> int | None:
+def _bounded_size(
+    data: bytes, secret: bytes, passphrase: str | None, limit: int
+) -> int | None:
     """Measure the plaintext of a message that :mod:`~sealmail.core.pgp.inner` cannot open.
 
-    SEIPDv2, ciphers other than AES and v6 session key packets are
-    decrypted in a child process whose address space is limited, so that
-    a compression bomb ends that process instead of the worker. Returns
-    ``limit + 1`` when the child runs out of memory, and None when it
-    cannot decrypt the message (pysequoia then reports why).
+    SEIPDv2, ciphers other than AES, v6 session key packets, keys other
+    than Cv25519 and passphrase-protected keys are decrypted in a child
+    process whose address space is limited, so that a compression bomb ends
+    that process instead of the worker. The passphrase goes to the child
+    on standard input, never in its arguments. Returns ``limit + 1`` when
+    the child runs out of memory, and None when it cannot decrypt the
+    message (pysequoia then reports why).
     """
     space = _BOUNDED_BASE + 2 * limit + 2 * len(data)
+    unlock = (passphrase or "").encode()
     try:
         child = subprocess.run(
-            [sys.executable, "-c", _BOUNDED_DECRYPT, str(space), str(len(secret))],
-            input=secret + data,
+            [
+                sys.executable,
+                "-c",
+                _BOUNDED_DECRYPT,
+                str(space),
+                str(len(unlock)),
+                str(len(secret)),
+            ],
+            input=unlock + secret + data,
             capture_output=True,
             timeout=120,
         )
@@ -647,6 +698,7 @@ def _bounded_size(data: bytes, secret: bytes, limit: int) -> int | None:
 
 def _decrypt_unchecked(
     data: bytes,
+    outline: pk.MessageOutline,
     key: DecryptionKey,
     lookup: _Lookup,
     error: str,
@@ -670,7 +722,7 @@ def _decrypt_unchecked(
         fallback = _decrypt_unsupported_compression(data, message, key, certificates_for)
         if fallback is not None:
             return fallback
-        raise _decryption_failure(message, recipient_ids) from None
+        raise _decryption_failure(message, data, outline, recipient_ids) from None
     plaintext = result.bytes or b""
     return plaintext, _failed_signatures(data, plaintext, key, lookup, error, certificates_for)
 
@@ -680,31 +732,51 @@ def _decrypt_unsupported_compression(
 ) -> tuple[bytes, list[SignatureResult]] | None:
     """Open a BZip2-compressed message, which the pysequoia 0.1.35 wheel cannot decompress.
 
-    Only for unprotected Cv25519 keys and SEIPDv1, whose MDC
+    Only for Cv25519 keys and SEIPDv1, whose MDC
     :mod:`sealmail.core.pgp.inner` checks before anything is returned.
     """
     from sealmail.core.pgp.inner import inner_message
 
     if "Malformed Message" not in message or key.secret is None:
         return None
-    inner = inner_message(data, key.secret)
+    inner = inner_message(data, key.secret, key.passphrase)
     if inner is None:
         return None
-    signatures = []
-    for packet in inner.signatures:
-        try:
-            signatures.extend(
-                verify_detached(inner.literal, packet.serialize(), certificates_for=certificates_for)
-            )
-        except VerificationError:
-            signatures.append(SignatureResult(UNCHECKED, None, None, None, None))
+    signatures = _check_each(inner.literal, inner.signatures, certificates_for)
     logger.info("decrypted a message pysequoia could not decompress, with key %s", key.fingerprint)
     return inner.literal, signatures
 
 
-def _decryption_failure(message: str, recipient_ids: list[str]) -> DecryptionError:
+def _multiple_messages(count: int, recipient_ids: list[str]) -> DecryptionError:
+    return DecryptionError(
+        "multiple_messages",
+        f"the data contains {count} OpenPGP messages, but one part may contain only one; "
+        "it was not decrypted. Ask the sender to send each message in a part of its own",
+        recipient_ids,
+    )
+
+
+def _decryption_failure(
+    message: str, data: bytes, outline: pk.MessageOutline, recipient_ids: list[str]
+) -> DecryptionError:
+    """Return the error for pysequoia's ``message`` about ``data``, which a provider key fits."""
+    # pysequoia reports data after the first message as a manipulated message.
+    count = pk.count_encrypted_messages(data)
+    if count > 1:
+        return _multiple_messages(count, recipient_ids)
     lowered = message.lower()
-    if "manipulated" in lowered or "mdc" in lowered or "authentication" in lowered:
+    tampered = any(
+        word in lowered for word in ("manipulated", "mdc", "authentication", "aead::error")
+    )
+    # pysequoia 0.1.35 reports "Missing session key" when a session key
+    # packet decrypted but its session key does not open the encrypted data.
+    # SEIPDv2 checks the first chunk's authentication tag for that, and an
+    # unknown cipher or AEAD mode has an error of its own, so there it means
+    # that the data was modified. With SEIPDv1 an unsupported cipher such as
+    # Blowfish gives the same error.
+    if "missing session key" in lowered and outline.encrypted_version == 2:
+        tampered = True
+    if tampered:
         return DecryptionError(
             "tampered",
             f"the message was modified after encryption ({message}); it was discarded",
@@ -756,7 +828,7 @@ def _failed_signatures(
         return []
     structure_error = "Unexpected message structure" in error
     if key.secret is not None:
-        checked = _signatures_in_compressed(data, plaintext, key.secret, certificates_for)
+        checked = _signatures_in_compressed(data, plaintext, key, certificates_for)
         if checked is not None:
             return checked
     return _issuer_results(lookup, [], structure_error)
@@ -781,7 +853,7 @@ def _issuer_results(
 
 
 def _signatures_in_compressed(
-    data: bytes, plaintext: bytes, secret: bytes, certificates_for: CertificateLookup
+    data: bytes, plaintext: bytes, key: DecryptionKey, certificates_for: CertificateLookup
 ) -> list[SignatureResult] | None:
     """Return the result of each signature packet in a message, or None when it cannot be opened.
 
@@ -789,17 +861,54 @@ def _signatures_in_compressed(
     """
     from sealmail.core.pgp.inner import inner_message
 
-    inner = inner_message(data, secret)
+    if key.secret is None:
+        return None
+    inner = inner_message(data, key.secret, key.passphrase)
     if inner is None or inner.literal != plaintext or not inner.signatures:
         return None
+    return _check_each(inner.literal, inner.signatures, certificates_for)
+
+
+def _every_signature(
+    data: bytes,
+    plaintext: bytes,
+    key: DecryptionKey,
+    valid: int,
+    certificates_for: CertificateLookup,
+) -> list[SignatureResult] | None:
+    """Check each signature packet of a message in which pysequoia found ``valid`` valid ones.
+
+    pysequoia returns only the valid signatures, so a second signature by
+    the same key that fails would not be listed and the message would read
+    as verified. Returns one result per signature packet when the message
+    contains more than ``valid`` of them, and None when it does not or when
+    :mod:`sealmail.core.pgp.inner` cannot open it.
+    """
+    from sealmail.core.pgp.inner import inner_message
+
+    if key.secret is None:
+        return None
+    inner = inner_message(data, key.secret, key.passphrase)
+    if inner is None or inner.literal != plaintext or len(inner.signatures) <= valid:
+        return None
+    return _check_each(inner.literal, inner.signatures, certificates_for)
+
+
+def _check_each(
+    literal: bytes, signatures: list[pk.RawPacket], certificates_for: CertificateLookup
+) -> list[SignatureResult]:
+    """Verify each signature packet over ``literal``, one result per packet.
+
+    A packet too damaged to name its issuer is ``bad`` with no signer.
+    """
     results = []
-    for packet in inner.signatures:
+    for packet in signatures:
         try:
             results.extend(
-                verify_detached(plaintext, packet.serialize(), certificates_for=certificates_for)
+                verify_detached(literal, packet.serialize(), certificates_for=certificates_for)
             )
         except VerificationError:
-            return None
+            results.append(SignatureResult(BAD, None, None, None, None))
     return results
 
 
@@ -880,8 +989,9 @@ def verify_detached(
         except Exception:  # pysequoia raises plain Exception for every failed check
             valid = []
         if valid:
+            signer = valid[0].certificate
             results.append(
-                SignatureResult(GOOD, valid[0].certificate, issuer, info.hash_algorithm, info.created)
+                SignatureResult(GOOD, signer, issuer, info.hash_algorithm, info.created)
             )
         elif issuer is None:
             results.append(SignatureResult(UNKNOWN_KEY, None, None, info.hash_algorithm, info.created))
@@ -939,34 +1049,41 @@ def _verify_cleartext(
     data: bytes, certificates_for: CertificateLookup
 ) -> tuple[bytes, list[SignatureResult]]:
     text, signature = _split_cleartext(data)
+    signed = data[: len(data) - len(signature)]
+    content = None
     results = []
-    lookup = _Lookup(certificates_for)
-    try:
-        checked = pysequoia.verify(bytes=data, store=lookup)
-        content = checked.bytes or text
-        valid = checked.valid_sigs
-    except Exception:  # pysequoia raises plain Exception for every failed check
-        content, valid = text, []
     for packet in _signature_packets(signature):
         try:
             info = pk.parse_signature(packet)
         except PacketError as exc:
             raise VerificationError(f"a signature packet is damaged: {exc}") from None
         issuer = _issuer(info)
-        match = next(
-            (sig for sig in valid if issuer and _names(issuer, sig.signing_key, sig.certificate)),
-            None,
-        )
-        if match is not None:
+        # Each signature is checked in a cleartext message of its own, because
+        # pysequoia returns only the valid ones, so a failing signature beside
+        # a valid one by the same key would otherwise be taken for that one.
+        armored = pysequoia.armor(packet.serialize(), pysequoia.ArmorKind.Signature)
+        single = signed + armored.encode()
+        lookup = _Lookup(certificates_for)
+        try:
+            checked = pysequoia.verify(bytes=single, store=lookup)
+            valid = checked.valid_sigs
+        except Exception:  # pysequoia raises plain Exception for every failed check
+            valid = []
+        if valid:
+            content = content or checked.bytes
+            signer = valid[0].certificate
             results.append(
-                SignatureResult(GOOD, match.certificate, issuer, info.hash_algorithm, info.created)
+                SignatureResult(GOOD, signer, issuer, info.hash_algorithm, info.created)
             )
         elif issuer is None:
             results.append(SignatureResult(UNKNOWN_KEY, None, None, info.hash_algorithm, info.created))
         else:
             certs = list(certificates_for([issuer]))
             results.append(_classify_failure(issuer, certs, info))
-    return content, results
+    return content or text, results
+
+
+_SIGNATURE_BEGIN = re.compile(rb"(?m)^-----BEGIN PGP SIGNATURE-----")
 
 
 def _split_cleartext(data: bytes) -> tuple[bytes, bytes]:
@@ -975,9 +1092,12 @@ def _split_cleartext(data: bytes) -> tuple[bytes, bytes]:
     rest = data[start:].split(b"\n", 1)[1] if b"\n" in data[start:] else b""
     # The armor headers (Hash: ...) end at the first empty line.
     _, _, rest = rest.partition(b"\n\n") if b"\n\n" in rest else rest.partition(b"\r\n\r\n")
-    marker = rest.find(b"-----BEGIN PGP SIGNATURE-----")
-    if marker < 0:
+    # The marker counts only at the start of a line, because the text may
+    # quote one dash-escaped.
+    found = _SIGNATURE_BEGIN.search(rest)
+    if found is None:
         raise VerificationError("the cleartext-signed text has no signature block")
+    marker = found.start()
     lines = rest[:marker].split(b"\n")
     unescaped = [line[2:] if line.startswith(b"- ") else line for line in lines]
     text = b"\n".join(unescaped)

@@ -760,6 +760,24 @@ def _outline(binary: bytes) -> MessageOutline:
     return outline
 
 
+def count_encrypted_messages(binary: bytes) -> int:
+    """Return how many encrypted data packets follow one another at the top level of ``binary``.
+
+    One OpenPGP message contains one, so a larger count means that several
+    messages were concatenated. Counting stops at the first damaged packet.
+    Every packet body is copied, so this is meant for messages that have
+    already failed to decrypt.
+    """
+    count = 0
+    try:
+        for packet in iter_packets(binary):
+            if packet.tag in (TAG_SED, TAG_SEIPD, TAG_AEAD):
+                count += 1
+    except PacketError:
+        pass
+    return count
+
+
 def decompress(packet: RawPacket, *, max_size: int) -> bytes:
     """Return the contents of a compressed data packet, at most ``max_size`` bytes."""
     if not packet.body:

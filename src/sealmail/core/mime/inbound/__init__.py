@@ -9,6 +9,7 @@ from sealmail.core.mime.inbound.model import (
     Scope,
     Signature,
     SignatureStatus,
+    contradicted_signers,
 )
 from sealmail.core.mime.inbound.openpgp import OpenPGP, SequoiaOpenPGP
 from sealmail.core.mime.inbound.parse import Limits, parse_message
@@ -25,5 +26,6 @@ __all__ = [
     "SequoiaOpenPGP",
     "Signature",
     "SignatureStatus",
+    "contradicted_signers",
     "parse_message",
 ]

@@ -60,6 +60,13 @@ def split_segments(data: bytes) -> list[Segment]:
     return segments
 
 
+def message_blocks(data: bytes) -> list[bytes]:
+    """Return each armored ``PGP MESSAGE`` block in ``data``, in order."""
+    return [
+        segment.data for segment in split_segments(data) if segment.kind == "encrypted"
+    ]
+
+
 def normalise_encrypted(block: bytes) -> bytes:
     """Return an armored message with NBSP, CRLF and stray spaces removed.
 

@@ -9,6 +9,7 @@ joins the text of several parts together.
 from __future__ import annotations
 
 import enum
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -76,11 +77,31 @@ class Signature:
         }
 
 
+def contradicted_signers(signatures: Iterable[tuple[str, str | None]]) -> frozenset[str]:
+    """Return the signer fingerprints that have a good signature and one that is not good.
+
+    ``signatures`` are (status, signer fingerprint) pairs of the signatures
+    over one content. Content that a key signed once validly and once not
+    counts as verified by neither signature, whatever the order.
+    """
+    good, other = set(), set()
+    for status, fingerprint in signatures:
+        if not fingerprint:
+            continue
+        if status == SignatureStatus.GOOD:
+            good.add(fingerprint.lower())
+        else:
+            other.add(fingerprint.lower())
+    return frozenset(good & other)
+
+
 @dataclass
 class DecryptionFailure:
     """The reason an encrypted part stayed encrypted, with its recipient key IDs."""
 
-    reason: str  # "no_key", "no_integrity", "tampered", "malformed", "too_large"
+    # "no_key", "no_integrity", "tampered", "malformed", "too_large" or
+    # "multiple_messages"
+    reason: str
     message: str
     recipient_key_ids: tuple[str, ...] = ()
 

@@ -81,6 +81,10 @@ def describe_failure(exc: DecryptionError) -> Failure:
         "tampered": "the ciphertext was modified after encryption; nothing was shown",
         "malformed": "the encrypted data is not valid OpenPGP",
         "too_large": "the decrypted data exceeds the size limit",
+        "multiple_messages": (
+            "more than one OpenPGP message in one part, so none was decrypted; "
+            "the raw message still contains them"
+        ),
     }
     message = messages.get(reason, str(exc))
     if reason == "no_key" and key_ids:

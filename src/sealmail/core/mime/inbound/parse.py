@@ -222,25 +222,26 @@ class _Walker:
             self.defects.append(f"{context.path}: the control part lacks 'Version: 1'")
         ciphertext, defects = decoded_payload(children[1])
         self.defects.extend(f"{context.path}.2: {defect}" for defect in defects)
-        decrypted = self._decrypt(
-            ciphertext, context, "pgp-mime", "application/pgp-encrypted"
-        )
-        if decrypted is None:
-            return
-        plaintext, signatures = decrypted
-        inner = parse_entity(plaintext)
-        if context.whole and self.inner_headers is None:
-            self.inner_headers = inner
-        self.walk(
-            inner,
-            replace(
-                context,
-                depth=context.depth + 1,
-                encryption=Encryption.DECRYPTED,
-                kind="pgp-mime",
-                signatures=context.signatures + signatures,
-            ),
-        )
+        for block, block_context in self._message_blocks(ciphertext, context):
+            decrypted = self._decrypt(
+                block, block_context, "pgp-mime", "application/pgp-encrypted"
+            )
+            if decrypted is None:
+                continue
+            plaintext, signatures = decrypted
+            inner = parse_entity(plaintext)
+            if block_context.whole and self.inner_headers is None:
+                self.inner_headers = inner
+            self.walk(
+                inner,
+                replace(
+                    block_context,
+                    depth=context.depth + 1,
+                    encryption=Encryption.DECRYPTED,
+                    kind="pgp-mime",
+                    signatures=context.signatures + signatures,
+                ),
+            )
 
     def _pgp_mime_signed(self, entity: Entity, context: _Context) -> None:
         """Verify RFC 3156 ``multipart/signed`` over the first child's raw bytes."""
@@ -307,27 +308,28 @@ class _Walker:
         self, entity: Entity, context: _Context, payload: bytes, filename: str
     ) -> None:
         restored = filename[: -len(".pgp")] or "attachment"
-        decrypted = self._decrypt(
-            payload, context, "attachment", entity.content_type, filename
-        )
-        if decrypted is None:
-            return
-        plaintext, signatures = decrypted
         guessed = mimetypes.guess_type(restored)[0] or "application/octet-stream"
-        part = self._add(
-            replace(
-                context,
-                encryption=Encryption.DECRYPTED,
-                kind="attachment",
-                signatures=context.signatures + _narrowed(signatures),
-            ),
-            guessed,
-            plaintext,
-            entity=entity,
-            filename=restored,
-        )
-        part.original_filename = filename
-        part.is_attachment = True
+        for block, block_context in self._message_blocks(payload, context):
+            decrypted = self._decrypt(
+                block, block_context, "attachment", entity.content_type, filename
+            )
+            if decrypted is None:
+                continue
+            plaintext, signatures = decrypted
+            part = self._add(
+                replace(
+                    block_context,
+                    encryption=Encryption.DECRYPTED,
+                    kind="attachment",
+                    signatures=context.signatures + _narrowed(signatures),
+                ),
+                guessed,
+                plaintext,
+                entity=entity,
+                filename=restored,
+            )
+            part.original_filename = filename
+            part.is_attachment = True
 
     def _inline(self, entity: Entity, context: _Context, payload: bytes) -> None:
         segments = [
@@ -399,6 +401,34 @@ class _Walker:
 
     # endregion
     # region helpers ###########################################################
+
+    def _message_blocks(
+        self, data: bytes, context: _Context
+    ) -> list[tuple[bytes, _Context]]:
+        """Split encrypted data that contains several armored messages into one entry each.
+
+        Each message is then decrypted on its own and covers only itself,
+        as with several inline PGP blocks in one text part. Other data is
+        returned unchanged, as the only entry.
+        """
+        blocks = inline.message_blocks(data) if inline.contains_armor(data) else []
+        if len(blocks) < 2:
+            return [(data, context)]
+        self.defects.append(
+            f"{context.path}: contains {len(blocks)} OpenPGP messages; each was "
+            "decrypted on its own and its signatures cover only its own content"
+        )
+        room = self.limits.max_parts - len(self.parts)
+        if len(blocks) > room:
+            self.defects.append(
+                f"{context.path}: more than {self.limits.max_parts} parts; "
+                f"only the first {max(room, 0)} messages were decrypted"
+            )
+            blocks = blocks[: max(room, 0)]
+        return [
+            (block, replace(context, path=f"{context.path}.m{number}", whole=False))
+            for number, block in enumerate(blocks, start=1)
+        ]
 
     def _decrypt(
         self,
