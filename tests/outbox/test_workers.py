@@ -21,12 +21,14 @@ import pytest
 import redis
 from django.db import connection
 
+from sealmail.outbox.tasks import BATCH_SIZE
 from tests.outbox.smtp_server import LoopbackRelay
 
 pytestmark = pytest.mark.db_backends
 
 ROOT = Path(__file__).resolve().parents[2]
-COUNT = 200
+# Four tasks, so that each of the two workers gets at least one.
+COUNT = 4 * BATCH_SIZE
 
 
 @pytest.fixture
