@@ -93,3 +93,33 @@ def test_repeat_after_new_contact_still_completes(customer, make_contact, monkey
     stored = OutboxMessage.objects.filter(request=request).count()
     assert repeat.status_code in (200, 201), repeat.json()
     assert stored >= 7
+
+
+def test_retry_without_key_after_failure_sends_once(contacts, monkeypatch):
+    """A call without idempotency_key fails midway, and the caller retries it.
+
+    Before requests were stored in chunks, a failed call stored nothing, so
+    retrying a failed call was safe without a key. Now the first chunk is
+    committed and queued, and the retry stores it again.
+    """
+    monkeypatch.setattr(service, "COMMIT_CHUNK", 3)
+    monkeypatch.setattr(service, "schedule_delivery", lambda ids: None)
+    original = service._RequestWriter.insert
+    calls = []
+
+    def insert(self, request, chunk):
+        calls.append(len(chunk))
+        if len(calls) == 2:
+            raise RuntimeError("database went away")
+        return original(self, request, chunk)
+
+    monkeypatch.setattr(service._RequestWriter, "insert", insert)
+    with pytest.raises(RuntimeError):
+        enqueue_bulk_checked(contacts, **CONTENT)
+    monkeypatch.setattr(service._RequestWriter, "insert", original)
+    enqueue_bulk_checked(contacts, **CONTENT)
+
+    per_contact = [
+        OutboxMessage.objects.filter(contact=contact).count() for contact in contacts
+    ]
+    assert per_contact == [1] * len(contacts)
