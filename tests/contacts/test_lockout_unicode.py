@@ -10,7 +10,7 @@ from django.urls import reverse
 
 from tests.contacts.conftest import PASSWORD
 
-# Each variant has one fullwidth letter; Django's UsernameField applies NFKC,
+# Each variant has one fullwidth letter. Django's UsernameField applies NFKC,
 # so every variant logs in as "alice".
 VARIANTS = ["ａlice", "aｌice", "alｉce", "aliｃe", "alicｅ", "ＡＬＩＣＥ".lower()]
 
@@ -19,7 +19,7 @@ def test_variants_normalize_to_alice() -> None:
     assert {unicodedata.normalize("NFKC", name) for name in VARIANTS} == {"alice"}
 
 
-def test_lockout_counts_unicode_variants_as_one_user(
+def test_lockout_unicode_variants_one_user(
     world: dict[str, Any], settings
 ) -> None:
     """The per-user limit that stops guessing from many addresses must hold.

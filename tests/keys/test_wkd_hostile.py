@@ -38,7 +38,8 @@ def with_certifications(tsk: bytes, count: int) -> bytes:
     can carry tens of thousands of them.
     """
     packets = read_packets(tsk)
-    assert packets[0].tag == TAG_SECRET_KEY and packets[1].tag == TAG_USER_ID
+    assert packets[0].tag == TAG_SECRET_KEY
+    assert packets[1].tag == TAG_USER_ID
     # The public part of an EdDSA v4 key body: version, time, algorithm,
     # curve OID and the 263-bit MPI of the point.
     primary = generate._KeyMaterial(packets[0].body[:51])
@@ -60,7 +61,7 @@ def with_certifications(tsk: bytes, count: int) -> bytes:
     return b"".join(packet.serialize() for packet in packets)
 
 
-def test_key_with_many_certifications_is_served(client, keystore):
+def test_many_certifications_served(client, keystore):
     tsk = generate.generate_provider_key(["Support <support@provider.test>"])
     keystore.import_key(with_certifications(tsk, 10_000))
     [cert] = keystore.certificates()
@@ -69,7 +70,7 @@ def test_key_with_many_certifications_is_served(client, keystore):
     assert response.status_code == 200
 
 
-def test_user_id_with_two_addresses_follows_gnupg(client, keystore, tmp_path):
+def test_two_address_user_id_like_gnupg(client, keystore, tmp_path):
     """GnuPG takes the address in angle brackets as a user ID's mailbox.
 
     A lookup for sales@ must not serve a user ID whose mailbox is support@.

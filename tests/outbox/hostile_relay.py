@@ -1,10 +1,10 @@
 """A scripted SMTP relay on a raw loopback socket that can misbehave on purpose.
 
-``HostileRelay(respond)`` accepts one connection. ``respond(event, number)``
-is called for every command line (``event`` is the line without CRLF) and
-for every message content (``event`` is ``"<content>"``); ``number``
-counts the MAIL commands seen so far. It returns an :class:`Action`, a
-reply string, or None for the default reply. The relay records every
+``HostileRelay(respond)`` accepts one connection. It calls
+``respond(event, number)`` for every command line, with the line without
+CRLF as ``event``, and for every message content, with ``"<content>"`` as
+``event``. ``number`` counts the MAIL commands seen so far. ``respond``
+returns an :class:`Action`, a reply string, or None for the default reply. The relay records every
 command and every content it read, with the dot-stuffing undone as
 RFC 5321 section 4.5.2 prescribes (only CRLF ends a line).
 """
@@ -26,7 +26,7 @@ class Action:
     ``chunks`` are written one after another with ``pause`` seconds between
     them, so a reply can arrive split across packets. ``then`` is ``""``,
     ``"close"`` (FIN after the chunks), ``"reset"`` (RST after the chunks)
-    or ``"hang"`` (read and answer nothing more until the client leaves).
+    or ``"hang"`` (send nothing more until :meth:`stop`).
     ``data_mode`` tells whether the relay reads a message content after
     these chunks, which a 354 reply normally decides.
     """
@@ -84,7 +84,7 @@ class HostileRelay:
             return line + b"\r\n"
 
         def act(action: Action | str | None, default: str) -> tuple[str, bool]:
-            """Carry out ``action``; return what follows and whether DATA mode starts."""
+            """Carry out ``action`` and return what follows and whether DATA mode starts."""
             if action is None:
                 action = default
             if isinstance(action, str):

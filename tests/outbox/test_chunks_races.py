@@ -24,7 +24,7 @@ def contacts(make_contact):
     return [make_contact(f"c{n}@customer.test") for n in range(7)]
 
 
-def test_stalled_call_and_repeat_store_each_contact_once(contacts, monkeypatch):
+def test_stalled_call_stores_once(contacts, monkeypatch):
     """The storing call stalls after its first chunk for longer than the lease.
 
     A stall of that length happens when queueing the committed chunk
@@ -57,8 +57,8 @@ def test_stalled_call_and_repeat_store_each_contact_once(contacts, monkeypatch):
     assert per_contact == [1] * len(contacts)
 
 
-def test_repeat_after_new_contact_still_completes(customer, make_contact, monkeypatch):
-    """A request by customer fails midway; the customer adds a contact before the repeat.
+def test_repeat_after_new_contact_completes(customer, make_contact, monkeypatch):
+    """A request by customer fails midway, and the customer gets a new contact.
 
     The repeat is rejected as a different request, so the missing recipients
     of the first call are never stored, and the advice to use a new key
@@ -95,7 +95,7 @@ def test_repeat_after_new_contact_still_completes(customer, make_contact, monkey
     assert stored >= 7
 
 
-def test_retry_without_key_after_failure_sends_once(contacts, monkeypatch):
+def test_retry_without_key_sends_once(contacts, monkeypatch):
     """A call without idempotency_key fails midway, and the caller retries it.
 
     Before requests were stored in chunks, a failed call stored nothing, so

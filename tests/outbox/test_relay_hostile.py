@@ -1,4 +1,4 @@
-"""Delivery against relays that break the SMTP rules or answer slowly.
+"""Delivery through relays that break the SMTP rules or reply slowly.
 
 Each test states the outcome a message must get. The relay is
 :class:`HostileRelay`, a raw socket on loopback.
@@ -63,7 +63,7 @@ def verb(command: str) -> str:
 
 
 @pytest.mark.parametrize("ehlo", [None, NO_PIPELINING], ids=["pipelining", "plain"])
-def test_354_to_mail_is_not_a_rejection(ehlo):
+def test_354_to_mail_not_permanent(ehlo):
     """A reply code that no command expects means the relay is out of step.
 
     Nothing was refused, so the message must be retried, not failed for good.
@@ -80,7 +80,7 @@ def test_354_to_mail_is_not_a_rejection(ehlo):
     assert isinstance(outcomes[0], TemporaryFailure)
 
 
-def test_extra_reply_after_ehlo_fails_no_message_for_good():
+def test_extra_ehlo_reply_not_permanent():
     """A relay that sends one reply too many shifts every later reply by one."""
     _relay, outcomes = send(
         lambda command, number: None,
@@ -91,8 +91,10 @@ def test_extra_reply_after_ehlo_fails_no_message_for_good():
     assert permanent == []
 
 
-def test_long_reply_line_without_pipelining_is_not_a_rejection():
+def test_long_mail_reply_not_permanent():
     """smtplib raises its own "500 Line too long." for a reply line over 8 KiB.
+
+    Without PIPELINING, the session takes that for the relay's reply.
 
     The relay accepted MAIL with 250, so the message was never refused and
     must be retried, not failed with a 500 that the relay never sent.
@@ -107,8 +109,8 @@ def test_long_reply_line_without_pipelining_is_not_a_rejection():
     assert not isinstance(outcomes[0], PermanentFailure), outcomes[0].reply
 
 
-def test_long_accept_after_content_is_delivered():
-    """The relay accepted the content with 250; a retry would send it twice."""
+def test_long_content_reply_is_delivered():
+    """The relay accepted the content with 250, so a retry would send it twice."""
 
     def respond(command: str, number: int):
         if number == 1 and command == "<content>":
@@ -126,7 +128,7 @@ def test_long_accept_after_content_is_delivered():
 class SlowRelayTransport(Transport):
     """The real relay, with a pause after the first message that outlasts the lease.
 
-    The pause stands for a relay that answers every reply within the
+    The pause stands for a relay that sends every reply within the
     timeout but slowly, for example content scanning at the end of DATA:
     50 messages at 13 s each keep one batch open for longer than the
     10-minute lease. Instead of sleeping, the pause moves the clock past
@@ -168,7 +170,7 @@ class SlowSession(Session):
 
 
 @pytest.mark.django_db
-def test_batch_outlasting_its_lease_sends_each_message_once(
+def test_batch_past_lease_sends_once(
     make_contact, tmp_path, settings, monkeypatch
 ):
     relay = LoopbackRelay(tmp_path)
