@@ -1,0 +1,143 @@
+"""A scripted SMTP relay on a raw loopback socket that can misbehave on purpose.
+
+``HostileRelay(respond)`` accepts one connection. It calls
+``respond(event, number)`` for every command line, with the line without
+CRLF as ``event``, and for every message content, with ``"<content>"`` as
+``event``. ``number`` counts the MAIL commands seen so far. ``respond``
+returns an :class:`Action`, a reply string, or None for the default reply. The relay records every
+command and every content it read, with the dot-stuffing undone as
+RFC 5321 section 4.5.2 prescribes (only CRLF ends a line).
+"""
+
+from __future__ import annotations
+
+import socket
+import struct
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+
+@dataclass
+class Action:
+    """What the relay does instead of a plain reply.
+
+    ``chunks`` are written one after another with ``pause`` seconds between
+    them, so a reply can arrive split across packets. ``then`` is ``""``,
+    ``"close"`` (FIN after the chunks), ``"reset"`` (RST after the chunks)
+    or ``"hang"`` (send nothing more until :meth:`stop`).
+    ``data_mode`` tells whether the relay reads a message content after
+    these chunks, which a 354 reply normally decides.
+    """
+
+    chunks: list[bytes] = field(default_factory=list)
+    pause: float = 0.0
+    then: str = ""
+    data_mode: bool | None = None
+
+
+Respond = Callable[[str, int], "Action | str | None"]
+
+DEFAULTS = {"DATA": "354 go ahead", "QUIT": "221 bye", "<content>": "250 queued"}
+EHLO = "250-hostile.test\r\n250-PIPELINING\r\n250 8BITMIME"
+
+
+class HostileRelay:
+    def __init__(self, respond: Respond, *, ehlo: str = EHLO) -> None:
+        self.respond = respond
+        self.ehlo = ehlo
+        self.commands: list[str] = []
+        self.contents: list[bytes] = []
+        self.server = socket.create_server(("127.0.0.1", 0))
+        self.port = self.server.getsockname()[1]
+        self.stopped = threading.Event()
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def url(self, timeout: float = 2) -> str:
+        return f"smtp://127.0.0.1:{self.port}?tls=none&timeout={timeout}"
+
+    def stop(self) -> None:
+        self.stopped.set()
+        self.server.close()
+        self.thread.join(timeout=10)
+
+    def _serve(self) -> None:
+        try:
+            connection, _ = self.server.accept()
+        except OSError:
+            return
+        buffer = b""
+
+        def readline() -> bytes:
+            nonlocal buffer
+            while b"\r\n" not in buffer:
+                try:
+                    chunk = connection.recv(65536)
+                except OSError:
+                    return b""
+                if not chunk:
+                    return b""
+                buffer += chunk
+            line, _, buffer = buffer.partition(b"\r\n")
+            return line + b"\r\n"
+
+        def act(action: Action | str | None, default: str) -> tuple[str, bool]:
+            """Carry out ``action`` and return what follows and whether DATA mode starts."""
+            if action is None:
+                action = default
+            if isinstance(action, str):
+                action = Action([action.encode() + b"\r\n"])
+            for index, chunk in enumerate(action.chunks):
+                if index and action.pause:
+                    time.sleep(action.pause)
+                try:
+                    connection.sendall(chunk)
+                except OSError:
+                    return "close", False
+            data_mode = action.data_mode
+            if data_mode is None:
+                lines = b"".join(action.chunks).rstrip(b"\r\n").split(b"\r\n")
+                data_mode = lines[-1].startswith(b"354")
+            return action.then, data_mode
+
+        with connection:
+            connection.sendall(b"220 hostile.test ESMTP\r\n")
+            number = 0
+            while line := readline():
+                command = line.decode("utf-8", "replace").rstrip("\r\n")
+                self.commands.append(command)
+                verb = command.split(" ", 1)[0].upper()
+                if verb == "MAIL":
+                    number += 1
+                if verb in ("EHLO", "HELO"):
+                    action: Action | str | None = self.ehlo
+                else:
+                    action = self.respond(command, number)
+                then, data_mode = act(action, DEFAULTS.get(verb, "250 OK"))
+                while then == "" and data_mode:
+                    content = b""
+                    while (chunk := readline()) != b".\r\n":
+                        if not chunk:
+                            return
+                        content += chunk[1:] if chunk.startswith(b".") else chunk
+                    self.contents.append(content)
+                    self.commands.append("<content>")
+                    then, data_mode = act(
+                        self.respond("<content>", number), DEFAULTS["<content>"]
+                    )
+                    data_mode = False
+                if then == "close":
+                    return
+                if then == "reset":
+                    connection.setsockopt(
+                        socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0)
+                    )
+                    return
+                if then == "hang":
+                    while not self.stopped.wait(0.05):
+                        pass
+                    return
+                if verb == "QUIT":
+                    return
