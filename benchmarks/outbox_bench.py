@@ -500,8 +500,15 @@ def run_config(
                 "text": TEXT,
             }
         )
+        # A billing run names its call with an idempotency key, so that it can
+        # repeat a failed call safely; that also lets sealmail store the
+        # messages in chunks and start delivering with the first one.
         body = json.dumps(
-            {"customers": [f"K-{n:06d}" for n in range(count)], **content}
+            {
+                "customers": [f"K-{n:06d}" for n in range(count)],
+                "idempotency_key": f"bench-{name}",
+                **content,
+            }
         ).encode()
         request = urllib.request.Request(
             f"http://127.0.0.1:{web_port}/api/v1/messages",

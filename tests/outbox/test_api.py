@@ -201,8 +201,9 @@ def test_idempotent_repeat(client):
         m["id"] for m in first.json()["messages"]
     ]
     conflict = post(client, "/api/v1/messages", body | {"text": "changed"})
-    assert conflict.status_code == 409
+    assert conflict.status_code == 422
     assert conflict.json()["field"] == "idempotency_key"
+    assert "Retry-After" not in conflict
 
 
 @pytest.mark.parametrize(

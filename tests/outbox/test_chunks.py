@@ -137,6 +137,7 @@ def test_api_repeat_while_in_progress_gets_409(contacts, scheduled, monkeypatch)
     busy = client.post("/api/v1/messages", body, content_type="application/json")
     assert busy.status_code == 409
     assert busy.json()["field"] == "idempotency_key"
+    assert 1 <= int(busy["Retry-After"]) <= 120
     assert "still storing its 7 messages" in busy.json()["detail"]
     SendRequest.objects.update(lease_until=timezone.now() - timedelta(seconds=1))
     done = client.post("/api/v1/messages", body, content_type="application/json")

@@ -60,9 +60,8 @@ def test_stalled_call_stores_once(contacts, monkeypatch):
 def test_repeat_after_new_contact_completes(customer, make_contact, monkeypatch):
     """A request by customer fails midway, and the customer gets a new contact.
 
-    The repeat is rejected as a different request, so the missing recipients
-    of the first call are never stored, and the advice to use a new key
-    would send the stored ones a second copy.
+    The request is hashed as named (the customer), so the repeat matches
+    and stores the missing messages instead of being rejected as different.
     """
     monkeypatch.setattr(service, "COMMIT_CHUNK", 3)
     monkeypatch.setattr(service, "schedule_delivery", lambda ids: None)
@@ -96,30 +95,30 @@ def test_repeat_after_new_contact_completes(customer, make_contact, monkeypatch)
 
 
 def test_retry_without_key_sends_once(contacts, monkeypatch):
-    """A call without idempotency_key fails midway, and the caller retries it.
+    """A call without idempotency_key fails after storing rows, and the caller retries it.
 
-    Before requests were stored in chunks, a failed call stored nothing, so
-    retrying a failed call was safe without a key. Now the first chunk is
-    committed and queued, and the retry stores it again.
+    Without a key, the caller can only repeat the whole call, so the failed
+    call must store nothing: its rows are stored in one transaction.
     """
     monkeypatch.setattr(service, "COMMIT_CHUNK", 3)
-    monkeypatch.setattr(service, "schedule_delivery", lambda ids: None)
+    scheduled = []
+    monkeypatch.setattr(service, "schedule_delivery", scheduled.append)
     original = service._RequestWriter.insert
-    calls = []
 
     def insert(self, request, chunk):
-        calls.append(len(chunk))
-        if len(calls) == 2:
-            raise RuntimeError("database went away")
-        return original(self, request, chunk)
+        stored = original(self, request, chunk)
+        raise RuntimeError(f"database went away after {len(stored)} rows")
 
     monkeypatch.setattr(service._RequestWriter, "insert", insert)
     with pytest.raises(RuntimeError):
         enqueue_bulk_checked(contacts, **CONTENT)
     monkeypatch.setattr(service._RequestWriter, "insert", original)
+    assert OutboxMessage.objects.count() == 0
+    assert scheduled == []
     enqueue_bulk_checked(contacts, **CONTENT)
 
     per_contact = [
         OutboxMessage.objects.filter(contact=contact).count() for contact in contacts
     ]
     assert per_contact == [1] * len(contacts)
+    assert len(scheduled) == 1

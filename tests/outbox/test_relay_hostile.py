@@ -13,6 +13,7 @@ import pytest
 from django.utils import timezone
 
 from sealmail.outbox import delivery
+from sealmail.outbox import transport as transport_module
 from sealmail.outbox.models import OutboxMessage
 from sealmail.outbox.service import enqueue
 from sealmail.outbox.transport import (
@@ -125,54 +126,61 @@ def test_long_content_reply_is_delivered():
 # --- a batch that takes longer than its lease --------------------------------
 
 
-class SlowRelayTransport(Transport):
-    """The real relay, with a pause after the first message that outlasts the lease.
+def test_exchange_limit_below_half_lease():
+    """A worker renews its lease between messages, when half of it is left."""
+    assert timedelta(seconds=transport_module.EXCHANGE_LIMIT) < delivery.LEASE / 2
 
-    The pause stands for a relay that sends every reply within the
-    timeout but slowly, for example content scanning at the end of DATA:
-    50 messages at 13 s each keep one batch open for longer than the
-    10-minute lease. Instead of sleeping, the pause moves the clock past
-    the lease and the sweep's grace time and runs the periodic sweep, which
-    queues the still-leased rows for another worker (Huey runs it inline).
+
+class SlowRelayTransport(Transport):
+    """The real relay, with a pause after each message that uses most of the lease.
+
+    The pause stands for a relay that sends every reply within the timeout
+    but slowly, for example content scanning at the end of DATA: 100
+    messages at 13 s each keep one batch open for longer than the 10-minute
+    lease. Instead of sleeping, each pause moves the clock on by the lease
+    less a minute and runs the periodic sweep, which queues rows whose
+    lease has expired for another worker (Huey runs it inline). With
+    ``steal``, another worker claims the rows during the first pause.
     """
 
-    def __init__(self, url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    def __init__(self, url: str, monkeypatch: pytest.MonkeyPatch, steal: bool) -> None:
         self.inner = transport_from_url(url, Path("/nonexistent"), "provider.test")
         self.monkeypatch = monkeypatch
+        self.steal = steal
 
     def describe(self) -> str:
         return "slow relay"
 
     def open(self) -> Session:
-        return SlowSession(self.inner.open(), self.monkeypatch)
+        return SlowSession(self.inner.open(), self.monkeypatch, self.steal)
 
 
 class SlowSession(Session):
-    paused = False
-
-    def __init__(self, inner: Session, monkeypatch: pytest.MonkeyPatch) -> None:
+    def __init__(
+        self, inner: Session, monkeypatch: pytest.MonkeyPatch, steal: bool
+    ) -> None:
         self.inner = inner
         self.monkeypatch = monkeypatch
+        self.steal = steal
+        self.offset = timedelta(0)
 
     def send_all(self, envelopes):
+        real_now = timezone.now
         for index, outcome in enumerate(self.inner.send_all(envelopes)):
+            # The pause belongs to this message's exchange, before its reply.
+            self.offset += delivery.LEASE - timedelta(minutes=1)
+            later = real_now() + self.offset
+            self.monkeypatch.setattr(timezone, "now", lambda: later)
+            if self.steal and index == 0:
+                OutboxMessage.objects.update(lease_token="another-worker")
+            delivery.sweep()
             yield outcome
-            if index == 0 and not SlowSession.paused:
-                SlowSession.paused = True
-                offset = delivery.LEASE + delivery.SWEEP_GRACE + timedelta(minutes=1)
-                real_now = timezone.now
-                self.monkeypatch.setattr(timezone, "now", lambda: real_now() + offset)
-                delivery.sweep()
-                self.monkeypatch.setattr(timezone, "now", real_now)
 
     def close(self) -> None:
         self.inner.close()
 
 
-@pytest.mark.django_db
-def test_batch_past_lease_sends_once(
-    make_contact, tmp_path, settings, monkeypatch
-):
+def deliver_slowly(make_contact, tmp_path, settings, monkeypatch, *, steal: bool):
     relay = LoopbackRelay(tmp_path)
     relay.start()
     settings.SEALMAIL_SMTP_URL = relay.url()
@@ -181,15 +189,37 @@ def test_batch_past_lease_sends_once(
             enqueue(make_contact(), category="custom", subject=f"m{n}", text="x")[0].pk
             for n in range(4)
         ]
-        # Make the rows as old as a batch that has waited in the queue.
-        OutboxMessage.objects.update(next_attempt=timezone.now() - timedelta(minutes=1))
         delivery.deliver_batch(
-            ids, transport=SlowRelayTransport(relay.url(), monkeypatch)
+            ids, transport=SlowRelayTransport(relay.url(), monkeypatch, steal)
         )
     finally:
         relay.stop()
-    message_ids = [received.message_id for received in relay.received]
-    assert sorted(set(message_ids)) == sorted(message_ids), message_ids
-    assert set(
+    return ids, relay.received
+
+
+@pytest.mark.django_db
+def test_batch_past_lease_sends_once(make_contact, tmp_path, settings, monkeypatch):
+    ids, received = deliver_slowly(
+        make_contact, tmp_path, settings, monkeypatch, steal=False
+    )
+    message_ids = [item.message_id for item in received]
+    assert len(message_ids) == 4
+    assert sorted(set(message_ids)) == sorted(message_ids)
+    statuses = set(
         OutboxMessage.objects.filter(pk__in=ids).values_list("status", flat=True)
-    ) == {Status.SENT}
+    )
+    assert statuses == {Status.SENT}
+
+
+@pytest.mark.django_db
+def test_batch_that_lost_lease_stops(make_contact, tmp_path, settings, monkeypatch):
+    ids, received = deliver_slowly(
+        make_contact, tmp_path, settings, monkeypatch, steal=True
+    )
+    # Only the first message went out before the lease was found taken.
+    assert len(received) == 1
+    rows = OutboxMessage.objects.filter(pk__in=ids)
+    # The results belong to the worker that holds the lease now: this
+    # worker wrote none of them.
+    assert set(rows.values_list("status", flat=True)) == {Status.QUEUED}
+    assert set(rows.values_list("lease_token", flat=True)) == {"another-worker"}

@@ -8,13 +8,14 @@ import logging
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse
 from ninja import Field, Path, Router, Schema, Status
 
 from sealmail.contacts.models import Contact, Customer
 from sealmail.core.mime.message import Attachment
 from sealmail.outbox.models import PUBLIC_CATEGORIES, OutboxMessage
 from sealmail.outbox.service import (
+    RequestInProgress,
     MAX_ATTACHMENT_BYTES,
     EnqueueError,
     contacts_of,
@@ -172,6 +173,17 @@ def _chunks(values: list, size: int = LOOKUP_CHUNK):
         yield values[start : start + size]
 
 
+def _recipients_named(payload: MessageIn) -> dict[str, Any]:
+    """Return the recipients as the request names them, for the idempotency check."""
+    contact_ids = list(payload.contacts)
+    if payload.contact is not None:
+        contact_ids.insert(0, payload.contact)
+    numbers = list(payload.customers)
+    if payload.customer is not None:
+        numbers.insert(0, payload.customer)
+    return {"contacts": contact_ids, "customers": numbers, "role": payload.role}
+
+
 def _resolve_recipients(payload: MessageIn) -> list[Contact]:
     contact_ids = list(payload.contacts)
     if payload.contact is not None:
@@ -257,19 +269,24 @@ def _ref(message: OutboxMessage) -> dict[str, Any]:
         400: ErrorOut,
         409: ErrorOut,
         **COMMON_ERRORS,
+        # An idempotency key reused for other content, or a schema mismatch.
+        422: ErrorOut | ValidationErrorOut,
     },
     summary="Send a message to contacts or customers",
 )
-def create_messages(request: HttpRequest, payload: MessageIn):
+def create_messages(request: HttpRequest, payload: MessageIn, response: HttpResponse):
     """Store one message per recipient contact and queue it for delivery.
 
     Returns 201 with one id per recipient contact, or 200 with the first
     call's ids when ``idempotency_key`` was used before with the same
-    content. A call with more than 1,000 recipients commits them in chunks
-    of 1,000, and delivery starts with the first chunk. If such a call
+    content. A call with an ``idempotency_key`` and more than 1,000
+    recipients commits them in chunks of 1,000, and delivery starts with
+    the first chunk. If such a call
     fails midway, the stored messages go out, and a repeat with the same
     ``idempotency_key`` stores only the rest; while the first call is
-    still storing, a repeat gets 409. Errors name the ``field`` and
+    still storing, a repeat gets 409 with Retry-After. Without a key, a call
+    is stored in one transaction, so one that fails stores nothing. A key
+    reused for other content gets 422. Errors name the ``field`` and
     explain how to fix it.
     """
     # Token names have up to 100 characters, like the source column.
@@ -291,6 +308,7 @@ def create_messages(request: HttpRequest, payload: MessageIn):
             references=payload.references,
             source=source,
             internal=False,
+            recipients=_recipients_named(payload),
         )
     except EnqueueError as exc:
         logger.info(
@@ -298,6 +316,8 @@ def create_messages(request: HttpRequest, payload: MessageIn):
             exc.field,
             redact_addresses(exc.message),
         )
+        if isinstance(exc, RequestInProgress):
+            response["Retry-After"] = str(exc.retry_after)
         return Status(exc.status, {"detail": exc.message, "field": exc.field})
     status = 200 if repeated else 201
     return Status(status, {"messages": [_ref(message) for message in messages]})

@@ -135,6 +135,9 @@ class BatchContext:
 
     now: datetime
     keys: KeyChecker
+    token: str = ""  # the lease token of the claimed rows
+    lease_until: datetime | None = None
+    lease_lost: bool = False
     _signer: ProviderSigner | None = None
     _autocrypt: pysequoia.Cert | None = None
     _blobs: dict[str, bytes] = field(default_factory=dict)
@@ -175,11 +178,16 @@ class BatchResult:
     retry: int = 0
 
 
-def write_fields(objects: Sequence[models.Model], fields: Sequence[str]) -> None:
+def write_fields(
+    objects: Sequence[models.Model], fields: Sequence[str], *, lease_token: str = ""
+) -> None:
     """Write ``fields`` of every object (all of one model) with one UPDATE run per row.
 
     ``executemany`` of one parameterized UPDATE is much faster here than
-    ``bulk_update``, which builds a CASE expression per field and row.
+    ``bulk_update``, which builds a CASE expression per field and row. With
+    ``lease_token``, only rows that still carry that lease are written, so a
+    worker whose lease was taken over cannot overwrite the new owner's
+    results.
     """
     if not objects:
         return
@@ -191,12 +199,17 @@ def write_fields(objects: Sequence[models.Model], fields: Sequence[str]) -> None
         f"UPDATE {quote(meta.db_table)} SET {assignments} "
         f"WHERE {quote(meta.pk.column)} = %s"
     )
+    guard = []
+    if lease_token:
+        sql += " AND lease_token = %s"
+        guard = [lease_token]
     rows = [
         [
             column.get_db_prep_save(getattr(item, column.attname), connection)
             for column in columns
         ]
         + [item.pk]
+        + guard
         for item in objects
     ]
     with connection.cursor() as cursor:
@@ -506,7 +519,12 @@ def deliver_batch(
     result = BatchResult(claimed=len(messages))
     if not messages:
         return result
-    ctx = BatchContext(now=now, keys=KeyChecker(now))
+    ctx = BatchContext(
+        now=now,
+        keys=KeyChecker(now),
+        token=messages[0].lease_token,
+        lease_until=messages[0].lease_until,
+    )
     outcomes: dict[str, list[OutboxMessage]] = defaultdict(list)
     for message in messages:
         outcomes[prepare(message, ctx)].append(message)
@@ -525,10 +543,12 @@ def deliver_batch(
         write_fields(
             [message for message in changed if message.pk in ready_ids],
             [*COMPOSED_FIELDS, "updated"],
+            lease_token=ctx.token,
         )
         write_fields(
             [message for message in changed if message.pk not in ready_ids],
             COMPOSED_FIELDS + RESULT_FIELDS,
+            lease_token=ctx.token,
         )
         write_fields(ctx.keys.changed_checks(), ["send_check"])
         for contact, reason, key in held_contacts.values():
@@ -537,12 +557,13 @@ def deliver_batch(
         notify_key_problem(contact, reason, now)
 
     ready = outcomes["ready"]
-    send_outcomes = _send(ready, transport) if ready else {}
+    send_outcomes = _send(ready, transport, ctx) if ready else {}
     for name, group in send_outcomes.items():
         outcomes[name].extend(group)
     with transaction.atomic():
-        write_fields(ready, RESULT_FIELDS)
-        erase_sensitive_content(outcomes["sent"])
+        write_fields(ready, RESULT_FIELDS, lease_token=ctx.token)
+        if not ctx.lease_lost:
+            erase_sensitive_content(outcomes["sent"])
     _schedule_retries(outcomes["retry"])
     result.sent = len(outcomes["sent"])
     result.held = len(outcomes["held"])
@@ -559,8 +580,20 @@ def deliver_batch(
     return result
 
 
+def _renew_lease(messages: list[OutboxMessage], ctx: BatchContext) -> bool:
+    """Extend the lease of ``messages``; return False if another worker took any."""
+    until = timezone.now() + LEASE
+    renewed = OutboxMessage.objects.filter(
+        pk__in=[message.pk for message in messages], lease_token=ctx.token
+    ).update(lease_until=until)
+    if renewed < len(messages):
+        return False
+    ctx.lease_until = until
+    return True
+
+
 def _send(
-    ready: list[OutboxMessage], transport: Transport | None
+    ready: list[OutboxMessage], transport: Transport | None, ctx: BatchContext
 ) -> dict[str, list[OutboxMessage]]:
     outcomes: dict[str, list[OutboxMessage]] = defaultdict(list)
     now = timezone.now()
@@ -595,7 +628,28 @@ def _send(
     ]
     done = 0
     with session:
-        for message, outcome in zip(sendable, session.send_all(envelopes)):
+        outcomes_iter = session.send_all(envelopes)
+        for message in sendable:
+            # A slow relay can keep a batch busy for longer than its lease, so
+            # the lease is renewed when half of it is left. A session spends
+            # at most EXCHANGE_LIMIT seconds on one message, less than half.
+            if ctx.lease_until is not None and (
+                timezone.now() >= ctx.lease_until - LEASE / 2
+            ) and not _renew_lease(sendable, ctx):
+                logger.error(
+                    "batch lost its lease to another worker after %d of %d "
+                    "message(s) (first id %d); it stops sending and leaves "
+                    "the results to that worker",
+                    done,
+                    len(sendable),
+                    sendable[0].pk,
+                )
+                ctx.lease_lost = True
+                outcomes_iter.close()
+                return outcomes
+            outcome = next(outcomes_iter, None)
+            if outcome is None:
+                break
             done += 1
             now = timezone.now()
             message.updated = now

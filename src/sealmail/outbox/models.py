@@ -82,6 +82,11 @@ class SendRequest(models.Model):
         blank=True,
         help_text="an incomplete request belongs to the call storing it until then",
     )
+    lease_token = models.CharField(
+        max_length=32,
+        blank=True,
+        help_text="names the call that stores an incomplete request",
+    )
     created = models.DateTimeField(auto_now_add=True)
 
     class Meta:

@@ -11,9 +11,11 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 import re
 import uuid
 from collections.abc import Iterable, Sequence
+import dataclasses
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -85,13 +87,33 @@ class EnqueueError(ValueError):
 
 
 class IdempotencyConflict(EnqueueError):
-    """The idempotency key was already used for a different request."""
+    """The idempotency key was already used for a different request.
 
-    status = 409
+    The status is 422, which the IETF draft "The Idempotency-Key HTTP Header
+    Field" (draft-ietf-httpapi-idempotency-key-header-07) recommends for a
+    key reused with another payload.
+    """
+
+    status = 422
 
 
 class RequestInProgress(EnqueueError):
-    """Another call with the same idempotency key is still storing its messages."""
+    """Another call with the same idempotency key is still storing its messages.
+
+    The status is 409, which the same draft gives for a request that is
+    still being processed. ``retry_after`` is the number of seconds until a
+    repeat can take the request over.
+    """
+
+    status = 409
+
+    def __init__(self, field: str, message: str, *, retry_after: int) -> None:
+        super().__init__(field, message)
+        self.retry_after = retry_after
+
+
+class RequestTakenOver(EnqueueError):
+    """A repeat took over a chunked request from the call that was storing it."""
 
     status = 409
 
@@ -233,10 +255,27 @@ def contacts_of(
 
 
 def _request_hash(
+    recipients: Any,
+    content: dict[str, Any],
+    attachments: Sequence[Attachment],
+) -> str:
+    """Return the SHA-256 of a request: its recipients as named, content and attachments."""
+    digest = hashlib.sha256()
+    digest.update(json.dumps(content, sort_keys=True, default=str).encode())
+    digest.update(json.dumps(recipients, sort_keys=True, default=str).encode())
+    for attachment in attachments:
+        digest.update(attachment.filename.encode() + b"\0")
+        digest.update(attachment.content_type.encode() + b"\0")
+        digest.update(hashlib.sha256(attachment.data).digest())
+    return digest.hexdigest()
+
+
+def _legacy_request_hash(
     contacts: Sequence[Contact],
     content: dict[str, Any],
     attachments: Sequence[Attachment],
 ) -> str:
+    """Return the hash that requests stored before the recipients were hashed as named have."""
     digest = hashlib.sha256()
     digest.update(json.dumps(content, sort_keys=True, default=str).encode())
     digest.update(",".join(str(contact.pk) for contact in contacts).encode())
@@ -332,8 +371,10 @@ def enqueue(
                 "role", f"contact {contact.pk} has role {contact.role!r}, not {role!r}"
             )
         contacts = [contact]
+        named = {"contacts": [contact.pk]}
     else:
         contacts = contacts_of([customer], role)  # type: ignore[list-item]
+        named = {"customers": [customer.account_number], "role": role}  # type: ignore[union-attr]
     return enqueue_bulk(
         contacts,
         category=category,
@@ -351,6 +392,7 @@ def enqueue(
         source=source,
         sensitive=sensitive,
         internal=True,
+        recipients=named,
     )
 
 
@@ -384,11 +426,18 @@ def enqueue_bulk_checked(
     source: str = "python",
     sensitive: bool = False,
     internal: bool = True,
+    recipients: Any = None,
 ) -> tuple[list[OutboxMessage], bool]:
     """Do what :func:`enqueue_bulk` does; also return whether the call was a repeat.
 
     The flag is True when ``idempotency_key`` matched an earlier call and
-    the earlier call's rows were returned.
+    the earlier call's rows were returned. ``recipients`` is what the caller
+    named (customers, contacts, a role), as JSON-serializable data. The
+    idempotency check compares it instead of the contact ids, so a repeat
+    matches even when a customer's contacts changed in between. Without an
+    idempotency key, the messages are stored in one transaction, so a failed
+    call stores nothing. With a key, more than ``COMMIT_CHUNK`` messages are
+    stored in chunks (see :class:`_RequestWriter`).
     """
     contacts = list(contacts)
     if not contacts:
@@ -481,7 +530,10 @@ def enqueue_bulk_checked(
         "in_reply_to": in_reply_to,
         "references": references,
     }
-    request_hash = _request_hash(contacts, content, attachments)
+    if recipients is None:
+        recipients = {"contacts": [contact.pk for contact in contacts]}
+    request_hash = _request_hash(recipients, content, attachments)
+    hashes = (request_hash, _legacy_request_hash(contacts, content, attachments))
 
     writer = _RequestWriter(
         shared={
@@ -503,38 +555,43 @@ def enqueue_bulk_checked(
             raise EnqueueError(
                 "idempotency_key", "idempotency_key must have 1 to 200 characters"
             )
-        existing = _existing_request(source, idempotency_key, request_hash)
+        existing = _existing_request(source, idempotency_key, hashes)
         if existing is not None:
             return _repeat(existing, writer, rendered_rows)
 
-    chunks = [
-        rendered_rows[start : start + COMMIT_CHUNK]
-        for start in range(0, len(rendered_rows), COMMIT_CHUNK)
-    ]
+    # Without an idempotency key a failed call must store nothing, because
+    # its caller can only repeat it whole.
+    first = len(rendered_rows) if idempotency_key is None else COMMIT_CHUNK
+    chunked = len(rendered_rows) > first
     try:
         with transaction.atomic():
-            single = len(chunks) == 1
             request = SendRequest.objects.create(
                 source=source,
                 idempotency_key=idempotency_key,
                 request_hash=request_hash,
                 recipients=len(rendered_rows),
-                complete=single,
-                lease_until=None if single else timezone.now() + REQUEST_LEASE,
+                complete=not chunked,
+                lease_until=timezone.now() + REQUEST_LEASE if chunked else None,
+                lease_token=writer.token if chunked else "",
             )
-            messages = writer.insert(request, chunks[0])
+            messages = writer.insert(request, rendered_rows[:first])
     except IntegrityError:
         if idempotency_key is None:
             raise
         # Another call with the same key committed first.
-        existing = _existing_request(source, idempotency_key, request_hash)
+        existing = _existing_request(source, idempotency_key, hashes)
         if existing is None:
             raise
         return _repeat(existing, writer, rendered_rows)
-    if len(chunks) > 1:
-        messages += writer.store_rest(
-            request, rendered_rows[len(chunks[0]) :], stored=len(messages)
-        )
+    if chunked:
+        try:
+            messages += writer.store_rest(
+                request, rendered_rows[first:], stored=len(messages)
+            )
+        except RequestTakenOver:
+            # A repeat of this request took it over while this call stalled.
+            request.refresh_from_db()
+            return _repeat(request, writer, rendered_rows)
     logger.info(
         "enqueued request %d: %d message(s), category %s, source %s",
         request.pk,
@@ -564,6 +621,8 @@ class _RequestWriter:
     to_address: str | None
     recipient_key: ContactKey | None
     stored_attachments: list[dict[str, Any]] | None = None
+    # Names this call as the one storing a chunked request.
+    token: str = dataclasses.field(default_factory=lambda: uuid.uuid4().hex)
 
     def insert(
         self, request: SendRequest, chunk: Sequence[RenderedRow]
@@ -613,15 +672,25 @@ class _RequestWriter:
         try:
             for index, chunk in enumerate(chunks):
                 with transaction.atomic():
+                    # Renewing first locks the request row, so a repeat
+                    # cannot take the request over while this chunk is stored.
+                    self.renew(request)
                     messages += self.insert(request, chunk)
-                    if index < len(chunks) - 1:
-                        SendRequest.objects.filter(pk=request.pk).update(
-                            lease_until=timezone.now() + REQUEST_LEASE
-                        )
-                    else:
+                    if index == len(chunks) - 1:
                         _mark_complete(request)
             if not chunks:
-                _mark_complete(request)
+                with transaction.atomic():
+                    self.renew(request)
+                    _mark_complete(request)
+        except RequestTakenOver:
+            logger.warning(
+                "request %d was taken over by a repeat after this call stored "
+                "%d of its %d message(s); this call stops storing",
+                request.pk,
+                stored + len(messages),
+                request.recipients,
+            )
+            raise
         except Exception:
             logger.exception(
                 "request %d failed after storing %d of its %d message(s); the "
@@ -635,10 +704,26 @@ class _RequestWriter:
         return messages
 
 
+    def renew(self, request: SendRequest) -> None:
+        """Extend this call's lease on ``request``; raise RequestTakenOver if it lost it."""
+        renewed = SendRequest.objects.filter(
+            pk=request.pk, lease_token=self.token, complete=False
+        ).update(lease_until=timezone.now() + REQUEST_LEASE)
+        if not renewed:
+            raise RequestTakenOver(
+                "idempotency_key",
+                f"request {request.pk} was taken over by a repeat with the same "
+                "idempotency key",
+            )
+
+
 def _mark_complete(request: SendRequest) -> None:
-    SendRequest.objects.filter(pk=request.pk).update(complete=True, lease_until=None)
+    SendRequest.objects.filter(pk=request.pk).update(
+        complete=True, lease_until=None, lease_token=""
+    )
     request.complete = True
     request.lease_until = None
+    request.lease_token = ""
 
 
 def _repeat(
@@ -656,9 +741,9 @@ def _repeat(
         claimed = (
             SendRequest.objects.filter(pk=request.pk, complete=False)
             .filter(Q(lease_until__isnull=True) | Q(lease_until__lt=now))
-            .update(lease_until=now + REQUEST_LEASE)
+            .update(lease_until=now + REQUEST_LEASE, lease_token=writer.token)
         )
-        request.refresh_from_db(fields=["complete", "lease_until"])
+        request.refresh_from_db(fields=["complete", "lease_until", "lease_token"])
         if claimed:
             stored = set(request.messages.values_list("contact_id", flat=True))
             missing = [row for row in rendered_rows if row[0].pk not in stored]
@@ -672,11 +757,13 @@ def _repeat(
             writer.store_rest(request, missing, stored=len(stored))
             return list(request.messages.order_by("id")), False
         if not request.complete:
+            wait = request.lease_until - now if request.lease_until else REQUEST_LEASE
             raise RequestInProgress(
                 "idempotency_key",
                 f"a call with idempotency_key {request.idempotency_key!r} is still "
                 f"storing its {request.recipients} messages; repeat this call "
                 "after it has finished",
+                retry_after=max(1, math.ceil(wait.total_seconds())),
             )
     logger.info("request %d repeated with its idempotency key", request.pk)
     return list(request.messages.order_by("id")), True
@@ -733,13 +820,17 @@ def insert_messages(
     with connection.cursor() as cursor:
         for start in range(0, len(params), INSERT_BATCH):
             cursor.executemany(sql, params[start : start + INSERT_BATCH])
-    # COMMIT_CHUNK keeps the IN list within SQLite's default limit of 32,766
-    # parameters (SQLite 3.32 and later; Debian 12 ships 3.40).
-    ids = dict(
-        OutboxMessage.objects.filter(
-            request=request, message_id__in=[row["message_id"] for row in rows]
-        ).values_list("message_id", "id")
-    )
+    # Slices of COMMIT_CHUNK keep each IN list far below SQLite's default
+    # limit of 32,766 parameters (SQLite 3.32 and later).
+    message_ids = [row["message_id"] for row in rows]
+    ids: dict[str, int] = {}
+    for start in range(0, len(message_ids), COMMIT_CHUNK):
+        ids.update(
+            OutboxMessage.objects.filter(
+                request=request,
+                message_id__in=message_ids[start : start + COMMIT_CHUNK],
+            ).values_list("message_id", "id")
+        )
     messages = []
     for row in rows:
         values = template.copy()
@@ -755,14 +846,18 @@ def insert_messages(
 
 
 def _existing_request(
-    source: str, idempotency_key: str, request_hash: str
+    source: str, idempotency_key: str, hashes: Sequence[str]
 ) -> SendRequest | None:
+    """Return the request stored under ``idempotency_key``, or None.
+
+    Raises IdempotencyConflict when its hash is not among ``hashes``.
+    """
     request = SendRequest.objects.filter(
         source=source, idempotency_key=idempotency_key
     ).first()
     if request is None:
         return None
-    if request.request_hash != request_hash:
+    if request.request_hash not in hashes:
         raise IdempotencyConflict(
             "idempotency_key",
             f"idempotency_key {idempotency_key!r} was already used for a different "

@@ -29,12 +29,13 @@ import re
 import smtplib
 import socket
 import ssl
+import threading
 import time
 import uuid
 from dataclasses import dataclass
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Self
+from typing import Any, Self
 from urllib.parse import parse_qs, unquote, urlsplit
 
 TLS_MODES = ("opportunistic", "required", "none")
@@ -250,6 +251,126 @@ def _query_options(
     return tls, timeout, verify == "true", cafile
 
 
+# RFC 5321 limits a reply line to 512 octets; longer lines are read and cut.
+MAX_REPLY_LINE = 64 * 1024
+MAX_REPLY_LINES = 100
+REPLY_TEXT_KEPT = 512
+# The longest one message's exchange with the relay may take, however slowly
+# the relay sends its replies. It stays below half of the outbox's lease, so
+# a worker renews the lease before another worker may take the message.
+EXCHANGE_LIMIT = 240.0
+
+
+class _LimitedReplies:
+    """smtplib client mixin: read replies with limits on length and line count.
+
+    smtplib's own ``getreply`` raises "500 Line too long." for a line over
+    8 KiB, which reads like the relay's reply, and collects any number of
+    continuation lines. Here a long line is cut after ``REPLY_TEXT_KEPT``
+    octets and its first three digits still count, and too long or too many
+    lines close the connection.
+    """
+
+    file: Any
+    sock: Any
+
+    def getreply(self) -> tuple[int, bytes]:
+        if self.file is None:
+            self.file = self.sock.makefile("rb")
+        lines = []
+        while True:
+            line = self._reply_line()
+            lines.append(line[4:REPLY_TEXT_KEPT].strip(b" \t\r\n"))
+            code = line[:3]
+            if not (code.isdigit() and len(code) == 3):
+                return -1, b"\n".join(lines)
+            if line[3:4] != b"-":
+                return int(code), b"\n".join(lines)
+            if len(lines) >= MAX_REPLY_LINES:
+                self.close()  # type: ignore[attr-defined]
+                raise smtplib.SMTPServerDisconnected(
+                    f"the relay sent a reply of more than {MAX_REPLY_LINES} lines"
+                )
+
+    def _reply_line(self) -> bytes:
+        """Read one reply line; keep its start and drop the rest of a long line."""
+        kept = b""
+        length = 0
+        while True:
+            try:
+                part = self.file.readline(8192)
+            except OSError as exc:
+                self.close()  # type: ignore[attr-defined]
+                raise smtplib.SMTPServerDisconnected(
+                    f"Connection unexpectedly closed: {exc}"
+                ) from exc
+            if not part:
+                self.close()  # type: ignore[attr-defined]
+                raise smtplib.SMTPServerDisconnected("Connection unexpectedly closed")
+            if not kept:
+                kept = part
+            length += len(part)
+            if part.endswith(b"\n"):
+                return kept
+            if length > MAX_REPLY_LINE:
+                self.close()  # type: ignore[attr-defined]
+                raise smtplib.SMTPServerDisconnected(
+                    f"the relay sent a reply line longer than {MAX_REPLY_LINE} octets"
+                )
+
+
+class _Client(_LimitedReplies, smtplib.SMTP):
+    pass
+
+
+class _TlsClient(_LimitedReplies, smtplib.SMTP_SSL):
+    pass
+
+
+class _Watchdog:
+    """Close the connection of a session whose current exchange passed its deadline.
+
+    One daemon thread per process checks the open sessions every second, so
+    a session only sets a deadline per message instead of starting a timer.
+    The socket timeout alone bounds each read, not a reply that a relay
+    sends one byte at a time.
+    """
+
+    def __init__(self) -> None:
+        self._sessions: set[SmtpSession] = set()
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+
+    def watch(self, session: SmtpSession) -> None:
+        with self._lock:
+            self._sessions.add(session)
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(
+                    target=self._run, name="smtp-watchdog", daemon=True
+                )
+                self._thread.start()
+
+    def forget(self, session: SmtpSession) -> None:
+        with self._lock:
+            self._sessions.discard(session)
+
+    def _run(self) -> None:
+        while True:
+            time.sleep(1.0)
+            now = time.monotonic()
+            with self._lock:
+                late = [
+                    session
+                    for session in self._sessions
+                    if session.deadline is not None and now > session.deadline
+                ]
+            for session in late:
+                session.abort()
+
+
+_watchdog = _Watchdog()
+
+
 class SmtpTransport(Transport):
     """Send through an SMTP relay, one connection per batch of messages."""
 
@@ -271,7 +392,7 @@ class SmtpTransport(Transport):
         config = self.config
         try:
             if config.implicit_tls:
-                client: smtplib.SMTP = smtplib.SMTP_SSL(
+                client: smtplib.SMTP = _TlsClient(
                     config.host,
                     config.port,
                     local_hostname=config.helo,
@@ -279,7 +400,7 @@ class SmtpTransport(Transport):
                     context=self.ssl_context(),
                 )
             else:
-                client = smtplib.SMTP(
+                client = _Client(
                     config.host,
                     config.port,
                     local_hostname=config.helo,
@@ -336,10 +457,23 @@ def _reply_text(code: int, message: bytes | str) -> str:
 def _failure_from_reply(
     code: int, message: bytes | str, connection_lost: bool = False
 ) -> DeliveryFailure:
+    """Classify a reply that did not accept its command.
+
+    5xx is permanent and 4xx temporary. Any other code (a 2xx or 3xx where
+    another code belongs, or no code at all) means that the relay's replies
+    are out of step with the commands, so nothing can be learned from it:
+    the message is retried on a new connection.
+    """
     reply = _reply_text(code, message)
-    if 400 <= code < 500 or code < 0:
-        return TemporaryFailure(reply, connection_lost=connection_lost)
-    return PermanentFailure(reply, connection_lost=connection_lost)
+    if 500 <= code < 600:
+        return PermanentFailure(reply, connection_lost=connection_lost)
+    if 400 <= code < 500:
+        return TemporaryFailure(reply, connection_lost=connection_lost or code == 421)
+    return TemporaryFailure(
+        f"the relay replied {reply!r}, which does not fit the command sent; its "
+        "replies are out of step, so the connection is closed",
+        connection_lost=True,
+    )
 
 
 _PLAIN_ADDRESS = re.compile(r"[^\s<>()\[\]\\,;:\"@]+@[^\s<>()\[\]\\,;:\"@]+")
@@ -398,12 +532,19 @@ class SmtpSession(Session):
     With PIPELINING, :meth:`send_all` writes MAIL, RCPT and DATA in one
     packet and sends each message's content together with the next
     message's MAIL, RCPT and DATA, so a message costs one round trip
-    instead of four.
+    instead of four. One message's exchange may take ``EXCHANGE_LIMIT``
+    seconds at most; then the connection is closed.
     """
 
     def __init__(self, client: smtplib.SMTP) -> None:
         self.client = client
         self.pipelining = client.has_extn("pipelining")
+        # Monotonic time at which the current exchange is cut off, or None.
+        self.deadline: float | None = None
+        # True while the connection may be inside a transaction, or after
+        # the replies went out of step: QUIT would then be read as content.
+        self.broken = False
+        self.aborted = False
         sock = client.sock
         if isinstance(sock, ssl.SSLSocket):
             cipher = sock.cipher()
@@ -412,6 +553,7 @@ class SmtpSession(Session):
         else:
             self.tls_protocol = ""
             self.tls_cipher = ""
+        _watchdog.watch(self)
 
     def _delivered(self, code: int, message: bytes) -> Delivered:
         return Delivered(
@@ -420,37 +562,67 @@ class SmtpSession(Session):
             tls_cipher=self.tls_cipher,
         )
 
+    def abort(self) -> None:
+        """Cut the connection off; the blocked read then fails (watchdog thread)."""
+        self.aborted = True
+        self.broken = True
+        sock = self.client.sock
+        if sock is not None:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def _lost(self, exc: BaseException, what: str = "") -> TemporaryFailure:
+        self.broken = True
+        if self.aborted:
+            return TemporaryFailure(
+                f"the relay took more than {EXCHANGE_LIMIT:.0f} s for one message, "
+                "so the connection was closed",
+                connection_lost=True,
+            )
+        return _lost(exc, what or "the connection to the relay failed")
+
+    def _refused(self, code: int, message: bytes) -> DeliveryFailure:
+        failure = _failure_from_reply(code, message)
+        if failure.connection_lost:
+            self.broken = True
+        return failure
+
     def send(self, sender: str, recipient: str, data: bytes) -> Delivered:
         client = self.client
         mail_from, rcpt_to = _path(sender), _path(recipient)
+        self.deadline = time.monotonic() + EXCHANGE_LIMIT
         try:
             code, message = client.docmd("mail", "FROM:" + mail_from)
             if code != 250:
-                self._reset()
-                raise _failure_from_reply(code, message)
+                raise self._refused_and_reset(code, message)
             code, message = client.docmd("rcpt", "TO:" + rcpt_to)
             if code not in (250, 251):
-                self._reset()
-                raise _failure_from_reply(code, message)
+                raise self._refused_and_reset(code, message)
+            self.broken = True  # until the relay's reply to the content
             # data() only dot-stuffs; the composer already produced CRLF lines.
             code, message = client.data(data)
+            self.broken = False
             if code != 250:
-                self._reset()
-                raise _failure_from_reply(code, message)
+                raise self._refused_and_reset(code, message)
         except smtplib.SMTPServerDisconnected as exc:
-            raise TemporaryFailure(
-                f"the relay closed the connection: {exc}", connection_lost=True
-            ) from exc
-        except smtplib.SMTPResponseException as exc:
-            # smtplib raises this itself for a failed DATA command (e.g. 421).
-            failure = _failure_from_reply(exc.smtp_code, exc.smtp_error)
-            self._reset()
-            raise failure from exc
+            raise self._lost(exc, "the relay closed the connection") from exc
+        except smtplib.SMTPDataError as exc:
+            # The relay's reply to DATA itself, which was not 354.
+            self.broken = False
+            raise self._refused_and_reset(exc.smtp_code, exc.smtp_error) from exc
         except OSError as exc:
-            raise TemporaryFailure(
-                f"the connection to the relay failed: {exc}", connection_lost=True
-            ) from exc
+            raise self._lost(exc) from exc
+        finally:
+            self.deadline = None
         return self._delivered(code, message)
+
+    def _refused_and_reset(self, code: int, message: bytes) -> DeliveryFailure:
+        failure = self._refused(code, message)
+        if not failure.connection_lost:
+            self._reset()
+        return failure
 
     def send_all(
         self, envelopes: Sequence[Envelope]
@@ -458,68 +630,109 @@ class SmtpSession(Session):
         if not self.pipelining:
             yield from super().send_all(envelopes)
             return
+        self._mid_transaction = False
+        try:
+            yield from self._pipeline(envelopes)
+        finally:
+            self.deadline = None
+            # A caller that stopped early, or a failure, can leave the relay
+            # waiting for a message content.
+            if self._mid_transaction:
+                self.broken = True
+
+    def _pipeline(
+        self, envelopes: Sequence[Envelope]
+    ) -> Iterator[Delivered | DeliveryFailure]:
         # ``content`` is the DATA section of the previous message, whose MAIL,
         # RCPT and DATA were accepted. It goes out in front of the next
         # envelope, so its reply comes first.
         content, reset = b"", False
-        for index, envelope in enumerate(envelopes):
+        for envelope in envelopes:
             try:
                 commands = _envelope_commands(envelope)
             except DeliveryFailure as exc:
                 if content:
-                    yield from self._finish(content)
+                    outcome = self._finish(content)
                     content = b""
+                    yield outcome
+                    if _is_lost(outcome):
+                        return
                 yield exc
                 continue
+            self.deadline = time.monotonic() + EXCHANGE_LIMIT
             try:
                 self._write(content + (b"RSET\r\n" if reset else b"") + commands)
             except OSError as exc:
-                yield _lost(exc)
+                yield self._lost(exc)
                 return
+            self._mid_transaction = True
             if content:
                 outcome = self._content_reply()
-                yield outcome
                 content = b""
-                if isinstance(outcome, DeliveryFailure) and outcome.connection_lost:
+                yield outcome
+                if _is_lost(outcome):
                     return
+                self.deadline = time.monotonic() + EXCHANGE_LIMIT
             replies, lost = self._read_replies(4 if reset else 3)
-            if reset:
-                replies = replies[1:]
+            if reset and replies:
+                rset = replies.pop(0)
+                if rset[0] != 250:
+                    yield self._out_of_step(rset, "RSET")
+                    return
             failure = _envelope_failure(replies, lost)
             if failure is None:
                 content, reset = _dot_stuffed(envelope.data), False
                 continue
-            if len(replies) == 3 and replies[2][0] == 354 and not lost:
-                # A relay that took DATA without a valid recipient gets an
-                # empty message, which it cannot deliver to anyone.
-                lost = self._finish_empty_data()
-            yield failure
-            if failure.connection_lost or lost is not None:
+            if lost is not None or failure.connection_lost:
+                self.broken = True
+                yield self._lost(lost) if self.aborted and lost else failure
                 return
+            if len(replies) == 3 and replies[2][0] == 354:
+                # DATA was accepted although MAIL or RCPT was not. Closing
+                # the connection ends that transaction with no content.
+                yield self._out_of_step(replies[2], "DATA after a rejection")
+                return
+            self._mid_transaction = False
+            yield failure
             reset = True
         if content:
-            yield from self._finish(content)
+            outcome = self._finish(content)
+            yield outcome
+            if _is_lost(outcome):
+                return
+        self._mid_transaction = False
 
-    def _finish(self, content: bytes) -> Iterator[Delivered | DeliveryFailure]:
-        """Send the last pending message content and yield its outcome."""
+    def _out_of_step(self, reply: Reply, command: str) -> TemporaryFailure:
+        self.broken = True
+        return TemporaryFailure(
+            f"the relay replied {_reply_text(*reply)!r} to {command}; its replies "
+            "are out of step with the commands, so the connection is closed",
+            connection_lost=True,
+        )
+
+    def _finish(self, content: bytes) -> Delivered | DeliveryFailure:
+        """Send the last pending message content and return its outcome."""
+        self.deadline = time.monotonic() + EXCHANGE_LIMIT
         try:
             self._write(content)
         except OSError as exc:
-            yield _lost(exc)
-            return
-        yield self._content_reply()
+            return self._lost(exc)
+        outcome = self._content_reply()
+        if not _is_lost(outcome):
+            self._mid_transaction = False
+        return outcome
 
     def _content_reply(self) -> Delivered | DeliveryFailure:
         """Read the reply to a message's content (after ``CRLF.CRLF``)."""
         replies, lost = self._read_replies(1)
         if not replies:
-            return _lost(lost or ConnectionError("the relay sent no reply"))
+            return self._lost(lost or ConnectionError("the relay sent no reply"))
         code, message = replies[0]
         if code == 250:
             return self._delivered(code, message)
         # The transaction ended with this reply, so the next MAIL needs no
         # RSET before it.
-        return _failure_from_reply(code, message, connection_lost=code == 421)
+        return self._refused(code, message)
 
     def _write(self, data: bytes) -> None:
         if data:
@@ -537,25 +750,30 @@ class SmtpSession(Session):
             return replies, exc
         return replies, None
 
-    def _finish_empty_data(self) -> OSError | None:
-        try:
-            self._write(b".\r\n")
-            self.client.getreply()
-        except OSError as exc:
-            return exc
-        return None
-
     def _reset(self) -> None:
         try:
-            self.client.rset()
+            code, message = self.client.rset()
         except (OSError, smtplib.SMTPException):
-            pass
+            self.broken = True
+            return
+        if code != 250:
+            self.broken = True
 
     def close(self) -> None:
+        _watchdog.forget(self)
+        if self.broken:
+            # QUIT could be read as message content; closing the socket
+            # ends any open transaction without delivering it.
+            self.client.close()
+            return
         try:
             self.client.quit()
         except (OSError, smtplib.SMTPException):
             self.client.close()
+
+
+def _is_lost(outcome: Delivered | DeliveryFailure) -> bool:
+    return isinstance(outcome, DeliveryFailure) and outcome.connection_lost
 
 
 def _envelope_commands(envelope: Envelope) -> bytes:

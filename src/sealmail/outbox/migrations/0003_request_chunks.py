@@ -22,6 +22,11 @@ class Migration(migrations.Migration):
         ),
         migrations.AddField(
             model_name='sendrequest',
+            name='lease_token',
+            field=models.CharField(blank=True, help_text='names the call that stores an incomplete request', max_length=32),
+        ),
+        migrations.AddField(
+            model_name='sendrequest',
             name='recipients',
             field=models.PositiveIntegerField(default=0, help_text='messages the request creates, one per recipient'),
         ),
