@@ -260,14 +260,8 @@ def _request_hash(
     attachments: Sequence[Attachment],
 ) -> str:
     """Return the SHA-256 of a request: its recipients as named, content and attachments."""
-    digest = hashlib.sha256()
-    digest.update(json.dumps(content, sort_keys=True, default=str).encode())
-    digest.update(json.dumps(recipients, sort_keys=True, default=str).encode())
-    for attachment in attachments:
-        digest.update(attachment.filename.encode() + b"\0")
-        digest.update(attachment.content_type.encode() + b"\0")
-        digest.update(hashlib.sha256(attachment.data).digest())
-    return digest.hexdigest()
+    named = json.dumps(recipients, sort_keys=True, default=str).encode()
+    return _hash_parts(named, content, attachments)
 
 
 def _legacy_request_hash(
@@ -276,9 +270,16 @@ def _legacy_request_hash(
     attachments: Sequence[Attachment],
 ) -> str:
     """Return the hash that requests stored before the recipients were hashed as named have."""
+    ids = ",".join(str(contact.pk) for contact in contacts).encode()
+    return _hash_parts(ids, content, attachments)
+
+
+def _hash_parts(
+    recipients: bytes, content: dict[str, Any], attachments: Sequence[Attachment]
+) -> str:
     digest = hashlib.sha256()
     digest.update(json.dumps(content, sort_keys=True, default=str).encode())
-    digest.update(",".join(str(contact.pk) for contact in contacts).encode())
+    digest.update(recipients)
     for attachment in attachments:
         digest.update(attachment.filename.encode() + b"\0")
         digest.update(attachment.content_type.encode() + b"\0")
