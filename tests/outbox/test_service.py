@@ -7,7 +7,7 @@ import pytest
 from sealmail.contacts.models import Contact
 from sealmail.core.mime.message import Attachment
 from sealmail.outbox import rendering, service
-from sealmail.outbox.models import OutboxMessage
+from sealmail.outbox.models import OutboxMessage, SendRequest
 from sealmail.outbox.service import EnqueueError, IdempotencyConflict, enqueue
 
 pytestmark = pytest.mark.django_db
@@ -156,6 +156,33 @@ def test_idempotency_key_returns_first_rows(make_contact):
         source="cli",
     )
     assert other_source[0].pk != first[0].pk
+
+
+def test_request_with_contact_id_hash_still_repeats(customer, make_contact):
+    """Requests stored while the hash covered the contact ids still match."""
+    contacts = [make_contact("a@customer.test"), make_contact("b@customer.test")]
+    first = enqueue(
+        customer=customer, category="custom", subject="x", text="y", idempotency_key="k2"
+    )
+    content = {
+        "category": "custom",
+        "subject": "x",
+        "text": "y",
+        "html": None,
+        "template": None,
+        "context": None,
+        "to_address": None,
+        "recipient_key": None,
+        "in_reply_to": None,
+        "references": [],
+    }
+    legacy = service._legacy_request_hash(contacts, content, [])
+    SendRequest.objects.filter(idempotency_key="k2").update(request_hash=legacy)
+    again = enqueue(
+        customer=customer, category="custom", subject="x", text="y", idempotency_key="k2"
+    )
+    assert [m.pk for m in again] == [m.pk for m in first]
+    assert OutboxMessage.objects.count() == 2
 
 
 def test_attachments_share_one_blob(make_contact, customer):
