@@ -88,3 +88,28 @@ def test_two_address_user_id_like_gnupg(client, keystore, tmp_path):
     gpg.import_key(response.content)
     listing = gpg.run("--with-colons", "--list-keys").stdout.decode()
     assert "<support@provider.test>" not in listing
+
+
+def test_angle_address_served_for_its_mailbox(client, keystore):
+    keystore.generate(
+        ["Sales <sales@provider.test>", "sales@provider.test <support@provider.test>"]
+    )
+    response = wkd_get(client, "support")
+    assert response.status_code == 200
+    served = pysequoia.Cert.from_bytes(response.content)
+    assert [str(user_id) for user_id in served.user_ids] == [
+        "sales@provider.test <support@provider.test>"
+    ]
+
+
+def test_bare_two_address_user_id_matches_none(client, keystore):
+    keystore.generate(
+        ["Sales <sales@provider.test>", "support@provider.test, sales@provider.test"]
+    )
+    sales = wkd_get(client, "sales")
+    assert sales.status_code == 200
+    served = pysequoia.Cert.from_bytes(sales.content)
+    assert [str(user_id) for user_id in served.user_ids] == [
+        "Sales <sales@provider.test>"
+    ]
+    assert wkd_get(client, "support").status_code == 404

@@ -22,12 +22,12 @@ import urllib.error
 import urllib.request
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from email.utils import parseaddr
 from urllib.parse import quote
 
 import pysequoia
 
 from sealmail.core.pgp.certfilter import keep_user_ids
+from sealmail.core.pgp.userid import user_id_address
 
 logger = logging.getLogger(__name__)
 
@@ -117,18 +117,9 @@ def wkd_paths(address: str) -> WkdPaths:
     )
 
 
-def _address_of(user_id: str) -> str | None:
-    """Return the mail address in ``user_id`` with a lower-cased domain, if any."""
-    _, address = parseaddr(user_id)
-    local, at, domain = address.rpartition("@")
-    if at and local and domain:
-        return f"{local}@{domain.lower()}"
-    return None
-
-
 def addresses_of(cert: pysequoia.Cert) -> list[str]:
-    """Return the mail addresses in ``cert``'s user IDs, lower-cased domains."""
-    addresses = (_address_of(str(user_id)) for user_id in cert.user_ids)
+    """Return the addresses of ``cert``'s user IDs, read by :func:`user_id_address`."""
+    addresses = (user_id_address(str(user_id)) for user_id in cert.user_ids)
     return [address for address in addresses if address is not None]
 
 
@@ -136,7 +127,7 @@ def _matches(address: str | None, domain: str, digest: str) -> bool:
     if address is None:
         return False
     local, _, address_domain = address.rpartition("@")
-    return address_domain == domain.lower() and local_part_hash(local) == digest
+    return address_domain.lower() == domain.lower() and local_part_hash(local) == digest
 
 
 def certificates_for(
@@ -160,7 +151,7 @@ def published_certificate(cert: pysequoia.Cert, domain: str, digest: str) -> byt
     of ``cert`` matches.
     """
     return keep_user_ids(
-        bytes(cert), lambda user_id: _matches(_address_of(user_id), domain, digest)
+        bytes(cert), lambda user_id: _matches(user_id_address(user_id), domain, digest)
     )
 
 
