@@ -27,6 +27,7 @@ from urllib.parse import quote
 import pysequoia
 
 from sealmail.core.pgp.certfilter import keep_user_ids
+from sealmail.core.pgp.packets import PacketError
 from sealmail.core.pgp.userid import user_id_address
 
 logger = logging.getLogger(__name__)
@@ -141,18 +142,58 @@ def certificates_for(
     ]
 
 
-def published_certificate(cert: pysequoia.Cert, domain: str, digest: str) -> bytes:
-    """Return binary ``cert`` with only the user IDs of the looked-up address.
+# Copies made by published_certificate: bytes, or the message of the failure.
+_published: dict[tuple[str, str, str], tuple[pysequoia.Cert, bytes | str]] = {}
+_PUBLISHED_CACHE_SIZE = 64
 
-    This is the copy WKD publishes, so a lookup for one address does not
-    reveal the provider's other addresses on the same key. Every key, subkey
-    and their binding signatures stay, so the certificate still verifies.
+
+def published_certificate(cert: pysequoia.Cert, domain: str, digest: str) -> bytes:
+    """Return binary ``cert`` as WKD publishes it for the address of ``digest``.
+
+    The copy has only the user IDs of the looked-up address, so a lookup for
+    one address does not reveal the provider's other addresses on the same
+    key. It has no third-party certifications, which WKD clients do not use
+    and which anyone can add to a key on a keyserver. The keys, subkeys and
+    binding signatures stay, and so do the self-signatures and revocations
+    of the key, its subkeys and the kept user IDs, so the copy verifies.
+
     Raises :class:`~sealmail.core.pgp.packets.PacketError` when no user ID
-    of ``cert`` matches.
+    of ``cert`` matches or the copy cannot be made, and logs the reason the
+    first time. The copy, or the failure, is kept while the caller passes the
+    same ``cert`` object: the key store returns the same objects until its
+    directory changes.
     """
-    return keep_user_ids(
-        bytes(cert), lambda user_id: _matches(user_id_address(user_id), domain, digest)
-    )
+    cache_key = (cert.fingerprint, domain.lower(), digest)
+    cached = _published.get(cache_key)
+    if cached is not None and cached[0] is cert:
+        result = cached[1]
+    else:
+        result = _filter_for_wkd(cert, domain, digest)
+        if len(_published) >= _PUBLISHED_CACHE_SIZE:
+            _published.clear()
+        _published[cache_key] = (cert, result)
+    if isinstance(result, str):
+        raise PacketError(result)
+    return result
+
+
+def _filter_for_wkd(cert: pysequoia.Cert, domain: str, digest: str) -> bytes | str:
+    try:
+        return keep_user_ids(
+            bytes(cert),
+            lambda user_id: _matches(user_id_address(user_id), domain, digest),
+            third_party_certifications=False,
+        )
+    except PacketError as exc:
+        logger.error(
+            "provider key %s is not published by WKD for hash %s at %s, because "
+            "its WKD copy cannot be made: %s",
+            cert.fingerprint.upper(),
+            digest,
+            domain,
+            exc,
+        )
+        return str(exc)
 
 
 class _NoRedirect(urllib.request.HTTPRedirectHandler):
