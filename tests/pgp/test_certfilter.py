@@ -6,16 +6,21 @@ from pathlib import Path
 
 import pysequoia
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from sealmail.core.pgp.certfilter import keep_user_ids
+from sealmail.core.pgp import generate
+from sealmail.core.pgp.certfilter import MAX_PACKETS, keep_user_ids
 from sealmail.core.pgp.generate import generate_provider_key
 from sealmail.core.pgp.packets import (
+    SIG_CERTIFICATIONS,
+    SIG_KEY_REVOCATION,
     TAG_MARKER,
     TAG_SIGNATURE,
     TAG_TRUST,
     TAG_USER_ATTRIBUTE,
     PacketError,
     RawPacket,
+    parse_signature,
     read_packets,
 )
 from tests.peers.gnupg import GnuPG
@@ -60,13 +65,18 @@ def test_gnupg_key_keeps_one_user_id(alice, tmp_path):
     assert signatures == ["!", "!"]  # user ID self-signature, subkey binding
 
 
-def test_revoked_user_id_stays_revoked(tmp_path):
+@pytest.mark.parametrize("third_party", [True, False])
+def test_revoked_user_id_stays_revoked(tmp_path, third_party):
     gpg = GnuPG(tmp_path / "bob")
     fingerprint = gpg.generate("Bob <bob@home.test>")
     gpg.run("--quick-add-uid", fingerprint, "Bob Old <bob@old.test>")
     gpg.run("--quick-revoke-uid", fingerprint, "Bob Old <bob@old.test>")
     full = gpg.export(fingerprint, armor=False)
-    filtered = keep_user_ids(full, lambda user_id: "bob@old.test" in user_id)
+    filtered = keep_user_ids(
+        full,
+        lambda user_id: "bob@old.test" in user_id,
+        third_party_certifications=third_party,
+    )
     records = gpg_records(tmp_path, filtered)
     user_ids = [fields for fields in records if fields[0] == "uid"]
     assert [fields[9] for fields in user_ids] == ["Bob Old <bob@old.test>"]
@@ -138,3 +148,135 @@ def test_invalid_utf8_user_id_replaced():
 
     keep_user_ids(data, keep)
     assert seen == ["<caf\ufffd@provider.test>", "<support@provider.test>"]
+
+
+# Third-party certifications: signatures by other keys on a user ID.
+
+BOB = "Bob <bob@home.test>"
+CAROL = "Carol <carol@home.test>"
+
+
+@pytest.fixture(scope="module")
+def certified(tmp_path_factory: pytest.TempPathFactory) -> tuple[bytes, str]:
+    """Alice's key with a certification by Bob and a revoked one by Carol.
+
+    Returns the exported key and Alice's key ID.
+    """
+    gpg = GnuPG(tmp_path_factory.mktemp("certified") / "gnupg")
+    alice = gpg.generate(HOME)
+    bob = gpg.generate(BOB)
+    carol = gpg.generate(CAROL)
+    gpg.run("-u", bob, "--quick-sign-key", alice)
+    gpg.run("-u", carol, "--quick-sign-key", alice)
+    gpg.run("-u", carol, "--quick-revoke-sig", alice, carol)
+    return gpg.export(alice, armor=False), alice[-16:]
+
+
+def signature_types_by_issuer(certificate: bytes) -> list[tuple[int, str | None]]:
+    return [
+        (info.type, info.issuer_key_id)
+        for info in (
+            parse_signature(packet)
+            for packet in read_packets(certificate)
+            if packet.tag == TAG_SIGNATURE
+        )
+    ]
+
+
+def test_certified_key_keeps_third_party_by_default(certified):
+    full, _ = certified
+    assert keep_user_ids(full, lambda user_id: True) == b"".join(
+        packet.serialize() for packet in read_packets(full)
+    )
+
+
+def test_third_party_certifications_dropped(certified, tmp_path):
+    full, alice_key_id = certified
+    issuers = {issuer for _, issuer in signature_types_by_issuer(full)}
+    assert len(issuers) == 3, "the fixture should carry Bob's and Carol's signatures"
+    filtered = keep_user_ids(
+        full, lambda user_id: True, third_party_certifications=False
+    )
+    kept = signature_types_by_issuer(filtered)
+    assert {issuer for _, issuer in kept} == {alice_key_id.lower()}
+    # The user ID self-signature and the subkey binding.
+    assert [signature_type for signature_type, _ in kept] == [0x13, 0x18]
+    records = gpg_records(tmp_path, filtered)
+    assert [fields[9] for fields in records if fields[0] == "uid"] == [HOME]
+    assert [fields[1] for fields in records if fields[0] == "sig"] == ["!", "!"]
+    assert "rev" not in [fields[0] for fields in records]
+    # Nothing but the dropped signatures differs from the input.
+    assert set(read_packets(filtered)) <= set(read_packets(full))
+
+
+def stranger_signature(signature_type: int, signed: bytes) -> RawPacket:
+    """Sign ``signed`` with a new key, naming that key as the issuer."""
+    stranger = generate._KeyMaterial(b"\x04" + b"\x00" * 50)
+    return generate._sign(
+        Ed25519PrivateKey.generate(),
+        stranger,
+        signature_type,
+        signed,
+        generate._subpacket(2, (1_600_000_000).to_bytes(4, "big")),
+    )
+
+
+def test_designated_revocation_kept():
+    """A key revocation by another key (a designated revoker) is no certification."""
+    packets = read_packets(provider_certificate())
+    revocation = stranger_signature(SIG_KEY_REVOCATION, b"revoked")
+    crafted = [packets[0], revocation, *packets[1:]]
+    data = b"".join(packet.serialize() for packet in crafted)
+    filtered = keep_user_ids(
+        data, lambda user_id: True, third_party_certifications=False
+    )
+    assert read_packets(filtered) == crafted
+
+
+def test_v6_self_signatures_kept():
+    tsk = pysequoia.Tsk.generate(
+        user_ids=["<support@provider.test>"], profile=pysequoia.Profile.RFC9580
+    )
+    full = bytes(tsk.extract_certificate())
+    filtered = keep_user_ids(
+        full, lambda user_id: True, third_party_certifications=False
+    )
+    assert read_packets(filtered) == read_packets(full)
+
+
+def flooded(packets: list[RawPacket], count: int, signature: RawPacket) -> bytes:
+    """Return ``packets`` with ``count`` copies of ``signature`` on the user ID."""
+    crafted = packets[:3] + [signature] * count + packets[3:]
+    return b"".join(packet.serialize() for packet in crafted)
+
+
+def test_packet_limit_counts_kept_packets():
+    packets = read_packets(provider_certificate())
+    certification = stranger_signature(0x10, b"user ID")
+    data = flooded(packets, MAX_PACKETS, certification)
+    with pytest.raises(PacketError, match=f"more than {MAX_PACKETS} packets"):
+        keep_user_ids(data, lambda user_id: True)
+    filtered = keep_user_ids(
+        data, lambda user_id: True, third_party_certifications=False
+    )
+    assert read_packets(filtered) == packets
+
+
+def test_certification_without_issuer_kept():
+    """A certification that names no issuer may be the key's own, so it counts."""
+    packets = read_packets(provider_certificate())
+    anonymous = RawPacket(TAG_SIGNATURE, b"\x04\x10\x16\x0a\x00\x00\x00\x00\x00\x00")
+    assert parse_signature(anonymous).type in SIG_CERTIFICATIONS
+    assert parse_signature(anonymous).issuer_key_id is None
+    filtered = keep_user_ids(
+        flooded(packets, 2, anonymous),
+        lambda user_id: True,
+        third_party_certifications=False,
+    )
+    assert read_packets(filtered).count(anonymous) == 2
+    with pytest.raises(PacketError, match=f"more than {MAX_PACKETS} packets"):
+        keep_user_ids(
+            flooded(packets, MAX_PACKETS, anonymous),
+            lambda user_id: True,
+            third_party_certifications=False,
+        )

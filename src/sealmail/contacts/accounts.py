@@ -13,6 +13,7 @@ from typing import Any
 from django.conf import settings
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.forms import PasswordResetForm
+from django.http import HttpResponseRedirect
 from django.template.loader import render_to_string
 from django.urls import path, reverse_lazy
 
@@ -25,6 +26,9 @@ logger = logging.getLogger(__name__)
 
 RESET_WINDOW = timedelta(hours=1)
 RESET_LIMIT_CLIENT = 10
+# Reset mails per email address within RESET_WINDOW, counted across all
+# clients, so that rotating client addresses cannot flood one mailbox.
+RESET_LIMIT_ADDRESS = 5
 
 
 class OutboxPasswordResetForm(PasswordResetForm):
@@ -68,11 +72,27 @@ class PasswordResetView(auth_views.PasswordResetView):
     success_url = reverse_lazy("password_reset_done")
 
     def form_valid(self, form: OutboxPasswordResetForm):
-        bucket = f"reset:client:{client_address(self.request)}"
-        if ratelimit.exceeded(bucket, RESET_LIMIT_CLIENT, RESET_WINDOW):
+        client_bucket = f"reset:client:{client_address(self.request)}"
+        if ratelimit.exceeded(client_bucket, RESET_LIMIT_CLIENT, RESET_WINDOW):
             form.add_error(None, "Too many reset requests. Wait an hour and try again.")
             return self.form_invalid(form)
-        ratelimit.hit(bucket, RESET_WINDOW)
+        ratelimit.hit(client_bucket, RESET_WINDOW)
+        address = ratelimit.user_key(form.cleaned_data["email"])
+        address_bucket = f"reset:address:{address}"
+        ratelimit.hit(address_bucket, RESET_WINDOW)
+        earlier = ratelimit.count(address_bucket, RESET_WINDOW) - 1
+        if earlier >= RESET_LIMIT_ADDRESS:
+            # The response is the same as after a sent mail, so the limit
+            # reveals nothing. The mails sent before carry reset links that
+            # stay valid until the password changes or the user logs in.
+            if earlier == RESET_LIMIT_ADDRESS:
+                logger.warning(
+                    "password reset mail not sent: more than %s requests for "
+                    "one address within %s",
+                    RESET_LIMIT_ADDRESS,
+                    RESET_WINDOW,
+                )
+            return HttpResponseRedirect(self.get_success_url())
         self.extra_email_context = {"base_url": settings.SEALMAIL_BASE_URL}
         return super().form_valid(form)
 

@@ -128,11 +128,18 @@ class RateLimitedLoginForm(AuthenticationForm):
 
     Failures are counted in the database per user name and client address
     and, with a four times higher limit, per client address and per user name
-    alone, so rotating addresses does not allow unlimited guesses.
+    alone, so rotating addresses does not allow unlimited guesses. Failures
+    count against :func:`ratelimit.user_key` of the name that Django
+    authenticates, so every spelling of one name shares a count.
     """
 
     def clean(self) -> dict[str, Any]:
-        username = (self.data.get("username") or "").strip().lower()
+        name = self.cleaned_data.get("username")
+        if name is None:
+            # The user name field is invalid or missing, so Django does not
+            # authenticate and there is no guess to count.
+            return super().clean()
+        username = ratelimit.user_key(name)
         client = client_address(self.request) if self.request else None
         user_bucket = f"login:user:{username}:{client}"
         client_bucket = f"login:client:{client}"

@@ -12,6 +12,7 @@ from django.shortcuts import render
 from django.views.decorators.http import require_safe
 
 from sealmail.core.errors import KeyStoreError
+from sealmail.core.pgp.packets import PacketError
 from sealmail.keys import wkd
 from sealmail.keys.store import get_keystore
 
@@ -97,7 +98,9 @@ def wkd_key(
     The advanced layout names the domain in the path; the direct layout takes
     it from the Host header. The ``l`` parameter is not needed, because the
     hash identifies the address. Each certificate carries only the user IDs
-    of the address looked up.
+    of the address looked up (see :func:`wkd.published_certificate`). A key
+    whose copy cannot be made is left out, and when no key is left the
+    response is 503.
     """
     domain = _wkd_domain(domain if domain is not None else _host_domain(request))
     if not WKD_DIGEST.match(digest):
@@ -105,8 +108,22 @@ def wkd_key(
     certs = wkd.certificates_for(_certificates(), domain, digest)
     if not certs:
         raise Http404("no key for this address")
-    body = b"".join(wkd.published_certificate(cert, domain, digest) for cert in certs)
-    response = HttpResponse(body, content_type="application/octet-stream")
+    copies = []
+    for cert in certs:
+        try:
+            copies.append(wkd.published_certificate(cert, domain, digest))
+        except PacketError:
+            # published_certificate has logged the reason. The other keys are
+            # still served.
+            continue
+    if not copies:
+        return HttpResponse(
+            "The key for this address cannot be served. "
+            "The server log has the reason.\n",
+            status=503,
+            content_type="text/plain; charset=utf-8",
+        )
+    response = HttpResponse(b"".join(copies), content_type="application/octet-stream")
     response["Access-Control-Allow-Origin"] = "*"
     return response
 

@@ -22,12 +22,13 @@ import urllib.error
 import urllib.request
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from email.utils import parseaddr
 from urllib.parse import quote
 
 import pysequoia
 
 from sealmail.core.pgp.certfilter import keep_user_ids
+from sealmail.core.pgp.packets import PacketError
+from sealmail.core.pgp.userid import user_id_address
 
 logger = logging.getLogger(__name__)
 
@@ -117,18 +118,9 @@ def wkd_paths(address: str) -> WkdPaths:
     )
 
 
-def _address_of(user_id: str) -> str | None:
-    """Return the mail address in ``user_id`` with a lower-cased domain, if any."""
-    _, address = parseaddr(user_id)
-    local, at, domain = address.rpartition("@")
-    if at and local and domain:
-        return f"{local}@{domain.lower()}"
-    return None
-
-
 def addresses_of(cert: pysequoia.Cert) -> list[str]:
-    """Return the mail addresses in ``cert``'s user IDs, lower-cased domains."""
-    addresses = (_address_of(str(user_id)) for user_id in cert.user_ids)
+    """Return the addresses of ``cert``'s user IDs, read by :func:`user_id_address`."""
+    addresses = (user_id_address(str(user_id)) for user_id in cert.user_ids)
     return [address for address in addresses if address is not None]
 
 
@@ -136,7 +128,7 @@ def _matches(address: str | None, domain: str, digest: str) -> bool:
     if address is None:
         return False
     local, _, address_domain = address.rpartition("@")
-    return address_domain == domain.lower() and local_part_hash(local) == digest
+    return address_domain.lower() == domain.lower() and local_part_hash(local) == digest
 
 
 def certificates_for(
@@ -150,18 +142,58 @@ def certificates_for(
     ]
 
 
-def published_certificate(cert: pysequoia.Cert, domain: str, digest: str) -> bytes:
-    """Return binary ``cert`` with only the user IDs of the looked-up address.
+# Copies made by published_certificate: bytes, or the message of the failure.
+_published: dict[tuple[str, str, str], tuple[pysequoia.Cert, bytes | str]] = {}
+_PUBLISHED_CACHE_SIZE = 64
 
-    This is the copy WKD publishes, so a lookup for one address does not
-    reveal the provider's other addresses on the same key. Every key, subkey
-    and their binding signatures stay, so the certificate still verifies.
+
+def published_certificate(cert: pysequoia.Cert, domain: str, digest: str) -> bytes:
+    """Return binary ``cert`` as WKD publishes it for the address of ``digest``.
+
+    The copy has only the user IDs of the looked-up address, so a lookup for
+    one address does not reveal the provider's other addresses on the same
+    key. It has no third-party certifications, which WKD clients do not use
+    and which anyone can add to a key on a keyserver. The keys, subkeys and
+    binding signatures stay, and so do the self-signatures and revocations
+    of the key, its subkeys and the kept user IDs, so the copy verifies.
+
     Raises :class:`~sealmail.core.pgp.packets.PacketError` when no user ID
-    of ``cert`` matches.
+    of ``cert`` matches or the copy cannot be made, and logs the reason the
+    first time. The copy, or the failure, is kept while the caller passes the
+    same ``cert`` object: the key store returns the same objects until its
+    directory changes.
     """
-    return keep_user_ids(
-        bytes(cert), lambda user_id: _matches(_address_of(user_id), domain, digest)
-    )
+    cache_key = (cert.fingerprint, domain.lower(), digest)
+    cached = _published.get(cache_key)
+    if cached is not None and cached[0] is cert:
+        result = cached[1]
+    else:
+        result = _filter_for_wkd(cert, domain, digest)
+        if len(_published) >= _PUBLISHED_CACHE_SIZE:
+            _published.clear()
+        _published[cache_key] = (cert, result)
+    if isinstance(result, str):
+        raise PacketError(result)
+    return result
+
+
+def _filter_for_wkd(cert: pysequoia.Cert, domain: str, digest: str) -> bytes | str:
+    try:
+        return keep_user_ids(
+            bytes(cert),
+            lambda user_id: _matches(user_id_address(user_id), domain, digest),
+            third_party_certifications=False,
+        )
+    except PacketError as exc:
+        logger.error(
+            "provider key %s is not published by WKD for hash %s at %s, because "
+            "its WKD copy cannot be made: %s",
+            cert.fingerprint.upper(),
+            digest,
+            domain,
+            exc,
+        )
+        return str(exc)
 
 
 class _NoRedirect(urllib.request.HTTPRedirectHandler):

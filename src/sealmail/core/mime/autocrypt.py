@@ -16,6 +16,7 @@ import pysequoia
 from pysequoia.packet import Tag
 
 from sealmail.core.errors import CompositionError
+from sealmail.core.pgp.userid import user_id_address
 
 _KEYDATA_LINE_LENGTH = 76
 _CACHE_SIZE = 64
@@ -87,14 +88,6 @@ def minimal_certificate(certificate: pysequoia.Cert, addr: str) -> bytes:
         raise CompositionError(
             f"cannot build the Autocrypt key data of {certificate.fingerprint}: {exc}"
         ) from exc
-
-
-def user_id_address(user_id: str) -> str | None:
-    """Return the address in a ``Name <addr>`` user ID, or the bare address."""
-    start, end = user_id.rfind("<"), user_id.rfind(">")
-    if start != -1 and end > start:
-        return user_id[start + 1 : end]
-    return user_id if "@" in user_id else None
 
 
 @functools.lru_cache(maxsize=_CACHE_SIZE)
