@@ -21,7 +21,7 @@ from __future__ import annotations
 import logging
 import uuid
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -597,20 +597,6 @@ def _send(
 ) -> dict[str, list[OutboxMessage]]:
     outcomes: dict[str, list[OutboxMessage]] = defaultdict(list)
     now = timezone.now()
-    try:
-        transport = transport or get_transport()
-        session = transport.open()
-    except (DeliveryFailure, TransportConfigError) as exc:
-        error = getattr(exc, "reply", str(exc))
-        logger.warning(
-            "relay unavailable for %d message(s) (first id %d): %s",
-            len(ready),
-            ready[0].pk,
-            redact_addresses(error),
-        )
-        for message in ready:
-            outcomes[_retry(message, now, error, log=False)].append(message)
-        return outcomes
     sendable = []
     for message in ready:
         assert message.composed is not None
@@ -622,50 +608,40 @@ def _send(
             outcomes[_fail(message, now, error)].append(message)
             continue
         sendable.append(message)
+    if not sendable:
+        return outcomes
     envelopes = [
         Envelope(settings.SEALMAIL_FROM, message.to_address, bytes(message.composed))
         for message in sendable
     ]
+    try:
+        transport = transport or get_transport()
+        session = transport.open()
+    except (DeliveryFailure, TransportConfigError) as exc:
+        error = getattr(exc, "reply", str(exc))
+        logger.warning(
+            "relay unavailable for %d message(s) (first id %d): %s",
+            len(sendable),
+            sendable[0].pk,
+            redact_addresses(error),
+        )
+        for message in sendable:
+            outcomes[_retry(message, now, error, log=False)].append(message)
+        return outcomes
     done = 0
     with session:
         outcomes_iter = session.send_all(envelopes)
-        for message in sendable:
-            # A slow relay can keep a batch busy for longer than its lease, so
-            # the lease is renewed when half of it is left. A session spends
-            # at most EXCHANGE_LIMIT seconds on one message, less than half.
-            if ctx.lease_until is not None and (
-                timezone.now() >= ctx.lease_until - LEASE / 2
-            ) and not _renew_lease(sendable, ctx):
-                logger.error(
-                    "batch lost its lease to another worker after %d of %d "
-                    "message(s) (first id %d); it stops sending and leaves "
-                    "the results to that worker",
-                    done,
-                    len(sendable),
-                    sendable[0].pk,
-                )
-                ctx.lease_lost = True
-                outcomes_iter.close()
-                return outcomes
-            outcome = next(outcomes_iter, None)
-            if outcome is None:
-                break
-            done += 1
-            now = timezone.now()
-            message.updated = now
-            if isinstance(outcome, Delivered):
-                _mark_sent(message, outcome, now)
-                outcomes["sent"].append(message)
-                continue
-            message.relay_reply = outcome.reply
-            if isinstance(outcome, PermanentFailure):
-                message.attempts += 1
-                error = f"rejected by the relay: {outcome.reply}"
-                outcomes[_fail(message, now, error)].append(message)
-            else:
-                outcomes[_retry(message, now, outcome.reply)].append(message)
-            if outcome.connection_lost:
-                break
+        try:
+            done = _collect(sendable, outcomes_iter, outcomes, ctx)
+        finally:
+            # Closing the generator first marks a session that is inside a
+            # transaction as broken, so that closing the session skips QUIT.
+            close = getattr(outcomes_iter, "close", None)
+            if close is not None:
+                close()
+    if ctx.lease_lost:
+        return outcomes
+    now = timezone.now()
     rest = sendable[done:]
     if rest:
         logger.warning(
@@ -676,6 +652,53 @@ def _send(
             other.updated = now
             outcomes[_retry(other, now, error, log=False)].append(other)
     return outcomes
+
+
+def _collect(
+    sendable: list[OutboxMessage],
+    outcomes_iter: Iterator[Delivered | DeliveryFailure],
+    outcomes: dict[str, list[OutboxMessage]],
+    ctx: BatchContext,
+) -> int:
+    """Record the session's outcome of each message in order; return how many."""
+    done = 0
+    for message in sendable:
+        # A slow relay can keep a batch busy for longer than its lease, so
+        # the lease is renewed when half of it is left. A session spends at
+        # most EXCHANGE_LIMIT seconds on one message, less than half.
+        if ctx.lease_until is not None and (
+            timezone.now() >= ctx.lease_until - LEASE / 2
+        ) and not _renew_lease(sendable, ctx):
+            logger.error(
+                "batch lost its lease to another worker after %d of %d "
+                "message(s) (first id %d); it stops sending and leaves the "
+                "results to that worker",
+                done,
+                len(sendable),
+                sendable[0].pk,
+            )
+            ctx.lease_lost = True
+            return done
+        outcome = next(outcomes_iter, None)
+        if outcome is None:
+            return done
+        done += 1
+        now = timezone.now()
+        message.updated = now
+        if isinstance(outcome, Delivered):
+            _mark_sent(message, outcome, now)
+            outcomes["sent"].append(message)
+            continue
+        message.relay_reply = outcome.reply
+        if isinstance(outcome, PermanentFailure):
+            message.attempts += 1
+            error = f"rejected by the relay: {outcome.reply}"
+            outcomes[_fail(message, now, error)].append(message)
+        else:
+            outcomes[_retry(message, now, outcome.reply)].append(message)
+        if outcome.connection_lost:
+            return done
+    return done
 
 
 def _mark_sent(message: OutboxMessage, delivered: Delivered, now: datetime) -> None:
