@@ -23,10 +23,11 @@ def user_key(name: str) -> str:
     (``AbstractBaseUser.normalize_username``) before it authenticates, so
     fullwidth and other compatibility forms log in as the plain name. The
     password reset form matches email addresses case-insensitively after
-    NFKC. The key is the NFKC form in lower case, so names that differ only
-    in case share a count as well.
+    NFKC with ``casefold()``, and PostgreSQL's comparison also equates the
+    Greek final and medial sigma. The key is the NFKC form case-folded,
+    which maps both sigmas to one, so all of these spellings share a count.
     """
-    return get_user_model().normalize_username(name.strip()).lower()
+    return get_user_model().normalize_username(name.strip()).casefold()
 
 
 def _stored(bucket: str) -> str:
