@@ -22,6 +22,7 @@ import logging
 import uuid
 from collections import defaultdict
 from collections.abc import Iterator, Sequence
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -180,17 +181,17 @@ class BatchResult:
 
 def write_fields(
     objects: Sequence[models.Model], fields: Sequence[str], *, lease_token: str = ""
-) -> None:
+) -> int:
     """Write ``fields`` of every object (all of one model) with one UPDATE run per row.
 
     ``executemany`` of one parameterized UPDATE is much faster here than
     ``bulk_update``, which builds a CASE expression per field and row. With
     ``lease_token``, only rows that still carry that lease are written, so a
     worker whose lease was taken over cannot overwrite the new owner's
-    results.
+    results. Returns the number of rows written.
     """
     if not objects:
-        return
+        return 0
     meta = type(objects[0])._meta
     quote = connection.ops.quote_name
     columns = [meta.get_field(name) for name in fields]
@@ -214,6 +215,7 @@ def write_fields(
     ]
     with connection.cursor() as cursor:
         cursor.executemany(sql, rows)
+        return cursor.rowcount
 
 
 def erase_sensitive_content(sent: Sequence[OutboxMessage]) -> None:
@@ -557,13 +559,26 @@ def deliver_batch(
         notify_key_problem(contact, reason, now)
 
     ready = outcomes["ready"]
-    send_outcomes = _send(ready, transport, ctx) if ready else {}
-    for name, group in send_outcomes.items():
-        outcomes[name].extend(group)
-    with transaction.atomic():
-        write_fields(ready, RESULT_FIELDS, lease_token=ctx.token)
-        if not ctx.lease_lost:
-            erase_sensitive_content(outcomes["sent"])
+    # The session stays open until the results are written, so that a relay
+    # that is slow to reply to QUIT cannot delay them past the lease.
+    with ExitStack() as open_session:
+        send_outcomes = _send(ready, transport, ctx, open_session) if ready else {}
+        for name, group in send_outcomes.items():
+            outcomes[name].extend(group)
+        with transaction.atomic():
+            written = write_fields(ready, RESULT_FIELDS, lease_token=ctx.token)
+            if written < len(ready):
+                ctx.lease_lost = True
+                logger.error(
+                    "batch (first id %d) lost the lease of %d of %d message(s) "
+                    "before writing their results; the worker that holds them "
+                    "now may send them again",
+                    ready[0].pk,
+                    len(ready) - written,
+                    len(ready),
+                )
+            else:
+                erase_sensitive_content(outcomes["sent"])
     _schedule_retries(outcomes["retry"])
     result.sent = len(outcomes["sent"])
     result.held = len(outcomes["held"])
@@ -593,8 +608,12 @@ def _renew_lease(messages: list[OutboxMessage], ctx: BatchContext) -> bool:
 
 
 def _send(
-    ready: list[OutboxMessage], transport: Transport | None, ctx: BatchContext
+    ready: list[OutboxMessage],
+    transport: Transport | None,
+    ctx: BatchContext,
+    open_session: ExitStack,
 ) -> dict[str, list[OutboxMessage]]:
+    """Send the ready messages over one session, which ``open_session`` closes later."""
     outcomes: dict[str, list[OutboxMessage]] = defaultdict(list)
     now = timezone.now()
     sendable = []
@@ -628,17 +647,15 @@ def _send(
         for message in sendable:
             outcomes[_retry(message, now, error, log=False)].append(message)
         return outcomes
-    done = 0
-    with session:
-        outcomes_iter = session.send_all(envelopes)
-        try:
-            done = _collect(sendable, outcomes_iter, outcomes, ctx)
-        finally:
-            # Closing the generator first marks a session that is inside a
-            # transaction as broken, so that closing the session skips QUIT.
-            close = getattr(outcomes_iter, "close", None)
-            if close is not None:
-                close()
+    open_session.enter_context(session)
+    outcomes_iter = session.send_all(envelopes)
+    try:
+        done = _collect(sendable, outcomes_iter, outcomes, ctx)
+    finally:
+        # The generator's use of the session ends before the session closes.
+        close = getattr(outcomes_iter, "close", None)
+        if close is not None:
+            close()
     if ctx.lease_lost:
         return outcomes
     now = timezone.now()

@@ -112,10 +112,8 @@ class RequestInProgress(EnqueueError):
         self.retry_after = retry_after
 
 
-class RequestTakenOver(EnqueueError):
+class RequestTakenOver(RequestInProgress):
     """A repeat took over a chunked request from the call that was storing it."""
-
-    status = 409
 
 
 def _category(value: str, *, internal: bool) -> str:
@@ -714,7 +712,8 @@ class _RequestWriter:
             raise RequestTakenOver(
                 "idempotency_key",
                 f"request {request.pk} was taken over by a repeat with the same "
-                "idempotency key",
+                "idempotency key; repeat this call after that one has finished",
+                retry_after=int(REQUEST_LEASE.total_seconds()),
             )
 
 

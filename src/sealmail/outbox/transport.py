@@ -255,7 +255,7 @@ def _query_options(
 MAX_REPLY_LINE = 64 * 1024
 MAX_REPLY_LINES = 100
 REPLY_TEXT_KEPT = 512
-# The longest one message's exchange with the relay may take, however slowly
+# Maximum seconds for one message's exchange with the relay, however slowly
 # the relay sends its replies. It stays below half of the outbox's lease, so
 # a worker renews the lease before another worker may take the message.
 EXCHANGE_LIMIT = 240.0
@@ -390,27 +390,31 @@ class SmtpTransport(Transport):
 
     def open(self) -> Session:
         config = self.config
+        if config.implicit_tls:
+            client: smtplib.SMTP = _TlsClient(
+                local_hostname=config.helo,
+                timeout=config.timeout,
+                context=self.ssl_context(),
+            )
+        else:
+            client = _Client(local_hostname=config.helo, timeout=config.timeout)
+        # smtplib takes the TLS server name from the host given to __init__,
+        # which must not connect yet.
+        client._host = config.host
+        # The session exists before the connection, so that the watchdog
+        # limits the greeting, EHLO, STARTTLS and AUTH together.
+        session = SmtpSession(client)
+        session.deadline = time.monotonic() + EXCHANGE_LIMIT
         try:
-            if config.implicit_tls:
-                client: smtplib.SMTP = _TlsClient(
-                    config.host,
-                    config.port,
-                    local_hostname=config.helo,
-                    timeout=config.timeout,
-                    context=self.ssl_context(),
-                )
-            else:
-                client = _Client(
-                    config.host,
-                    config.port,
-                    local_hostname=config.helo,
-                    timeout=config.timeout,
-                )
             try:
+                client.connect(config.host, config.port)
                 self._start(client)
             except BaseException:
-                client.close()
+                session.broken = True
+                session.close()
                 raise
+        except DeliveryFailure:
+            raise
         except smtplib.SMTPResponseException as exc:
             raise _failure_from_reply(exc.smtp_code, exc.smtp_error, True) from exc
         except ssl.SSLError as exc:
@@ -419,11 +423,20 @@ class SmtpTransport(Transport):
                 connection_lost=True,
             ) from exc
         except (OSError, smtplib.SMTPException) as exc:
+            if session.aborted:
+                raise TemporaryFailure(
+                    f"{config.host}:{config.port} took more than "
+                    f"{EXCHANGE_LIMIT:.0f} s to accept the connection, so it was "
+                    "closed",
+                    connection_lost=True,
+                ) from exc
             raise TemporaryFailure(
                 f"connecting to {config.host}:{config.port} failed: {exc}",
                 connection_lost=True,
             ) from exc
-        return SmtpSession(client)
+        session.deadline = None
+        session.started()
+        return session
 
     def _start(self, client: smtplib.SMTP) -> None:
         config = self.config
@@ -461,8 +474,8 @@ def _failure_from_reply(
 
     5xx is permanent and 4xx temporary. Any other code (a 2xx or 3xx where
     another code belongs, or no code at all) means that the relay's replies
-    are out of step with the commands, so nothing can be learned from it:
-    the message is retried on a new connection.
+    are out of step with the commands. Such a reply says nothing about the
+    message, so it is retried on a new connection.
     """
     reply = _reply_text(code, message)
     if 500 <= code < 600:
@@ -538,22 +551,26 @@ class SmtpSession(Session):
 
     def __init__(self, client: smtplib.SMTP) -> None:
         self.client = client
-        self.pipelining = client.has_extn("pipelining")
+        self.pipelining = False
+        self.tls_protocol = ""
+        self.tls_cipher = ""
         # Monotonic time at which the current exchange is cut off, or None.
         self.deadline: float | None = None
-        # True while the connection may be inside a transaction, or after
-        # the replies went out of step: QUIT would then be read as content.
+        # True after the connection failed or the replies went out of step.
         self.broken = False
+        # True while the relay may be waiting for a message content.
+        self.mid_transaction = False
         self.aborted = False
-        sock = client.sock
+        _watchdog.watch(self)
+
+    def started(self) -> None:
+        """Read what the connection offers, once EHLO and STARTTLS are done."""
+        self.pipelining = self.client.has_extn("pipelining")
+        sock = self.client.sock
         if isinstance(sock, ssl.SSLSocket):
             cipher = sock.cipher()
             self.tls_protocol = sock.version() or ""
             self.tls_cipher = cipher[0] if cipher else ""
-        else:
-            self.tls_protocol = ""
-            self.tls_cipher = ""
-        _watchdog.watch(self)
 
     def _delivered(self, code: int, message: bytes) -> Delivered:
         return Delivered(
@@ -600,17 +617,17 @@ class SmtpSession(Session):
             code, message = client.docmd("rcpt", "TO:" + rcpt_to)
             if code not in (250, 251):
                 raise self._refused_and_reset(code, message)
-            self.broken = True  # until the relay's reply to the content
+            self.mid_transaction = True
             # data() only dot-stuffs; the composer already produced CRLF lines.
             code, message = client.data(data)
-            self.broken = False
+            self.mid_transaction = False
             if code != 250:
                 raise self._refused_and_reset(code, message)
         except smtplib.SMTPServerDisconnected as exc:
             raise self._lost(exc, "the relay closed the connection") from exc
         except smtplib.SMTPDataError as exc:
             # The relay's reply to DATA itself, which was not 354.
-            self.broken = False
+            self.mid_transaction = False
             raise self._refused_and_reset(exc.smtp_code, exc.smtp_error) from exc
         except OSError as exc:
             raise self._lost(exc) from exc
@@ -620,8 +637,9 @@ class SmtpSession(Session):
 
     def _refused_and_reset(self, code: int, message: bytes) -> DeliveryFailure:
         failure = self._refused(code, message)
-        if not failure.connection_lost:
-            self._reset()
+        if not failure.connection_lost and not self._reset():
+            # The reset went wrong, so nothing more goes over this connection.
+            failure.connection_lost = True
         return failure
 
     def send_all(
@@ -630,15 +648,16 @@ class SmtpSession(Session):
         if not self.pipelining:
             yield from super().send_all(envelopes)
             return
-        self._mid_transaction = False
+        self.mid_transaction = False
         try:
-            yield from self._pipeline(envelopes)
+            for outcome in self._pipeline(envelopes):
+                self.deadline = None
+                yield outcome
+                # One outcome, whatever commands it takes, gets at most
+                # EXCHANGE_LIMIT seconds from the caller's request for it.
+                self.deadline = time.monotonic() + EXCHANGE_LIMIT
         finally:
             self.deadline = None
-            # A caller that stopped early, or a failure, can leave the relay
-            # waiting for a message content.
-            if self._mid_transaction:
-                self.broken = True
 
     def _pipeline(
         self, envelopes: Sequence[Envelope]
@@ -647,6 +666,7 @@ class SmtpSession(Session):
         # RCPT and DATA were accepted. It goes out in front of the next
         # envelope, so its reply comes first.
         content, reset = b"", False
+        self.deadline = time.monotonic() + EXCHANGE_LIMIT
         for envelope in envelopes:
             try:
                 commands = _envelope_commands(envelope)
@@ -659,20 +679,18 @@ class SmtpSession(Session):
                         return
                 yield exc
                 continue
-            self.deadline = time.monotonic() + EXCHANGE_LIMIT
             try:
                 self._write(content + (b"RSET\r\n" if reset else b"") + commands)
             except OSError as exc:
                 yield self._lost(exc)
                 return
-            self._mid_transaction = True
+            self.mid_transaction = True
             if content:
                 outcome = self._content_reply()
                 content = b""
                 yield outcome
                 if _is_lost(outcome):
                     return
-                self.deadline = time.monotonic() + EXCHANGE_LIMIT
             replies, lost = self._read_replies(4 if reset else 3)
             if reset and replies:
                 rset = replies.pop(0)
@@ -692,7 +710,7 @@ class SmtpSession(Session):
                 # the connection ends that transaction with no content.
                 yield self._out_of_step(replies[2], "DATA after a rejection")
                 return
-            self._mid_transaction = False
+            self.mid_transaction = False
             yield failure
             reset = True
         if content:
@@ -700,7 +718,7 @@ class SmtpSession(Session):
             yield outcome
             if _is_lost(outcome):
                 return
-        self._mid_transaction = False
+        self.mid_transaction = False
 
     def _out_of_step(self, reply: Reply, command: str) -> TemporaryFailure:
         self.broken = True
@@ -712,14 +730,13 @@ class SmtpSession(Session):
 
     def _finish(self, content: bytes) -> Delivered | DeliveryFailure:
         """Send the last pending message content and return its outcome."""
-        self.deadline = time.monotonic() + EXCHANGE_LIMIT
         try:
             self._write(content)
         except OSError as exc:
             return self._lost(exc)
         outcome = self._content_reply()
         if not _is_lost(outcome):
-            self._mid_transaction = False
+            self.mid_transaction = False
         return outcome
 
     def _content_reply(self) -> Delivered | DeliveryFailure:
@@ -750,26 +767,33 @@ class SmtpSession(Session):
             return replies, exc
         return replies, None
 
-    def _reset(self) -> None:
+    def _reset(self) -> bool:
+        """Send RSET; return False, marking the session broken, unless it got 250."""
+        self.deadline = time.monotonic() + EXCHANGE_LIMIT
         try:
-            code, message = self.client.rset()
+            code, _message = self.client.rset()
         except (OSError, smtplib.SMTPException):
-            self.broken = True
-            return
+            code = -1
         if code != 250:
             self.broken = True
+            return False
+        return True
 
     def close(self) -> None:
-        _watchdog.forget(self)
-        if self.broken:
-            # QUIT could be read as message content; closing the socket
-            # ends any open transaction without delivering it.
-            self.client.close()
-            return
         try:
-            self.client.quit()
-        except (OSError, smtplib.SMTPException):
-            self.client.close()
+            if self.broken or self.mid_transaction:
+                # QUIT could be read as message content; closing the socket
+                # ends any open transaction without delivering it.
+                self.client.close()
+                return
+            self.deadline = time.monotonic() + EXCHANGE_LIMIT
+            try:
+                self.client.quit()
+            except (OSError, smtplib.SMTPException):
+                self.client.close()
+        finally:
+            _watchdog.forget(self)
+            self.deadline = None
 
 
 def _is_lost(outcome: Delivered | DeliveryFailure) -> bool:
