@@ -14,7 +14,7 @@ from typing import Any
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
 from django.http import HttpRequest
-from ninja import Router, Schema
+from ninja import Router, Schema, Status
 from ninja.errors import HttpError
 from ninja.security import django_auth
 from pydantic import Field
@@ -174,16 +174,19 @@ def register_key(
     try:
         validate_email(address)
     except ValidationError:
-        return 400, {
-            "reason": "invalid_address",
-            "detail": f"{address!r} is not a valid email address; "
-            "give one like name@example.net",
-        }
+        return Status(
+            400,
+            {
+                "reason": "invalid_address",
+                "detail": f"{address!r} is not a valid email address; "
+                "give one like name@example.net",
+            },
+        )
     try:
         report = inspect_key(body.key)
     except KeyRejected as exc:
         logger.info("API key for contact %s rejected: %s", contact.pk, exc.reason)
-        return 400, {"reason": exc.reason, "detail": exc.message}
+        return Status(400, {"reason": exc.reason, "detail": exc.message})
     try:
         change = changes.request_change(
             contact,
@@ -194,18 +197,21 @@ def register_key(
             actor=_actor(request),
         )
     except RateLimited as exc:
-        return 429, {"reason": "rate_limited", "detail": str(exc)}
+        return Status(429, {"reason": "rate_limited", "detail": str(exc)})
     except ChangeError as exc:
-        return 400, {"reason": "change_rejected", "detail": str(exc)}
-    return 202, {
-        "change": _pending_out(change),
-        "key": {
-            "fingerprint": report.fingerprint.upper(),
-            "fingerprint_groups": fingerprint_groups(report.fingerprint),
-            "version": report.version,
-            "algorithm": report.algorithm,
-            "user_ids": list(report.user_ids),
-            "expires": report.expires,
-            "warnings": list(report.warnings),
+        return Status(400, {"reason": "change_rejected", "detail": str(exc)})
+    return Status(
+        202,
+        {
+            "change": _pending_out(change),
+            "key": {
+                "fingerprint": report.fingerprint.upper(),
+                "fingerprint_groups": fingerprint_groups(report.fingerprint),
+                "version": report.version,
+                "algorithm": report.algorithm,
+                "user_ids": list(report.user_ids),
+                "expires": report.expires,
+                "warnings": list(report.warnings),
+            },
         },
-    }
+    )
