@@ -44,6 +44,7 @@ from sealmail.core.mime.message import (
 )
 from sealmail.core.pgp.ops import ProviderSigner
 from sealmail.keys.store import get_keystore
+from sealmail.outbox.dbvalues import ValueConverter
 from sealmail.outbox.models import Blob, Category, NoticeState, OutboxMessage
 from sealmail.outbox.service import redact_addresses
 from sealmail.outbox.policy import (
@@ -204,11 +205,9 @@ def write_fields(
     if lease_token:
         sql += " AND lease_token = %s"
         guard = [lease_token]
+    converters = [ValueConverter(column) for column in columns]
     rows = [
-        [
-            column.get_db_prep_save(getattr(item, column.attname), connection)
-            for column in columns
-        ]
+        [convert(getattr(item, convert.attname)) for convert in converters]
         + [item.pk]
         + guard
         for item in objects

@@ -29,6 +29,7 @@ from django.utils import timezone
 
 from sealmail.contacts.models import Contact, ContactKey, Customer
 from sealmail.core.mime.message import Attachment
+from sealmail.outbox.dbvalues import ValueConverter
 from sealmail.outbox.models import (
     PUBLIC_CATEGORIES,
     Blob,
@@ -55,8 +56,6 @@ COMMIT_CHUNK = 1000
 # How long an incomplete request belongs to the call storing it; a repeat
 # after that takes over and stores the rest.
 REQUEST_LEASE = timedelta(minutes=2)
-# Field types whose database value is the Python value (str, int or None).
-PLAIN_FIELD_TYPES = {"CharField", "TextField", "ForeignKey"}
 
 CONTENT_TYPE = re.compile(
     r"^[a-z0-9][a-z0-9!#$&^_.+-]{0,126}/[a-z0-9][a-z0-9!#$&^_.+-]{0,126}$"
@@ -797,13 +796,12 @@ def insert_messages(
     )
     template: list[Any] = []  # Python values, in column order
     prepared: list[Any] = []  # the same, converted for the database
-    converters = []  # (column index, attname, field or None when no conversion)
+    converters = []  # (column index, converter) of the values that differ per row
     for index, field in enumerate(fields):
         if field.attname in varying:
             template.append(None)
             prepared.append(None)
-            plain = field.get_internal_type() in PLAIN_FIELD_TYPES
-            converters.append((index, field.attname, None if plain else field))
+            converters.append((index, ValueConverter(field)))
             continue
         value = shared[field.attname] if field.attname in shared else field.get_default()
         template.append(value)
@@ -811,11 +809,8 @@ def insert_messages(
     params = []
     for row in rows:
         values = prepared.copy()
-        for index, attname, field in converters:
-            value = row[attname]
-            values[index] = (
-                value if field is None else field.get_db_prep_save(value, connection)
-            )
+        for index, convert in converters:
+            values[index] = convert(row[convert.attname])
         params.append(values)
     with connection.cursor() as cursor:
         for start in range(0, len(params), INSERT_BATCH):
@@ -834,8 +829,8 @@ def insert_messages(
     messages = []
     for row in rows:
         values = template.copy()
-        for index, attname, _field in converters:
-            values[index] = row[attname]
+        for index, convert in converters:
+            values[index] = row[convert.attname]
         # Positional arguments in field order skip the keyword path of
         # Model.__init__, which looks up every field's default.
         message = OutboxMessage(ids[row["message_id"]], *values)
