@@ -501,7 +501,7 @@ def run_config(
             }
         )
         # A billing run names its call with an idempotency key, so that it can
-        # repeat a failed call safely; that also lets sealmail store the
+        # repeat a failed call safely. The key also lets sealmail store the
         # messages in chunks and start delivering with the first one.
         body = json.dumps(
             {

@@ -27,7 +27,7 @@ class Action:
     them, so a reply can arrive split across packets. ``then`` is ``""``,
     ``"close"`` (FIN after the chunks), ``"reset"`` (RST after the chunks)
     or ``"hang"`` (send nothing more until :meth:`stop`).
-    ``data_mode`` tells whether the relay reads a message content after
+    ``data_mode`` sets whether the relay reads a message content after
     these chunks, which a 354 reply normally decides.
     """
 
@@ -48,6 +48,9 @@ class HostileRelay:
         self.respond = respond
         self.ehlo = ehlo
         self.commands: list[str] = []
+        # For each entry of ``commands``, the number of the socket read that
+        # brought its last byte, so a test can see which commands shared a packet.
+        self.packets: list[int] = []
         self.contents: list[bytes] = []
         self.server = socket.create_server(("127.0.0.1", 0))
         self.port = self.server.getsockname()[1]
@@ -68,10 +71,10 @@ class HostileRelay:
             connection, _ = self.server.accept()
         except OSError:
             return
-        buffer = b""
+        buffer, reads = b"", 0
 
         def readline() -> bytes:
-            nonlocal buffer
+            nonlocal buffer, reads
             while b"\r\n" not in buffer:
                 try:
                     chunk = connection.recv(65536)
@@ -80,6 +83,7 @@ class HostileRelay:
                 if not chunk:
                     return b""
                 buffer += chunk
+                reads += 1
             line, _, buffer = buffer.partition(b"\r\n")
             return line + b"\r\n"
 
@@ -108,6 +112,7 @@ class HostileRelay:
             while line := readline():
                 command = line.decode("utf-8", "replace").rstrip("\r\n")
                 self.commands.append(command)
+                self.packets.append(reads)
                 verb = command.split(" ", 1)[0].upper()
                 if verb == "MAIL":
                     number += 1
@@ -124,6 +129,7 @@ class HostileRelay:
                         content += chunk[1:] if chunk.startswith(b".") else chunk
                     self.contents.append(content)
                     self.commands.append("<content>")
+                    self.packets.append(reads)
                     then, data_mode = act(
                         self.respond("<content>", number), DEFAULTS["<content>"]
                     )

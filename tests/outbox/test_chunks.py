@@ -12,6 +12,7 @@ from sealmail.api.models import ApiToken
 from sealmail.outbox import service
 from sealmail.outbox.models import OutboxMessage, SendRequest
 from sealmail.outbox.service import RequestInProgress, enqueue_bulk_checked
+from tests.outbox.helpers import fail_on_second_chunk
 
 # Chunks must really commit, so these tests run outside a test transaction.
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.db_backends]
@@ -56,21 +57,6 @@ def test_repeat_of_complete_request_returns_ids(contacts, scheduled):
     assert repeated
     assert [m.pk for m in again] == [m.pk for m in first]
     assert OutboxMessage.objects.count() == 7
-
-
-def fail_on_second_chunk(monkeypatch):
-    """Make the second chunk of the next request fail after the first committed."""
-    original = service._RequestWriter.insert
-    calls = []
-
-    def insert(self, request, chunk):
-        calls.append(len(chunk))
-        if len(calls) == 2:
-            raise RuntimeError("database went away")
-        return original(self, request, chunk)
-
-    monkeypatch.setattr(service._RequestWriter, "insert", insert)
-    return lambda: monkeypatch.setattr(service._RequestWriter, "insert", original)
 
 
 def test_failure_midway_then_repeat_stores_rest(

@@ -13,6 +13,7 @@ from sealmail.contacts.models import Contact
 from sealmail.outbox import service
 from sealmail.outbox.models import OutboxMessage, SendRequest
 from sealmail.outbox.service import enqueue_bulk_checked
+from tests.outbox.helpers import fail_on_second_chunk
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.db_backends]
 
@@ -71,19 +72,10 @@ def test_repeat_after_new_contact_completes(customer, make_contact, monkeypatch)
     client = Client(headers={"Authorization": f"Bearer {secret}"})
     body = {"customer": customer.account_number, "idempotency_key": "grow-1", **CONTENT}
 
-    original = service._RequestWriter.insert
-    calls = []
-
-    def insert(self, request, chunk):
-        calls.append(len(chunk))
-        if len(calls) == 2:
-            raise RuntimeError("database went away")
-        return original(self, request, chunk)
-
-    monkeypatch.setattr(service._RequestWriter, "insert", insert)
+    restore = fail_on_second_chunk(monkeypatch)
     with pytest.raises(RuntimeError):
         client.post("/api/v1/messages", body, content_type="application/json")
-    monkeypatch.setattr(service._RequestWriter, "insert", original)
+    restore()
 
     Contact.objects.create(customer=customer, address="new@customer.test")
     SendRequest.objects.update(lease_until=timezone.now() - timedelta(seconds=1))

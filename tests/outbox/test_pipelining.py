@@ -8,9 +8,6 @@ every command in order.
 
 from __future__ import annotations
 
-import socket
-import threading
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -23,6 +20,7 @@ from sealmail.outbox.transport import (
     TemporaryFailure,
     transport_from_url,
 )
+from tests.outbox.hostile_relay import Action, HostileRelay
 from tests.outbox.smtp_server import LoopbackRelay
 
 
@@ -55,14 +53,15 @@ def test_batch_outcomes_in_order(tmp_path, pipelining):
         relay.reply_next_rcpt("550 5.1.1 No such user")  # message 0
         with smtp(relay.url()).open() as session:
             assert session.pipelining is pipelining
-            # message 2's content gets the queued DATA reply
             outcomes = []
             for outcome in session.send_all(envelopes(5)):
                 if len(outcomes) == 1:
+                    # Message 2's content gets this reply.
                     relay.reply_next_data("451 4.3.0 Try again later")
                 outcomes.append(outcome)
     finally:
         relay.stop()
+
     kinds = [type(outcome) for outcome in outcomes]
     assert kinds == [PermanentFailure, Delivered, TemporaryFailure, Delivered, Delivered]
     assert outcomes[0].reply == "550 5.1.1 No such user"
@@ -71,6 +70,7 @@ def test_batch_outcomes_in_order(tmp_path, pipelining):
         getattr(outcome, "connection_lost", False) for outcome in outcomes
     )
     assert all(o.tls_protocol for o in outcomes if isinstance(o, Delivered))
+
     received = relay.received
     assert [r.rcpt_tos for r in received] == [
         ("c1@customer.test",),
@@ -108,95 +108,11 @@ def test_international_domain_and_refused_local_part(tmp_path):
 # --- a scripted relay --------------------------------------------------------
 
 
-Responder = Callable[[str, int], str | None]
-
-
-class ScriptedRelay:
-    """A one-connection SMTP server that replies to each command through ``respond``.
-
-    ``respond(command, transaction)`` returns the reply, or None for the
-    default; ``transaction`` counts the MAIL commands seen so far. A reply
-    of ``"close"`` closes the connection instead of answering. ``packets``
-    holds, for each entry of ``commands``, the number of the read from the
-    socket that brought its last byte.
-    """
-
-    def __init__(self, respond: Responder) -> None:
-        self.respond = respond
-        self.commands: list[str] = []
-        self.packets: list[int] = []
-        self.contents: list[bytes] = []
-        self.server = socket.create_server(("127.0.0.1", 0))
-        self.port = self.server.getsockname()[1]
-        self.thread = threading.Thread(target=self._serve, daemon=True)
-        self.thread.start()
-
-    def url(self) -> str:
-        return f"smtp://127.0.0.1:{self.port}?tls=none&timeout=5"
-
-    def _serve(self) -> None:
-        connection, _ = self.server.accept()
-        buffer, reads = b"", 0
-
-        def readline() -> bytes:
-            nonlocal buffer, reads
-            while b"\r\n" not in buffer:
-                chunk = connection.recv(65536)
-                if not chunk:
-                    return b""
-                buffer += chunk
-                reads += 1
-            line, _, buffer = buffer.partition(b"\r\n")
-            return line + b"\r\n"
-
-        def record(command: str) -> None:
-            self.commands.append(command)
-            self.packets.append(reads)
-
-        with connection:
-            connection.sendall(b"220 scripted ESMTP\r\n")
-            transaction = 0
-            while line := readline():
-                command = line.decode().rstrip("\r\n")
-                record(command)
-                verb = command.split(" ", 1)[0].upper()
-                if verb == "MAIL":
-                    transaction += 1
-                reply = self.respond(command, transaction)
-                if reply is None:
-                    reply = DEFAULT_REPLIES.get(verb, "250 OK")
-                if verb == "EHLO":
-                    reply = "250-scripted\r\n250-PIPELINING\r\n250 8BITMIME"
-                if reply == "close":
-                    return
-                connection.sendall(reply.encode() + b"\r\n")
-                if verb == "DATA" and reply.startswith("354"):
-                    content = b""
-                    while (chunk := readline()) != b".\r\n":
-                        if not chunk:
-                            return
-                        content += chunk[1:] if chunk.startswith(b".") else chunk
-                    self.contents.append(content)
-                    record("<content>")
-                    reply = self.respond("<content>", transaction) or "250 queued"
-                    if reply == "close":
-                        return
-                    connection.sendall(reply.encode() + b"\r\n")
-                if verb == "QUIT":
-                    return
-
-    def stop(self) -> None:
-        self.server.close()
-        self.thread.join(timeout=5)
-
-
-DEFAULT_REPLIES = {"DATA": "354 go ahead", "QUIT": "221 bye"}
-
-
-def run_scripted(respond: Responder, count: int):
-    relay = ScriptedRelay(respond)
+def run_scripted(respond, count: int):
+    """Send ``count`` messages over one pipelined session to a HostileRelay."""
+    relay = HostileRelay(respond)
     try:
-        with smtp(relay.url()).open() as session:
+        with smtp(relay.url(timeout=5)).open() as session:
             assert session.pipelining
             outcomes = list(session.send_all(envelopes(count)))
     finally:
@@ -246,7 +162,7 @@ def test_mail_refused_then_next_transaction_is_reset():
 def test_connection_closed_after_content_loses_only_that_outcome():
     def respond(command: str, transaction: int) -> str | None:
         if transaction == 2 and command == "<content>":
-            return "close"
+            return Action(then="close")
         return None
 
     relay, outcomes = run_scripted(respond, 4)

@@ -15,7 +15,6 @@ from django.utils import timezone
 from sealmail.outbox import delivery
 from sealmail.outbox import transport as transport_module
 from sealmail.outbox.models import OutboxMessage
-from sealmail.outbox.service import enqueue
 from sealmail.outbox.transport import (
     Delivered,
     Envelope,
@@ -26,6 +25,7 @@ from sealmail.outbox.transport import (
     Transport,
     transport_from_url,
 )
+from tests.outbox.helpers import enqueue_messages
 from tests.outbox.hostile_relay import Action, HostileRelay
 from tests.outbox.smtp_server import LoopbackRelay
 
@@ -185,10 +185,7 @@ def deliver_slowly(make_contact, tmp_path, settings, monkeypatch, *, steal: bool
     relay.start()
     settings.SEALMAIL_SMTP_URL = relay.url()
     try:
-        ids = [
-            enqueue(make_contact(), category="custom", subject=f"m{n}", text="x")[0].pk
-            for n in range(4)
-        ]
+        ids = enqueue_messages(make_contact, 4)
         delivery.deliver_batch(
             ids, transport=SlowRelayTransport(relay.url(), monkeypatch, steal)
         )

@@ -19,7 +19,6 @@ from django.utils import timezone
 from sealmail.outbox import delivery
 from sealmail.outbox import transport as transport_module
 from sealmail.outbox.models import OutboxMessage
-from sealmail.outbox.service import enqueue
 from sealmail.outbox.transport import (
     Delivered,
     DeliveryFailure,
@@ -29,6 +28,7 @@ from sealmail.outbox.transport import (
     Transport,
     transport_from_url,
 )
+from tests.outbox.helpers import enqueue_messages
 from tests.outbox.hostile_relay import EHLO, Action, HostileRelay
 from tests.outbox.smtp_server import LoopbackRelay
 
@@ -212,10 +212,7 @@ def test_slow_close_keeps_sent_results(make_contact, tmp_path, settings, monkeyp
     relay.start()
     settings.SEALMAIL_SMTP_URL = relay.url()
     try:
-        ids = [
-            enqueue(make_contact(), category="custom", subject=f"m{n}", text="x")[0].pk
-            for n in range(3)
-        ]
+        ids = enqueue_messages(make_contact, 3)
         transport = SlowCloseTransport(relay.url(), monkeypatch, ids)
         result = delivery.deliver_batch(ids, transport=transport)
     finally:

@@ -197,10 +197,10 @@ def test_third_party_certifications_dropped(certified, tmp_path):
     filtered = keep_user_ids(
         full, lambda user_id: True, third_party_certifications=False
     )
-    kept = signature_types_by_issuer(filtered)
-    assert {issuer for _, issuer in kept} == {alice_key_id.lower()}
+    remaining_signatures = signature_types_by_issuer(filtered)
+    assert {issuer for _, issuer in remaining_signatures} == {alice_key_id.lower()}
     # The user ID self-signature and the subkey binding.
-    assert [signature_type for signature_type, _ in kept] == [0x13, 0x18]
+    assert [signature_type for signature_type, _ in remaining_signatures] == [0x13, 0x18]
     records = gpg_records(tmp_path, filtered)
     assert [fields[9] for fields in records if fields[0] == "uid"] == [HOME]
     assert [fields[1] for fields in records if fields[0] == "sig"] == ["!", "!"]

@@ -173,24 +173,25 @@ def _chunks(values: list, size: int = LOOKUP_CHUNK):
         yield values[start : start + size]
 
 
-def _recipients_named(payload: MessageIn) -> dict[str, Any]:
-    """Return the recipients as the request names them, for the idempotency check."""
+def _recipient_ids(payload: MessageIn) -> tuple[list[int], list[str]]:
+    """Return the contact ids and account numbers that the request names, in order."""
     contact_ids = list(payload.contacts)
     if payload.contact is not None:
         contact_ids.insert(0, payload.contact)
     numbers = list(payload.customers)
     if payload.customer is not None:
         numbers.insert(0, payload.customer)
+    return contact_ids, numbers
+
+
+def _recipients_for_hash(payload: MessageIn) -> dict[str, Any]:
+    """Return the recipients as the request names them, for the idempotency check."""
+    contact_ids, numbers = _recipient_ids(payload)
     return {"contacts": contact_ids, "customers": numbers, "role": payload.role}
 
 
 def _resolve_recipients(payload: MessageIn) -> list[Contact]:
-    contact_ids = list(payload.contacts)
-    if payload.contact is not None:
-        contact_ids.insert(0, payload.contact)
-    numbers = list(payload.customers)
-    if payload.customer is not None:
-        numbers.insert(0, payload.customer)
+    contact_ids, numbers = _recipient_ids(payload)
     if not contact_ids and not numbers:
         raise EnqueueError(
             "contact", "give a contact id, contact ids, a customer or customers"
@@ -308,7 +309,7 @@ def create_messages(request: HttpRequest, payload: MessageIn, response: HttpResp
             references=payload.references,
             source=source,
             internal=False,
-            recipients=_recipients_named(payload),
+            recipients=_recipients_for_hash(payload),
         )
     except EnqueueError as exc:
         logger.info(

@@ -60,7 +60,6 @@ from sealmail.outbox.transport import (
     DeliveryFailure,
     Envelope,
     PermanentFailure,
-    TemporaryFailure,
     Transport,
     TransportConfigError,
     transport_from_url,

@@ -295,7 +295,7 @@ class _LimitedReplies:
 
     def _reply_line(self) -> bytes:
         """Read one reply line; keep its start and drop the rest of a long line."""
-        kept = b""
+        line_start = b""
         length = 0
         while True:
             try:
@@ -308,11 +308,11 @@ class _LimitedReplies:
             if not part:
                 self.close()  # type: ignore[attr-defined]
                 raise smtplib.SMTPServerDisconnected("Connection unexpectedly closed")
-            if not kept:
-                kept = part
+            if not line_start:
+                line_start = part
             length += len(part)
             if part.endswith(b"\n"):
-                return kept
+                return line_start
             if length > MAX_REPLY_LINE:
                 self.close()  # type: ignore[attr-defined]
                 raise smtplib.SMTPServerDisconnected(
@@ -487,8 +487,8 @@ def _failure_from_reply(
 
     5xx is permanent and 4xx temporary. Any other code (a 2xx or 3xx where
     another code belongs, or no code at all) means that the relay's replies
-    are out of step with the commands. Such a reply says nothing about the
-    message, so it is retried on a new connection.
+    are out of step with the commands. Such a reply gives no outcome for the
+    message, so the message is retried on a new connection.
     """
     reply = _reply_text(code, message)
     if 500 <= code < 600:
@@ -603,7 +603,7 @@ class SmtpSession(Session):
             except OSError:
                 pass
 
-    def _lost(self, exc: BaseException, what: str = "") -> TemporaryFailure:
+    def _lost(self, exc: BaseException, context: str = "") -> TemporaryFailure:
         self.broken = True
         if self.aborted:
             return TemporaryFailure(
@@ -611,9 +611,9 @@ class SmtpSession(Session):
                 "so the connection was closed",
                 connection_lost=True,
             )
-        return _lost(exc, what or "the connection to the relay failed")
+        return _lost(exc, context or "the connection to the relay failed")
 
-    def _refused(self, code: int, message: bytes) -> DeliveryFailure:
+    def _rejected(self, code: int, message: bytes) -> DeliveryFailure:
         failure = _failure_from_reply(code, message)
         if failure.connection_lost:
             self.broken = True
@@ -626,30 +626,30 @@ class SmtpSession(Session):
         try:
             code, message = client.docmd("mail", "FROM:" + mail_from)
             if code != 250:
-                raise self._refused_and_reset(code, message)
+                raise self._rejected_and_reset(code, message)
             code, message = client.docmd("rcpt", "TO:" + rcpt_to)
             if code not in (250, 251):
-                raise self._refused_and_reset(code, message)
+                raise self._rejected_and_reset(code, message)
             self.mid_transaction = True
             # data() only dot-stuffs; the composer already produced CRLF lines.
             code, message = client.data(data)
             self.mid_transaction = False
             if code != 250:
-                raise self._refused_and_reset(code, message)
+                raise self._rejected_and_reset(code, message)
         except smtplib.SMTPServerDisconnected as exc:
             raise self._lost(exc, "the relay closed the connection") from exc
         except smtplib.SMTPDataError as exc:
             # The relay's reply to DATA itself, which was not 354.
             self.mid_transaction = False
-            raise self._refused_and_reset(exc.smtp_code, exc.smtp_error) from exc
+            raise self._rejected_and_reset(exc.smtp_code, exc.smtp_error) from exc
         except OSError as exc:
             raise self._lost(exc) from exc
         finally:
             self.deadline = None
         return self._delivered(code, message)
 
-    def _refused_and_reset(self, code: int, message: bytes) -> DeliveryFailure:
-        failure = self._refused(code, message)
+    def _rejected_and_reset(self, code: int, message: bytes) -> DeliveryFailure:
+        failure = self._rejected(code, message)
         if not failure.connection_lost and not self._reset():
             # The reset went wrong, so nothing more goes over this connection.
             failure.connection_lost = True
@@ -762,7 +762,7 @@ class SmtpSession(Session):
             return self._delivered(code, message)
         # The transaction ended with this reply, so the next MAIL needs no
         # RSET before it.
-        return self._refused(code, message)
+        return self._rejected(code, message)
 
     def _write(self, data: bytes) -> None:
         if data:
@@ -840,9 +840,9 @@ def _envelope_failure(
 
 
 def _lost(
-    exc: BaseException, what: str = "the connection to the relay failed"
+    exc: BaseException, context: str = "the connection to the relay failed"
 ) -> TemporaryFailure:
-    return TemporaryFailure(f"{what}: {exc}", connection_lost=True)
+    return TemporaryFailure(f"{context}: {exc}", connection_lost=True)
 
 
 def transport_from_url(url: str, maildir: Path, default_helo: str) -> Transport:

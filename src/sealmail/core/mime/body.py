@@ -23,7 +23,6 @@ import re
 import struct
 from collections.abc import Iterable, Sequence
 from email import quoprimime
-from email.message import MIMEPart
 from urllib.parse import quote
 
 from sealmail.core.errors import CompositionError

@@ -113,9 +113,9 @@ def _unlock_scalar(protected: bytes, passphrase: str) -> bytes | None:
     """Return the ECDH secret scalar of a protected secret subkey, or None when this module cannot.
 
     ``protected`` is the packet body after the public key. This handles the
-    form that GnuPG 2.2 exports, which is S2K usage 254 (RFC 9580 section
-    5.5.3) with AES, CFB and the SHA-1 check, and an iterated and salted,
-    salted or simple S2K whose hash is at least as long as the key. Anything
+    form that GnuPG 2.2 exports: S2K usage 254 (RFC 9580 section 5.5.3) with
+    AES, CFB and the SHA-1 check. The S2K may be iterated and salted, salted
+    or simple, with a hash at least as long as the key. Anything
     else, a wrong passphrase included, returns None. Each key is unlocked
     once per process, because a GnuPG S2K hashes 65 MB on every unlock.
     """
