@@ -35,6 +35,14 @@ def wkd_get(client, local: str):
     return client.get(f"/.well-known/openpgpkey/provider.test/hu/{digest}")
 
 
+def served_user_ids(client, local: str) -> list[str]:
+    """Return the user IDs of the one key that WKD serves for ``local``@provider.test."""
+    response = wkd_get(client, local)
+    assert response.status_code == 200
+    served = pysequoia.Cert.from_bytes(response.content)
+    return [str(user_id) for user_id in served.user_ids]
+
+
 def without_issuer(signature: RawPacket) -> RawPacket:
     """Return a v4 ``signature`` with an empty unhashed area, so it names no issuer."""
     body = signature.body
@@ -169,10 +177,7 @@ def test_angle_address_served_for_its_mailbox(client, keystore):
     keystore.generate(
         ["Sales <sales@provider.test>", "sales@provider.test <support@provider.test>"]
     )
-    response = wkd_get(client, "support")
-    assert response.status_code == 200
-    served = pysequoia.Cert.from_bytes(response.content)
-    assert [str(user_id) for user_id in served.user_ids] == [
+    assert served_user_ids(client, "support") == [
         "sales@provider.test <support@provider.test>"
     ]
 
@@ -181,10 +186,5 @@ def test_bare_two_address_user_id_matches_none(client, keystore):
     keystore.generate(
         ["Sales <sales@provider.test>", "support@provider.test, sales@provider.test"]
     )
-    sales = wkd_get(client, "sales")
-    assert sales.status_code == 200
-    served = pysequoia.Cert.from_bytes(sales.content)
-    assert [str(user_id) for user_id in served.user_ids] == [
-        "Sales <sales@provider.test>"
-    ]
+    assert served_user_ids(client, "sales") == ["Sales <sales@provider.test>"]
     assert wkd_get(client, "support").status_code == 404
