@@ -313,7 +313,7 @@ class Result:
     encrypted: int
     peak_rss_mb: list[float]
     status: dict
-    cpu: dict[str, float]  # CPU seconds of the worker's consumers, the relay and the portal
+    cpu: dict[str, float]  # CPU seconds of the consumers, the relay and gunicorn while the clock ran
 
 
 def wait_for_consumers(pid: int, count: int, timeout: float = 30) -> list[int]:
@@ -518,6 +518,12 @@ def run_config(
                 "Content-Type": "application/json",
             },
         )
+        web_pids = process_tree(web.pid)
+        cpu_before = {
+            "worker": sum(cpu_seconds(pid) for pid in consumers),
+            "relay": cpu_seconds(relay_pid),
+            "web": sum(cpu_seconds(pid) for pid in web_pids),
+        }
         started = time.monotonic()
         with urllib.request.urlopen(request, timeout=120) as response:
             created = json.load(response)
@@ -542,8 +548,9 @@ def run_config(
         cpu = {
             "worker": sum(cpu_seconds(pid) for pid in consumers),
             "relay": cpu_seconds(relay_pid),
-            "web": sum(cpu_seconds(pid) for pid in process_tree(web.pid)),
+            "web": sum(cpu_seconds(pid) for pid in web_pids),
         }
+        cpu = {name: seconds - cpu_before[name] for name, seconds in cpu.items()}
     finally:
         for process in processes:
             process.send_signal(signal.SIGINT)
