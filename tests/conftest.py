@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from sealmail.core.pgp import ops
+from sealmail.outbox.transport import close_idle_sessions
 from tests.environment import DATA_DIR
 from tests.support import require_service
 
@@ -29,6 +30,13 @@ def fresh_recipient_checks():
     ops._checks.clear()
     yield
     ops._checks.clear()
+
+
+@pytest.fixture(autouse=True)
+def no_idle_relay_connections():
+    """End every test with no relay connection kept open for the next batch."""
+    yield
+    close_idle_sessions()
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:

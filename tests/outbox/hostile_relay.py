@@ -1,6 +1,7 @@
 """A scripted SMTP relay on a raw loopback socket that can misbehave on purpose.
 
-``HostileRelay(respond)`` accepts one connection. It calls
+``HostileRelay(respond)`` accepts one connection, or ``connections``
+one after another. It calls
 ``respond(event, number)`` for every command line, with the line without
 CRLF as ``event``, and for every message content, with ``"<content>"`` as
 ``event``. ``number`` counts the MAIL commands seen so far. ``respond``
@@ -44,9 +45,13 @@ EHLO = "250-hostile.test\r\n250-PIPELINING\r\n250 8BITMIME"
 
 
 class HostileRelay:
-    def __init__(self, respond: Respond, *, ehlo: str = EHLO) -> None:
+    def __init__(
+        self, respond: Respond, *, ehlo: str = EHLO, connections: int = 1
+    ) -> None:
         self.respond = respond
         self.ehlo = ehlo
+        self.connections = connections
+        self.accepted = 0  # connections accepted so far
         self.commands: list[str] = []
         # For each entry of ``commands``, the number of the socket read that
         # brought its last byte, so a test can see which commands shared a packet.
@@ -58,8 +63,12 @@ class HostileRelay:
         self.thread = threading.Thread(target=self._serve, daemon=True)
         self.thread.start()
 
-    def url(self, timeout: float = 2) -> str:
-        return f"smtp://127.0.0.1:{self.port}?tls=none&timeout={timeout}"
+    def url(self, timeout: float = 2, keepalive: float = 0) -> str:
+        """The relay's URL; by default each session ends with QUIT, not reuse."""
+        return (
+            f"smtp://127.0.0.1:{self.port}?tls=none&timeout={timeout}"
+            f"&keepalive={keepalive}"
+        )
 
     def stop(self) -> None:
         self.stopped.set()
@@ -67,10 +76,15 @@ class HostileRelay:
         self.thread.join(timeout=10)
 
     def _serve(self) -> None:
-        try:
-            connection, _ = self.server.accept()
-        except OSError:
-            return
+        for _ in range(self.connections):
+            try:
+                connection, _ = self.server.accept()
+            except OSError:
+                return
+            self.accepted += 1
+            self._converse(connection)
+
+    def _converse(self, connection: socket.socket) -> None:
         buffer, reads = b"", 0
 
         def readline() -> bytes:

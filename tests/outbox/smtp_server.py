@@ -45,13 +45,23 @@ class RecordingHandler:
         self.data_replies: deque[str] = deque()
         self.rcpt_replies: deque[str] = deque()
         self.lock = threading.Lock()
+        # The client address and port of every connection that sent EHLO.
+        self.peers: set[tuple] = set()
+        self.quits = 0
 
     async def handle_EHLO(self, server, session, envelope, hostname, responses):
         # aiosmtpd reads pipelined commands in order but does not announce it.
+        with self.lock:
+            self.peers.add(tuple(session.peer))
         session.host_name = hostname
         if self.pipelining:
             responses.insert(-1, "250-PIPELINING")
         return responses
+
+    async def handle_QUIT(self, server, session, envelope):
+        with self.lock:
+            self.quits += 1
+        return "221 Bye"
 
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
         with self.lock:
@@ -147,6 +157,17 @@ class LoopbackRelay:
             userinfo = f"{self.credentials[0]}:{self.credentials[1]}@"
         rendered = "&".join(f"{key}={value}" for key, value in query.items())
         return f"{scheme}://{userinfo}127.0.0.1:{self.port}?{rendered}"
+
+    @property
+    def connections(self) -> int:
+        """How many connections sent EHLO so far."""
+        with self.handler.lock:
+            return len(self.handler.peers)
+
+    @property
+    def quits(self) -> int:
+        with self.handler.lock:
+            return self.handler.quits
 
     @property
     def received(self) -> list[Received]:

@@ -15,7 +15,9 @@ Query parameters:
 - ``timeout``: seconds for connecting and for each reply (default 30);
 - ``cafile``: the CA certificates that sign the relay's certificate;
 - ``verify=false``: skip certificate verification;
-- ``helo``: the EHLO name (default: the domain of SEALMAIL_FROM).
+- ``helo``: the EHLO name (default: the domain of SEALMAIL_FROM);
+- ``keepalive``: seconds an idle connection stays open for the next batch
+  (default 10, 0 closes it after each batch).
 
 The relay's certificate is verified whenever TLS is used, unless
 ``verify=false``. A failed verification is a temporary failure, never a
@@ -24,6 +26,7 @@ fallback to plaintext.
 
 from __future__ import annotations
 
+import atexit
 import functools
 import os
 import re
@@ -106,11 +109,18 @@ class Session:
     def close(self) -> None:
         pass
 
+    def release(self) -> None:
+        """End the caller's use of the session; the transport may reuse it."""
+        self.close()
+
     def __enter__(self) -> Self:
         return self
 
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
+    def __exit__(self, exc_type: object, *exc_info: object) -> None:
+        if exc_type is None:
+            self.release()
+        else:
+            self.close()
 
 
 class Transport:
@@ -158,6 +168,12 @@ class MaildirSession(Session):
         return Delivered(reply=f"stored in Maildir as new/{name}")
 
 
+# Seconds an idle relay connection waits for the next batch. Relays allow
+# far longer (RFC 5321 asks for 5 minutes); a worker needs only the gap
+# between two batches of one burst.
+DEFAULT_KEEPALIVE = 10.0
+
+
 @dataclass(frozen=True)
 class SmtpConfig:
     host: str
@@ -170,6 +186,7 @@ class SmtpConfig:
     cafile: str | None
     verify: bool
     helo: str
+    keepalive: float = DEFAULT_KEEPALIVE
 
 
 def parse_smtp_url(url: str, default_helo: str) -> SmtpConfig:
@@ -192,7 +209,7 @@ def parse_smtp_url(url: str, default_helo: str) -> SmtpConfig:
             "SEALMAIL_SMTP_URL has an invalid port; give a number from 1 to 65535"
         ) from None
     query = {key: values[-1] for key, values in parse_qs(parts.query).items()}
-    tls, timeout, verify, cafile = _query_options(query, scheme)
+    tls, timeout, verify, cafile, keepalive = _query_options(query, scheme)
     return SmtpConfig(
         host=parts.hostname,
         port=port,
@@ -204,18 +221,22 @@ def parse_smtp_url(url: str, default_helo: str) -> SmtpConfig:
         cafile=cafile,
         verify=verify,
         helo=query.get("helo") or default_helo,
+        keepalive=keepalive,
     )
 
 
 def _query_options(
     query: dict[str, str], scheme: str
-) -> tuple[str, float, bool, str | None]:
-    """Validate the URL's query parameters; return tls, timeout, verify and cafile."""
-    unknown = set(query) - {"tls", "timeout", "cafile", "verify", "helo"}
+) -> tuple[str, float, bool, str | None, float]:
+    """Validate the URL's query parameters.
+
+    Returns tls, timeout, verify, cafile and keepalive.
+    """
+    unknown = set(query) - {"tls", "timeout", "cafile", "verify", "helo", "keepalive"}
     if unknown:
         raise TransportConfigError(
             f"SEALMAIL_SMTP_URL has unknown parameters {', '.join(sorted(unknown))}; "
-            "known are tls, timeout, cafile, verify and helo"
+            "known are tls, timeout, cafile, verify, helo and keepalive"
         )
 
     tls = query.get("tls", "required" if scheme == "smtps" else "opportunistic")
@@ -249,9 +270,28 @@ def _query_options(
         raise TransportConfigError(
             f"SEALMAIL_SMTP_URL names cafile={cafile!r}, which does not exist"
         )
-    return tls, timeout, verify == "true", cafile
+
+    try:
+        keepalive = float(query.get("keepalive", str(DEFAULT_KEEPALIVE)))
+    except ValueError:
+        keepalive = -1.0
+    if not 0 <= keepalive <= MAX_KEEPALIVE:
+        raise TransportConfigError(
+            f"SEALMAIL_SMTP_URL has keepalive={query.get('keepalive')!r}; give "
+            f"seconds from 0 (close after each batch) to {MAX_KEEPALIVE:.0f}"
+        )
+    return tls, timeout, verify == "true", cafile, keepalive
 
 
+# A relay may close a connection that stays idle for 5 minutes (RFC 5321).
+MAX_KEEPALIVE = 240.0
+# A connection carries at most this many messages and lives at most this
+# many seconds, then a new one starts. Exim, for one, refuses more than
+# 1,000 messages per connection by default.
+MAX_MESSAGES_PER_CONNECTION = 500
+MAX_CONNECTION_AGE = 300.0
+# Idle connections kept per relay and worker process.
+MAX_IDLE_SESSIONS = 16
 # RFC 5321 limits a reply line to 512 octets; longer lines are read and cut.
 MAX_REPLY_LINE = 64 * 1024
 MAX_REPLY_LINES = 100
@@ -367,9 +407,81 @@ class _Watchdog:
                 ]
             for session in late:
                 session.abort()
+            for session in _idle_sessions.expired(now):
+                session.hang_up()
 
 
 _watchdog = _Watchdog()
+
+
+class _IdleSessions:
+    """Relay connections kept open between batches, per relay configuration.
+
+    A burst reaches a worker as batches of up to 100 messages. Reusing the
+    connection spares each batch the TCP connection, EHLO, STARTTLS and the
+    TLS handshake, on both sides. A session comes back here only if its
+    last exchange ended cleanly. Before it is used again it must answer
+    RSET, which also ends any transaction the relay still holds open. The
+    watchdog closes sessions that stayed idle longer than their keepalive.
+    """
+
+    def __init__(self) -> None:
+        self._idle: dict[SmtpConfig, list[tuple[SmtpSession, float]]] = {}
+        self._lock = threading.Lock()
+        self._pid = os.getpid()
+
+    def _forget_inherited(self) -> None:
+        # After a fork the connections belong to the parent, which goes on
+        # using them; the child must neither use nor close them.
+        if self._pid != os.getpid():
+            self._idle = {}
+            self._pid = os.getpid()
+
+    def put(self, config: SmtpConfig, session: SmtpSession) -> bool:
+        with self._lock:
+            self._forget_inherited()
+            idle = self._idle.setdefault(config, [])
+            if len(idle) >= MAX_IDLE_SESSIONS:
+                return False
+            idle.append((session, time.monotonic()))
+            return True
+
+    def take(self, config: SmtpConfig) -> tuple[SmtpSession, float] | None:
+        """Return the most recently used idle session and when it went idle."""
+        with self._lock:
+            self._forget_inherited()
+            idle = self._idle.get(config)
+            return idle.pop() if idle else None
+
+    def expired(self, now: float) -> list[SmtpSession]:
+        """Remove and return the sessions idle for longer than their keepalive."""
+        with self._lock:
+            self._forget_inherited()
+            gone = []
+            for config, idle in self._idle.items():
+                keep = [(s, since) for s, since in idle if now - since <= config.keepalive]
+                gone.extend(s for s, since in idle if now - since > config.keepalive)
+                idle[:] = keep
+            return gone
+
+    def drain(self) -> list[SmtpSession]:
+        with self._lock:
+            self._forget_inherited()
+            sessions = [s for idle in self._idle.values() for s, _since in idle]
+            self._idle = {}
+            return sessions
+
+
+_idle_sessions = _IdleSessions()
+
+
+def close_idle_sessions() -> None:
+    """Close every relay connection that waits for the next batch."""
+    for session in _idle_sessions.drain():
+        session.hang_up()
+
+
+atexit.register(close_idle_sessions)
 
 
 @functools.lru_cache(maxsize=8)
@@ -389,7 +501,7 @@ def _ssl_context(cafile: str | None, verify: bool) -> ssl.SSLContext:
 
 
 class SmtpTransport(Transport):
-    """Send through an SMTP relay, one connection per batch of messages."""
+    """Send through an SMTP relay, reusing a connection for the next batch."""
 
     def __init__(self, config: SmtpConfig) -> None:
         self.config = config
@@ -402,6 +514,18 @@ class SmtpTransport(Transport):
         return _ssl_context(self.config.cafile, self.config.verify)
 
     def open(self) -> Session:
+        """Return an idle connection that still answers, or a new one."""
+        while (idle := _idle_sessions.take(self.config)) is not None:
+            session, since = idle
+            if time.monotonic() - since > self.config.keepalive:
+                session.hang_up()
+            elif session.probe():
+                return session
+            else:
+                session.close()
+        return self._connect()
+
+    def _connect(self) -> SmtpSession:
         config = self.config
         if config.implicit_tls:
             client: smtplib.SMTP = _TlsClient(
@@ -416,7 +540,7 @@ class SmtpTransport(Transport):
         client._host = config.host
         # The session exists before the connection, so that the watchdog
         # limits the greeting, EHLO, STARTTLS and AUTH together.
-        session = SmtpSession(client)
+        session = SmtpSession(client, config)
         session.deadline = time.monotonic() + EXCHANGE_LIMIT
         try:
             try:
@@ -562,8 +686,11 @@ class SmtpSession(Session):
     seconds at most; then the connection is closed.
     """
 
-    def __init__(self, client: smtplib.SMTP) -> None:
+    def __init__(self, client: smtplib.SMTP, config: SmtpConfig | None = None) -> None:
         self.client = client
+        self.config = config
+        self.opened = time.monotonic()
+        self.messages = 0  # messages offered over this connection
         self.pipelining = False
         self.tls_protocol = ""
         self.tls_cipher = ""
@@ -658,6 +785,7 @@ class SmtpSession(Session):
     def send_all(
         self, envelopes: Sequence[Envelope]
     ) -> Iterator[Delivered | DeliveryFailure]:
+        self.messages += len(envelopes)
         if not self.pipelining:
             yield from super().send_all(envelopes)
             return
@@ -791,6 +919,52 @@ class SmtpSession(Session):
             self.broken = True
             return False
         return True
+
+    def reusable(self) -> bool:
+        """Return whether the next batch may use this connection."""
+        return (
+            self.config is not None
+            and self.config.keepalive > 0
+            and not (self.broken or self.mid_transaction or self.aborted)
+            and self.messages < MAX_MESSAGES_PER_CONNECTION
+            and time.monotonic() - self.opened < MAX_CONNECTION_AGE
+        )
+
+    def release(self) -> None:
+        """Keep the connection for the next batch if it is clean, else close it."""
+        self.deadline = None
+        if not (
+            self.reusable()
+            and self.config is not None
+            and _idle_sessions.put(self.config, self)
+        ):
+            self.close()
+
+    def probe(self) -> bool:
+        """Return whether an idle connection still answers RSET.
+
+        RSET also ends any transaction that the relay still holds open.
+        """
+        try:
+            return self._reset()
+        finally:
+            self.deadline = None
+
+    def hang_up(self) -> None:
+        """Close an idle connection with QUIT, without waiting for the reply.
+
+        The watchdog calls this, and must not wait for a slow relay.
+        """
+        try:
+            sock = self.client.sock
+            if sock is not None and not self.broken:
+                sock.settimeout(1.0)
+                sock.sendall(b"QUIT\r\n")
+        except OSError:
+            pass
+        finally:
+            self.client.close()
+            _watchdog.forget(self)
 
     def close(self) -> None:
         try:

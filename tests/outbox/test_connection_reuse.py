@@ -1,0 +1,296 @@
+"""Keeping a relay connection open for the next batch.
+
+A worker sends a burst as many batches. The connection of one batch
+stays open for ``keepalive`` seconds, answers RSET before the next batch
+uses it, and is closed with QUIT when it stays idle. Only a connection
+whose last exchange ended cleanly is kept.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+
+from sealmail.outbox import transport as transport_module
+from sealmail.outbox.transport import (
+    Delivered,
+    Envelope,
+    SmtpTransport,
+    TemporaryFailure,
+    TransportConfigError,
+    close_idle_sessions,
+    parse_smtp_url,
+    transport_from_url,
+)
+from tests.outbox.hostile_relay import Action, HostileRelay
+from tests.outbox.smtp_server import LoopbackRelay
+
+
+def message(n: int) -> bytes:
+    return (
+        f"From: billing@provider.test\r\nTo: c{n}@customer.test\r\n"
+        f"Subject: batch test {n}\r\nMessage-ID: <r{n}@provider.test>\r\n\r\n"
+        "body\r\n"
+    ).encode()
+
+
+def batch(first: int, count: int) -> list[Envelope]:
+    return [
+        Envelope("billing@provider.test", f"c{n}@customer.test", message(n))
+        for n in range(first, first + count)
+    ]
+
+
+def smtp(url: str) -> SmtpTransport:
+    transport = transport_from_url(url, Path("/nonexistent"), "provider.test")
+    assert isinstance(transport, SmtpTransport)
+    return transport
+
+
+def send(transport: SmtpTransport, envelopes: list[Envelope]) -> list:
+    with transport.open() as session:
+        return list(session.send_all(envelopes))
+
+
+def idle_count() -> int:
+    """How many sessions wait for a batch now (puts them back unchanged)."""
+    sessions = transport_module._idle_sessions.drain()
+    for session in sessions:
+        assert session.config is not None
+        transport_module._idle_sessions.put(session.config, session)
+    return len(sessions)
+
+
+def ended_with_quit(relay: HostileRelay) -> bool:
+    return [command.upper() for command in relay.commands[-1:]] == ["QUIT"]
+
+
+def wait_for(condition, seconds: float = 5.0) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.05)
+    return condition()
+
+
+@pytest.fixture
+def relay(tmp_path):
+    relay = LoopbackRelay(tmp_path)
+    relay.start()
+    yield relay
+    relay.stop()
+
+
+def test_next_batch_uses_the_same_tls_connection(relay):
+    transport = smtp(relay.url())
+    first = send(transport, batch(0, 3))
+    second = send(transport, batch(3, 3))
+    assert all(isinstance(outcome, Delivered) for outcome in first + second)
+    # Both batches went over TLS, and the TLS state is reported for each.
+    assert all(outcome.tls_protocol for outcome in first + second)
+    assert [r.data for r in relay.received] == [message(n) for n in range(6)]
+    assert all(r.tls for r in relay.received)
+    assert relay.connections == 1
+    assert relay.quits == 0
+    close_idle_sessions()
+    assert wait_for(lambda: relay.quits == 1)
+
+
+def test_reuse_starts_with_rset_and_idle_close_sends_quit():
+    relay = HostileRelay(lambda command, number: None)
+    try:
+        transport = smtp(relay.url(keepalive=10))
+        send(transport, batch(0, 1))
+        send(transport, batch(1, 1))
+        close_idle_sessions()
+        assert wait_for(lambda: ended_with_quit(relay))
+    finally:
+        relay.stop()
+    assert relay.commands[1:] == [
+        "MAIL FROM:<billing@provider.test>",
+        "RCPT TO:<c0@customer.test>",
+        "DATA",
+        "<content>",
+        "rset",
+        "MAIL FROM:<billing@provider.test>",
+        "RCPT TO:<c1@customer.test>",
+        "DATA",
+        "<content>",
+        "QUIT",
+    ]
+    assert relay.accepted == 1
+
+
+def test_relay_that_closed_the_idle_connection_gets_a_new_one(relay):
+    transport = smtp(relay.url())
+    send(transport, batch(0, 2))
+    # The relay restarts, which drops the idle connection.
+    relay.stop()
+    relay.start()
+    outcomes = send(transport, batch(2, 2))
+    assert all(isinstance(outcome, Delivered) for outcome in outcomes)
+    assert [r.data for r in relay.received] == [message(n) for n in range(4)]
+
+
+@pytest.mark.parametrize(
+    "rset_reply",
+    [
+        "421 4.4.2 idle too long, closing",
+        Action([], then="reset"),
+        Action([b"354 go ahead\r\n"]),  # out of step
+    ],
+    ids=["421", "reset", "out-of-step"],
+)
+def test_idle_connection_that_fails_rset_is_replaced(rset_reply):
+    def respond(command: str, number: int):
+        return rset_reply if command.upper() == "RSET" else None
+
+    relay = HostileRelay(respond, connections=2)
+    try:
+        transport = smtp(relay.url(keepalive=10))
+        assert isinstance(send(transport, batch(0, 1))[0], Delivered)
+        outcomes = send(transport, batch(1, 2))
+    finally:
+        close_idle_sessions()
+        relay.stop()
+    assert all(isinstance(outcome, Delivered) for outcome in outcomes)
+    assert relay.accepted == 2
+    assert relay.contents == [message(0), message(1), message(2)]
+
+
+def test_relay_closing_right_after_rset_means_a_retry():
+    """A relay that answers RSET and then hangs up cannot be told apart in time.
+
+    The batch's first message then fails like any lost connection, and the
+    outbox tries it again later.
+    """
+
+    def respond(command: str, number: int):
+        if command.upper() == "RSET":
+            return Action([b"250 OK\r\n"], then="close")
+        return None
+
+    relay = HostileRelay(respond)
+    try:
+        transport = smtp(relay.url(keepalive=10))
+        send(transport, batch(0, 1))
+        outcomes = send(transport, batch(1, 2))
+    finally:
+        relay.stop()
+    assert len(outcomes) == 1
+    assert isinstance(outcomes[0], TemporaryFailure)
+    assert outcomes[0].connection_lost
+    assert relay.contents == [message(0)]
+    assert idle_count() == 0
+
+
+def test_watchdog_closes_a_connection_idle_past_its_keepalive():
+    relay = HostileRelay(lambda command, number: None)
+    try:
+        transport = smtp(relay.url(keepalive=1))
+        send(transport, batch(0, 1))
+        assert idle_count() == 1
+        # The watchdog looks once a second.
+        assert wait_for(lambda: ended_with_quit(relay), seconds=5)
+        assert idle_count() == 0
+    finally:
+        relay.stop()
+
+
+def test_lost_connection_is_not_kept():
+    def respond(command: str, number: int):
+        if command == "<content>" and number == 1:
+            return "421 4.3.2 shutting down"
+        return None
+
+    relay = HostileRelay(respond)
+    try:
+        transport = smtp(relay.url(keepalive=10))
+        outcomes = send(transport, batch(0, 2))
+        assert isinstance(outcomes[0], TemporaryFailure)
+        assert outcomes[0].connection_lost
+        assert idle_count() == 0
+    finally:
+        relay.stop()
+
+
+def test_session_left_by_an_exception_is_closed_not_kept():
+    relay = HostileRelay(lambda command, number: None)
+    try:
+        transport = smtp(relay.url(keepalive=10))
+        with pytest.raises(RuntimeError):
+            with transport.open() as session:
+                list(session.send_all(batch(0, 1)))
+                raise RuntimeError("the caller failed")
+        assert idle_count() == 0
+        assert wait_for(lambda: ended_with_quit(relay))
+    finally:
+        relay.stop()
+
+
+def test_session_abandoned_mid_transaction_is_not_kept():
+    relay = HostileRelay(lambda command, number: None)
+    try:
+        transport = smtp(relay.url(keepalive=10))
+        with transport.open() as session:
+            outcomes = session.send_all(batch(0, 3))
+            next(outcomes)  # the second message's content is still pending
+            outcomes.close()
+        assert idle_count() == 0
+    finally:
+        relay.stop()
+    # Closing the socket ends the open transaction: nothing more arrived.
+    assert relay.contents == [message(0)]
+    assert "QUIT" not in [command.upper() for command in relay.commands]
+
+
+def test_connection_gives_way_after_its_message_limit(relay, monkeypatch):
+    monkeypatch.setattr(transport_module, "MAX_MESSAGES_PER_CONNECTION", 3)
+    transport = smtp(relay.url())
+    for first in (0, 2, 4):
+        outcomes = send(transport, batch(first, 2))
+        assert all(isinstance(outcome, Delivered) for outcome in outcomes)
+    # The first connection carried 4 messages and was closed; the third
+    # batch opened the second one.
+    assert relay.connections == 2
+    assert wait_for(lambda: relay.quits == 1)
+
+
+def test_keepalive_zero_closes_after_each_batch(relay):
+    transport = smtp(relay.url(keepalive="0"))
+    send(transport, batch(0, 1))
+    send(transport, batch(1, 1))
+    assert relay.connections == 2
+    assert wait_for(lambda: relay.quits == 2)
+    assert idle_count() == 0
+
+
+def test_connections_of_another_relay_setting_are_not_used(relay):
+    send(smtp(relay.url()), batch(0, 1))
+    send(smtp(relay.url(timeout="6")), batch(1, 1))
+    assert relay.connections == 2
+
+
+def test_child_process_does_not_use_the_parents_connections(relay, monkeypatch):
+    transport = smtp(relay.url())
+    send(transport, batch(0, 1))
+    parent = transport_module.os.getpid()
+    monkeypatch.setattr(transport_module.os, "getpid", lambda: parent + 1)
+    send(transport, batch(1, 1))
+    assert relay.connections == 2
+
+
+@pytest.mark.parametrize("value", ["-1", "soon", "241", "nan"])
+def test_keepalive_out_of_range_is_refused(value):
+    with pytest.raises(TransportConfigError) as raised:
+        parse_smtp_url(f"smtp://127.0.0.1?keepalive={value}", "provider.test")
+    assert f"keepalive={value!r}" in str(raised.value)
+    assert "0 (close after each batch) to 240" in str(raised.value)
+
+
+def test_keepalive_default_and_value():
+    assert parse_smtp_url("smtp://127.0.0.1", "p.test").keepalive == 10
+    assert parse_smtp_url("smtp://127.0.0.1?keepalive=2.5", "p.test").keepalive == 2.5
