@@ -66,6 +66,59 @@ def idle_count() -> int:
     return len(sessions)
 
 
+def rsets(relay: HostileRelay) -> int:
+    return [command.upper() for command in relay.commands].count("RSET")
+
+
+def fill_pool(transport: SmtpTransport, count: int) -> None:
+    """Leave ``count`` idle connections in the pool, each after one delivered message."""
+    sessions = [transport.open() for _ in range(count)]
+    for number, session in enumerate(sessions):
+        outcomes = list(session.send_all(batch(number, 1)))
+        assert isinstance(outcomes[0], Delivered), outcomes
+    for session in sessions:
+        session.release()
+    assert idle_count() == count
+
+
+def test_failed_probe_closes_older_idle_sessions():
+    """A firewall that forgot the idle connections drops their packets without a reset.
+
+    Each probe then waits for the full timeout. Once the most recently
+    used connection has failed its probe, the older ones are closed
+    unprobed, so the batch waits for one timeout, not one per idle
+    connection.
+    """
+    silent = threading.Event()
+
+    def respond(command: str, number: int):
+        if command.upper() == "RSET" and silent.is_set():
+            return Action([], then="hang")
+        return None
+
+    timeout = 0.5
+    relay = HostileRelay(respond, connections=8, concurrent=True)
+    try:
+        transport = smtp(relay.url(timeout=timeout, keepalive=30))
+        fill_pool(transport, 6)
+        silent.set()
+        started = time.monotonic()
+        session = transport.open()
+        waited = time.monotonic() - started
+        outcomes = list(session.send_all(batch(6, 1)))
+        session.release()
+        left_idle = idle_count()
+    finally:
+        close_idle_sessions()
+        relay.stop()
+    assert isinstance(outcomes[0], Delivered), outcomes
+    assert rsets(relay) == 1
+    # Probing all six would take 3 s.
+    assert waited < 3 * timeout, f"open() waited {waited:.1f} s for dead connections"
+    # Only the new connection waits for the next batch.
+    assert left_idle == 1
+
+
 
 def test_idle_421_opens_new_connection():
     contents = 0

@@ -453,6 +453,15 @@ class _IdleSessions:
             idle = self._idle.get(config)
             return idle.pop() if idle else None
 
+    def take_older(self, config: SmtpConfig, since: float) -> list[SmtpSession]:
+        """Remove and return the sessions of ``config`` idle since ``since`` or earlier."""
+        with self._lock:
+            self._forget_inherited()
+            idle = self._idle.get(config, [])
+            older = [session for session, idle_since in idle if idle_since <= since]
+            idle[:] = [entry for entry in idle if entry[1] > since]
+            return older
+
     def expired(self, now: float) -> list[SmtpSession]:
         """Remove and return the sessions idle for longer than their keepalive."""
         with self._lock:
@@ -523,6 +532,12 @@ class SmtpTransport(Transport):
                 return session
             else:
                 session.close()
+                # The most recently used connection failed, so the older ones
+                # most likely failed too, as after a relay restart or when a
+                # firewall dropped them. Each probe could wait for the timeout.
+                for older in _idle_sessions.take_older(self.config, since):
+                    older.hang_up()
+                break
         return self._connect()
 
     def _connect(self) -> SmtpSession:
