@@ -119,6 +119,24 @@ def test_failed_probe_closes_older_idle_sessions():
     assert left_idle == 1
 
 
+def test_connection_past_max_age_not_reused(monkeypatch):
+    monkeypatch.setattr(transport_module, "MAX_CONNECTION_AGE", 0.5)
+    relay = HostileRelay(lambda command, number: None, connections=2)
+    try:
+        transport = smtp(relay.url(keepalive=10))
+        first = send(transport, batch(0, 1))
+        # Released while still young, the connection grows too old in the pool.
+        time.sleep(0.7)
+        second = send(transport, batch(1, 1))
+    finally:
+        close_idle_sessions()
+        relay.stop()
+    assert isinstance(first[0], Delivered)
+    assert isinstance(second[0], Delivered)
+    assert relay.accepted == 2
+    assert rsets(relay) == 0
+    assert relay.contents == [message(0), message(1)]
+
 
 def test_idle_421_opens_new_connection():
     contents = 0
