@@ -1,7 +1,8 @@
 """A scripted SMTP relay on a raw loopback socket that can misbehave on purpose.
 
 ``HostileRelay(respond)`` accepts one connection, or ``connections``
-one after another. It calls
+one after another, or with ``concurrent=True`` each in a thread of its
+own, so that several may be open at once. It calls
 ``respond(event, number)`` for every command line, with the line without
 CRLF as ``event``, and for every message content, with ``"<content>"`` as
 ``event``. ``number`` counts the MAIL commands seen so far. ``respond``
@@ -46,11 +47,18 @@ EHLO = "250-hostile.test\r\n250-PIPELINING\r\n250 8BITMIME"
 
 class HostileRelay:
     def __init__(
-        self, respond: Respond, *, ehlo: str = EHLO, connections: int = 1
+        self,
+        respond: Respond,
+        *,
+        ehlo: str = EHLO,
+        connections: int = 1,
+        concurrent: bool = False,
     ) -> None:
         self.respond = respond
         self.ehlo = ehlo
         self.connections = connections
+        self.concurrent = concurrent
+        self.conversations: list[threading.Thread] = []
         self.accepted = 0  # connections accepted so far
         self.commands: list[str] = []
         # For each entry of ``commands``, the number of the socket read that
@@ -72,8 +80,15 @@ class HostileRelay:
 
     def stop(self) -> None:
         self.stopped.set()
+        try:
+            # Closing alone does not wake a thread blocked in accept().
+            self.server.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
         self.server.close()
         self.thread.join(timeout=10)
+        for conversation in self.conversations:
+            conversation.join(timeout=10)
 
     def _serve(self) -> None:
         for _ in range(self.connections):
@@ -82,7 +97,14 @@ class HostileRelay:
             except OSError:
                 return
             self.accepted += 1
-            self._converse(connection)
+            if not self.concurrent:
+                self._converse(connection)
+                continue
+            conversation = threading.Thread(
+                target=self._converse, args=(connection,), daemon=True
+            )
+            self.conversations.append(conversation)
+            conversation.start()
 
     def _converse(self, connection: socket.socket) -> None:
         buffer, reads = b"", 0

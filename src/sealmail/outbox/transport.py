@@ -285,9 +285,10 @@ def _query_options(
 
 # A relay may close a connection that stays idle for 5 minutes (RFC 5321).
 MAX_KEEPALIVE = 240.0
-# A connection carries at most this many messages and lives at most this
-# many seconds, then a new one starts. Exim, for one, refuses more than
-# 1,000 messages per connection by default.
+# A connection takes no new batch once it has carried this many messages
+# or is this many seconds old, so the batch it is busy with may carry it
+# past either limit. Exim, for one, refuses more than 1,000 messages per
+# connection by default.
 MAX_MESSAGES_PER_CONNECTION = 500
 MAX_CONNECTION_AGE = 300.0
 # Idle connections kept per relay and worker process.
@@ -453,6 +454,15 @@ class _IdleSessions:
             idle = self._idle.get(config)
             return idle.pop() if idle else None
 
+    def take_older(self, config: SmtpConfig, since: float) -> list[SmtpSession]:
+        """Remove and return the sessions of ``config`` idle since ``since`` or earlier."""
+        with self._lock:
+            self._forget_inherited()
+            idle = self._idle.get(config, [])
+            older = [session for session, idle_since in idle if idle_since <= since]
+            idle[:] = [entry for entry in idle if entry[1] > since]
+            return older
+
     def expired(self, now: float) -> list[SmtpSession]:
         """Remove and return the sessions idle for longer than their keepalive."""
         with self._lock:
@@ -517,12 +527,18 @@ class SmtpTransport(Transport):
         """Return an idle connection that still answers, or a new one."""
         while (idle := _idle_sessions.take(self.config)) is not None:
             session, since = idle
-            if time.monotonic() - since > self.config.keepalive:
+            if time.monotonic() - since > self.config.keepalive or session.too_old():
                 session.hang_up()
             elif session.probe():
                 return session
             else:
                 session.close()
+                # The most recently used connection failed, so the older ones
+                # most likely failed too, as after a relay restart or when a
+                # firewall dropped them. Each probe could wait for the timeout.
+                for older in _idle_sessions.take_older(self.config, since):
+                    older.hang_up()
+                break
         return self._connect()
 
     def _connect(self) -> SmtpSession:
@@ -927,8 +943,12 @@ class SmtpSession(Session):
             and self.config.keepalive > 0
             and not (self.broken or self.mid_transaction or self.aborted)
             and self.messages < MAX_MESSAGES_PER_CONNECTION
-            and time.monotonic() - self.opened < MAX_CONNECTION_AGE
+            and not self.too_old()
         )
+
+    def too_old(self) -> bool:
+        """Return whether the connection is past ``MAX_CONNECTION_AGE``."""
+        return time.monotonic() - self.opened >= MAX_CONNECTION_AGE
 
     def release(self) -> None:
         """Keep the connection for the next batch if it is clean, else close it."""
