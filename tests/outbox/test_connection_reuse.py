@@ -161,15 +161,81 @@ def test_idle_connection_that_fails_rset_is_replaced(rset_reply):
     assert relay.contents == [message(0), message(1), message(2)]
 
 
-def test_relay_closing_right_after_rset_means_a_retry():
-    """A relay that answers RSET and then hangs up cannot be told apart in time.
+def test_relay_closing_right_after_rset_gets_a_new_connection():
+    """A relay that answers RSET and then hangs up fails the batch's first MAIL.
 
-    The batch's first message then fails like any lost connection, and the
-    outbox tries it again later.
+    Nothing of the batch reached the relay, so it starts over on a new
+    connection instead of waiting for a retry.
     """
 
     def respond(command: str, number: int):
         if command.upper() == "RSET":
+            return Action([b"250 OK\r\n"], then="close")
+        return None
+
+    relay = HostileRelay(respond, connections=2)
+    try:
+        transport = smtp(relay.url(keepalive=10))
+        send(transport, batch(0, 1))
+        outcomes = send(transport, batch(1, 2))
+    finally:
+        close_idle_sessions()
+        relay.stop()
+    assert all(isinstance(outcome, Delivered) for outcome in outcomes)
+    assert relay.accepted == 2
+    assert relay.contents == [message(0), message(1), message(2)]
+
+
+def test_relay_limit_per_connection_gets_a_new_connection():
+    """421 to the first MAIL on a kept connection: the batch moves to a new one."""
+
+    def respond(command: str, number: int):
+        if command.upper().startswith("MAIL") and number == 3:
+            return Action([b"421 4.7.0 too many messages in this connection\r\n"], then="close")
+        return None
+
+    relay = HostileRelay(respond, connections=2)
+    try:
+        transport = smtp(relay.url(keepalive=10))
+        assert all(isinstance(o, Delivered) for o in send(transport, batch(0, 2)))
+        outcomes = send(transport, batch(2, 2))
+    finally:
+        close_idle_sessions()
+        relay.stop()
+    assert all(isinstance(outcome, Delivered) for outcome in outcomes)
+    assert relay.accepted == 2
+    assert relay.contents == [message(n) for n in range(4)]
+
+
+def test_reused_connection_lost_after_content_is_not_sent_again():
+    """The relay may have taken a message whose reply was lost: no second copy."""
+
+    def respond(command: str, number: int):
+        if command == "<content>" and number == 2:
+            return Action([], then="close")
+        return None
+
+    relay = HostileRelay(respond, connections=2)
+    try:
+        transport = smtp(relay.url(keepalive=10))
+        send(transport, batch(0, 1))
+        outcomes = send(transport, batch(1, 1))
+    finally:
+        close_idle_sessions()
+        relay.stop()
+    assert len(outcomes) == 1
+    assert isinstance(outcomes[0], TemporaryFailure)
+    assert outcomes[0].connection_lost
+    assert relay.accepted == 1
+    assert relay.contents == [message(0), message(1)]
+
+
+def test_new_connection_refused_after_a_failed_reuse_is_a_retry():
+    relay: HostileRelay
+
+    def respond(command: str, number: int):
+        if command.upper() == "RSET":
+            relay.server.close()  # no new connection after this one
             return Action([b"250 OK\r\n"], then="close")
         return None
 
@@ -183,6 +249,7 @@ def test_relay_closing_right_after_rset_means_a_retry():
     assert len(outcomes) == 1
     assert isinstance(outcomes[0], TemporaryFailure)
     assert outcomes[0].connection_lost
+    assert "connecting to" in outcomes[0].reply
     assert relay.contents == [message(0)]
     assert idle_count() == 0
 

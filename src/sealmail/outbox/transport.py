@@ -530,6 +530,7 @@ class SmtpTransport(Transport):
             if time.monotonic() - since > self.config.keepalive or session.too_old():
                 session.hang_up()
             elif session.probe():
+                session.reused = True
                 return session
             else:
                 session.close()
@@ -541,7 +542,8 @@ class SmtpTransport(Transport):
                 break
         return self._connect()
 
-    def _connect(self) -> SmtpSession:
+    def _connect(self, into: SmtpSession | None = None) -> SmtpSession:
+        """Open a new connection, as a new session or in place of ``into``'s."""
         config = self.config
         if config.implicit_tls:
             client: smtplib.SMTP = _TlsClient(
@@ -556,7 +558,12 @@ class SmtpTransport(Transport):
         client._host = config.host
         # The session exists before the connection, so that the watchdog
         # limits the greeting, EHLO, STARTTLS and AUTH together.
-        session = SmtpSession(client, config)
+        if into is None:
+            session = SmtpSession(client, config)
+        else:
+            session = into
+            session.adopt(client)
+            _watchdog.watch(session)
         session.deadline = time.monotonic() + EXCHANGE_LIMIT
         try:
             try:
@@ -703,8 +710,13 @@ class SmtpSession(Session):
     """
 
     def __init__(self, client: smtplib.SMTP, config: SmtpConfig | None = None) -> None:
-        self.client = client
         self.config = config
+        self.adopt(client)
+        _watchdog.watch(self)
+
+    def adopt(self, client: smtplib.SMTP) -> None:
+        """Start over with ``client``, a connection not yet opened."""
+        self.client = client
         self.opened = time.monotonic()
         self.messages = 0  # messages offered over this connection
         self.pipelining = False
@@ -717,7 +729,10 @@ class SmtpSession(Session):
         # True while the relay may be waiting for a message content.
         self.mid_transaction = False
         self.aborted = False
-        _watchdog.watch(self)
+        # True when the connection came from the idle sessions for this batch.
+        self.reused = False
+        # True once any message content of the current batch was written.
+        self.content_written = False
 
     def started(self) -> None:
         """Read what the connection offers, once EHLO and STARTTLS are done."""
@@ -774,6 +789,7 @@ class SmtpSession(Session):
             if code not in (250, 251):
                 raise self._rejected_and_reset(code, message)
             self.mid_transaction = True
+            self.content_written = True
             # data() only dot-stuffs; the composer already produced CRLF lines.
             code, message = client.data(data)
             self.mid_transaction = False
@@ -801,7 +817,40 @@ class SmtpSession(Session):
     def send_all(
         self, envelopes: Sequence[Envelope]
     ) -> Iterator[Delivered | DeliveryFailure]:
+        """Send the batch; start it over once if a reused connection fails first.
+
+        A relay may close a kept connection, or refuse more messages on it
+        with 421, after answering the RSET that checked it. When the batch's
+        first outcome is such a failure and no message content was written,
+        the relay accepted nothing, so the batch goes over a new connection.
+        """
+        reused, self.reused = self.reused, False
+        outcomes = self._send_batch(envelopes)
+        if not reused:
+            yield from outcomes
+            return
+        first = next(outcomes, None)
+        if first is None:
+            return
+        if not _is_lost(first) or self.content_written:
+            yield first
+            yield from outcomes
+            return
+        outcomes.close()
+        self.client.close()
+        assert self.config is not None
+        try:
+            SmtpTransport(self.config)._connect(into=self)
+        except DeliveryFailure as exc:
+            yield exc
+            return
+        yield from self._send_batch(envelopes)
+
+    def _send_batch(
+        self, envelopes: Sequence[Envelope]
+    ) -> Iterator[Delivered | DeliveryFailure]:
         self.messages += len(envelopes)
+        self.content_written = False
         if not self.pipelining:
             yield from super().send_all(envelopes)
             return
@@ -836,6 +885,7 @@ class SmtpSession(Session):
                         return
                 yield exc
                 continue
+            self.content_written = self.content_written or bool(content)
             try:
                 self._write(content + (b"RSET\r\n" if reset else b"") + commands)
             except OSError as exc:
@@ -887,6 +937,7 @@ class SmtpSession(Session):
 
     def _finish(self, content: bytes) -> Delivered | DeliveryFailure:
         """Send the last pending message content and return its outcome."""
+        self.content_written = True
         try:
             self._write(content)
         except OSError as exc:
