@@ -157,6 +157,7 @@ def run_relay(
     done,
     done_at,
     buffered: bool = False,
+    first_at=None,
 ) -> None:
     from aiosmtpd.controller import Controller
 
@@ -177,6 +178,8 @@ def run_relay(
                 accepted.value += 1
                 if b"multipart/encrypted" in head:
                     encrypted.value += 1
+                if accepted.value == 1:
+                    first_at.value = time.monotonic()
                 if accepted.value == target:
                     done_at.value = time.monotonic()
                     done.set()
@@ -392,6 +395,7 @@ class Result:
     peak_rss_mb: list[float]
     status: dict
     cpu: dict[str, float]  # CPU seconds of the consumers, the relay and gunicorn while the clock ran
+    first_seconds: float = float("nan")  # until the relay accepted the first message
 
 
 def wait_for_consumers(pid: int, count: int, timeout: float = 30) -> list[int]:
@@ -516,6 +520,7 @@ def run_config(
     context = multiprocessing.get_context("spawn")
     accepted, encrypted = context.Value("i", 0), context.Value("i", 0)
     done, done_at = context.Event(), context.Value("d", 0.0)
+    first_at = context.Value("d", 0.0)
     if relay_kind == "smtp-sink":
         relay = None
         sink = start_smtp_sink(relay_port)
@@ -534,6 +539,7 @@ def run_config(
                 done,
                 done_at,
                 relay_kind == "aiosmtpd-buffered",
+                first_at,
             ),
         )
         relay.start()
@@ -613,6 +619,7 @@ def run_config(
             if finished is None:
                 raise SystemExit(f"{name}: not all {count} messages sent in 600 s")
             total_seconds = finished - started
+            first_seconds = float("nan")
             accepted.value = count_sent(database_url, instance / "data")
             encrypted.value = count_sent(
                 database_url, instance / "data", encrypted=True
@@ -623,6 +630,7 @@ def run_config(
             )
         else:
             total_seconds = done_at.value - started
+            first_seconds = first_at.value - started
         peaks = [peak_rss_mb(pid) for pid in consumers]
         cpu = {
             "worker": sum(cpu_seconds(pid) for pid in consumers),
@@ -655,6 +663,7 @@ def run_config(
         peaks,
         status,
         cpu,
+        first_seconds,
     )
 
 
@@ -758,7 +767,8 @@ def main() -> None:
             results.append(result)
             print(
                 f"{name}: {result.total_seconds:.2f} s total, API call "
-                f"{result.api_seconds:.2f} s, {result.accepted} accepted, "
+                f"{result.api_seconds:.2f} s, first accepted after "
+                f"{result.first_seconds:.2f} s, {result.accepted} accepted, "
                 f"{result.encrypted} encrypted, worker peak RSS "
                 f"{', '.join(f'{mb:.0f} MiB' for mb in result.peak_rss_mb)}, "
                 f"outbox {result.status}, load average {os.getloadavg()[0]:.1f}, "
