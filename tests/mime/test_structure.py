@@ -10,12 +10,13 @@ import base64
 import email.utils
 import re
 import warnings
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 import pysequoia
 import pytest
 
 from sealmail.core.mime.compose import HIDDEN_SUBJECT, compose
+from sealmail.core.mime.headers import format_date
 from sealmail.core.mime.message import Format, OutgoingMessage
 from tests.mime import mailcheck
 from tests.mime.engines import GnuPGPeer, make_peer
@@ -364,3 +365,11 @@ def test_empty_subject_has_no_trailing_space(fmt, provider, customer_keys):
     assert expected in header.split(b"\r\n")
     for line in composed.data.split(b"\r\n"):
         assert not line.endswith((b" ", b"\t")), f"trailing whitespace: {line!r}"
+
+
+def test_date_keeps_its_zone_when_the_same_instant_was_formatted_before():
+    utc = datetime(2026, 12, 4, 12, 0, tzinfo=timezone.utc)
+    berlin = datetime(2026, 12, 4, 13, 0, tzinfo=timezone(timedelta(hours=1)))
+    assert utc == berlin
+    assert format_date(utc) == "Fri, 04 Dec 2026 12:00:00 +0000"
+    assert format_date(berlin) == "Fri, 04 Dec 2026 13:00:00 +0100"

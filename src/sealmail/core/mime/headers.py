@@ -16,7 +16,7 @@ import re
 import secrets
 import time
 from collections.abc import Iterable
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from email.headerregistry import Address
 
 from sealmail.core.errors import CompositionError
@@ -268,12 +268,22 @@ def format_date(value: datetime | None) -> str:
         return _format_now(int(time.time()))
     if value.tzinfo is None:
         value = value.replace(tzinfo=timezone.utc)
-    return email.utils.format_datetime(value)
+    return _format_aware(value, value.utcoffset())
 
 
 @functools.lru_cache(maxsize=1)
 def _format_now(timestamp: int) -> str:
     return email.utils.format_datetime(datetime.fromtimestamp(timestamp, timezone.utc))
+
+
+@functools.lru_cache(maxsize=8)
+def _format_aware(value: datetime, offset: timedelta | None) -> str:
+    """Format an aware datetime; a batch of mail shares one, so it is formatted once.
+
+    ``offset`` is part of the cache key because equal instants in other time
+    zones compare equal but print another offset.
+    """
+    return email.utils.format_datetime(value)
 
 
 def format_raw(name: str, value: str) -> bytes:
