@@ -842,7 +842,9 @@ class SmtpSession(Session):
         try:
             SmtpTransport(self.config)._connect(into=self)
         except DeliveryFailure as exc:
-            yield exc
+            # The new connection failed, not the first message, so even a
+            # 5xx to EHLO or AUTH is a temporary failure of that message.
+            yield TemporaryFailure(exc.reply, connection_lost=True)
             return
         yield from self._send_batch(envelopes)
 
