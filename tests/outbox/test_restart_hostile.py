@@ -2,12 +2,14 @@
 
 A batch whose reused connection fails before any message content went
 out moves to a new connection at once. These tests try to make that
-restart send a message twice, lose one, weaken TLS, or leave a socket
-or a watchdog entry behind.
+restart send a message twice, lose one, weaken TLS, take longer than one
+exchange may take, or leave a socket or a watchdog entry behind.
 """
 
 from __future__ import annotations
 
+import socket
+import time
 from pathlib import Path
 
 import pytest
@@ -232,8 +234,84 @@ def test_deliver_batch_restart_sends_each_once(make_contact, settings):
     assert {row.attempts for row in rows} == {1}
 
 
+def test_restart_after_hang_meets_exchange_limit(monkeypatch):
+    """The caller expects each outcome within EXCHANGE_LIMIT, restart included.
+
+    The outbox renews a batch's lease only between two outcomes, so an
+    outcome that takes longer can outlast the lease, and another worker
+    then sends the same messages.
+    """
+    limit = 4.0
+    monkeypatch.setattr(transport_module, "EXCHANGE_LIMIT", limit)
+
+    def respond(command: str, number: int):
+        if not command.upper().startswith("MAIL"):
+            return None
+        if relay.accepted == 1 and number == 2:
+            return Action([], then="hang")
+        if relay.accepted == 2:
+            return Action([b"", b"250 OK\r\n"], pause=limit - 1)
+        return None
+
+    relay = HostileRelay(respond, connections=2, concurrent=True)
+    try:
+        transport = smtp(relay.url(keepalive=10, timeout=30))
+        send(transport, batch(0, 1))
+        with transport.open() as session:
+            started = time.monotonic()
+            first = next(session.send_all(batch(1, 1)))
+            waited = time.monotonic() - started
+    finally:
+        close_idle_sessions()
+        relay.stop()
+    # The watchdog looks once a second.
+    assert waited < limit + 1.5, f"the first outcome took {waited:.1f} s ({first!r})"
+    assert isinstance(first, TemporaryFailure)
+    assert first.connection_lost
+    assert relay.contents == [message(0)]
+
+
+def test_slow_restart_meets_exchange_limit(monkeypatch):
+    """A slow 421 on the kept connection, then a slow reply on the new one.
+
+    Each byte comes within the socket timeout, so only the watchdog ends
+    the exchange.
+    """
+    limit = 10.0
+    monkeypatch.setattr(transport_module, "EXCHANGE_LIMIT", limit)
+
+    def respond(command: str, number: int):
+        if not command.upper().startswith("MAIL"):
+            return None
+        if relay.accepted == 1 and number == 2:
+            reply = b"421 4.7.0 closing\r\n"
+            return Action([b"", reply], pause=3.5, then="close")
+        if relay.accepted == 2:
+            return Action([bytes([byte]) for byte in b"250 OK\r\n"], pause=3.0)
+        return None
+
+    relay = HostileRelay(respond, connections=2, concurrent=True)
+    try:
+        transport = smtp(relay.url(keepalive=10, timeout=4))
+        send(transport, batch(0, 1))
+        with transport.open() as session:
+            started = time.monotonic()
+            first = next(session.send_all(batch(1, 1)))
+            waited = time.monotonic() - started
+    finally:
+        close_idle_sessions()
+        relay.stop()
+    # The watchdog looks once a second.
+    assert waited < limit + 2, f"the first outcome took {waited:.1f} s ({first!r})"
+    assert isinstance(first, TemporaryFailure)
+    assert first.connection_lost
+    assert relay.accepted == 2
+    assert relay.contents == [message(0)]
+    assert not watched(session)
+
+
 def test_restart_with_tls_required_never_sends_in_clear(tmp_path, monkeypatch):
-    """The new connection must offer STARTTLS again; a plaintext relay gets nothing."""
+    """The new connection must offer STARTTLS again, or nothing is sent."""
     tls_relay = LoopbackRelay(tmp_path)
     tls_relay.start()
     plain_relay = None
@@ -285,3 +363,35 @@ def test_restart_reports_the_new_connections_tls_state(tmp_path, monkeypatch):
     assert [outcome.tls_protocol for outcome in outcomes] == ["", ""]
     assert [outcome.tls_cipher for outcome in outcomes] == ["", ""]
     assert [r.tls for r in plain_relay.received] == [False, False]
+
+
+def test_restart_skipped_when_connect_may_overrun(monkeypatch):
+    """A relay whose listen queue is full drops the SYN, and connect() waits.
+
+    The watchdog cannot cut a TCP connect short, so a restart whose
+    connect could take the socket timeout past the limit is not tried.
+    """
+    limit = 4.0
+    monkeypatch.setattr(transport_module, "EXCHANGE_LIMIT", limit)
+    relay = HostileRelay(close_after_rset)
+    fillers = []
+    try:
+        transport = smtp(relay.url(keepalive=10, timeout=8))
+        send(transport, batch(0, 1))
+        # No more accept() calls: one queued connection fills a queue of 0.
+        relay.server.listen(0)
+        fillers.append(socket.create_connection(("127.0.0.1", relay.port), timeout=1))
+        with transport.open() as session:
+            started = time.monotonic()
+            outcomes = list(session.send_all(batch(1, 2)))
+            waited = time.monotonic() - started
+    finally:
+        for filler in fillers:
+            filler.close()
+        close_idle_sessions()
+        relay.stop()
+    assert waited < limit + 1.5, f"the first outcome took {waited:.1f} s ({outcomes!r})"
+    assert len(outcomes) == 1
+    assert isinstance(outcomes[0], TemporaryFailure)
+    assert outcomes[0].connection_lost
+    assert relay.contents == [message(0)]
