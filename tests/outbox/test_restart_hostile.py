@@ -395,3 +395,43 @@ def test_restart_skipped_when_connect_may_overrun(monkeypatch):
     assert isinstance(outcomes[0], TemporaryFailure)
     assert outcomes[0].connection_lost
     assert relay.contents == [message(0)]
+
+
+def test_watchdog_cuts_off_restart_login(monkeypatch):
+    """A new connection that drips its reply to AUTH is closed at the cutoff.
+
+    Each byte comes within the socket timeout, so only the watchdog ends
+    the login.
+    """
+    limit = 3.0
+    monkeypatch.setattr(transport_module, "EXCHANGE_LIMIT", limit)
+
+    def respond(command: str, number: int):
+        if command.upper().startswith("AUTH"):
+            reply = b"235 2.7.0 accepted\r\n"
+            if relay.accepted == 1:
+                return Action([reply])
+            return Action([bytes([byte]) for byte in reply], pause=0.5)
+        return close_after_rset(command, number)
+
+    relay = HostileRelay(respond, ehlo=WITH_AUTH, connections=2, concurrent=True)
+    try:
+        url = f"smtp://billing:s3cret@127.0.0.1:{relay.port}?tls=none&keepalive=10"
+        transport = smtp(url + "&timeout=1")
+        send(transport, batch(0, 1))
+        with transport.open() as session:
+            started = time.monotonic()
+            outcomes = list(session.send_all(batch(1, 2)))
+            waited = time.monotonic() - started
+    finally:
+        close_idle_sessions()
+        relay.stop()
+    assert waited < limit + 2, f"the first outcome took {waited:.1f} s ({outcomes!r})"
+    assert len(outcomes) == 1
+    assert isinstance(outcomes[0], TemporaryFailure)
+    assert outcomes[0].connection_lost
+    assert "a new connection included" in outcomes[0].reply
+    assert relay.accepted == 2
+    assert relay.contents == [message(0)]
+    assert not watched(session)
+    assert session.client.sock is None
