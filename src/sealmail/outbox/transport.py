@@ -858,6 +858,8 @@ class SmtpSession(Session):
         assert self.config is not None and self.cutoff is not None
         # The watchdog cannot cut a TCP connect short, because the socket
         # exists only once it is connected, so the socket timeout must fit.
+        # NOTE: with smtps the TLS handshake also runs before the socket
+        # exists, and a relay that sends it byte by byte is not cut off.
         return time.monotonic() + self.config.timeout < self.cutoff
 
     def _start_over(
