@@ -148,3 +148,31 @@ def test_bad_trusted_proxy_fails_at_start(tmp_path):
     assert result.returncode != 0
     assert "ImproperlyConfigured" in result.stderr
     assert "SEALMAIL_TRUSTED_PROXIES contains '10.0.0.256'" in result.stderr
+
+
+@pytest.mark.parametrize("value", ["-1", "abc", "1e9", "nan", "inf", "241"])
+def test_bad_smtp_keepalive_named(tmp_path, value):
+    url = f"smtp://127.0.0.1:2525?keepalive={value}"
+    expected = rf"SEALMAIL_SMTP_URL has keepalive='{value}'; give seconds from 0 "
+    with pytest.raises(ImproperlyConfigured, match=expected):
+        environment.smtp_url(url, tmp_path, "noreply@isp.example")
+
+
+def test_smtp_url_returned_unchanged(tmp_path):
+    url = "smtps://billing:s3cret@127.0.0.1?keepalive=0&timeout=5"
+    assert environment.smtp_url(url, tmp_path, "noreply@isp.example") == url
+    assert environment.smtp_url("", tmp_path, "noreply@isp.example") == ""
+
+
+def test_bad_smtp_url_fails_at_start(tmp_path):
+    env = dict(
+        os.environ,
+        SEALMAIL_DATA_DIR=str(tmp_path),
+        SEALMAIL_SMTP_URL="smtp://127.0.0.1:2525?keepalive=-1",
+        DJANGO_SETTINGS_MODULE="sealmail.project.settings",
+    )
+    command = [sys.executable, "-m", "django", "check"]
+    result = subprocess.run(command, env=env, capture_output=True, text=True)
+    assert result.returncode != 0
+    assert "ImproperlyConfigured" in result.stderr
+    assert "SEALMAIL_SMTP_URL has keepalive='-1'" in result.stderr

@@ -401,11 +401,7 @@ class _Watchdog:
             time.sleep(1.0)
             now = time.monotonic()
             with self._lock:
-                late = [
-                    session
-                    for session in self._sessions
-                    if session.deadline is not None and now > session.deadline
-                ]
+                late = [session for session in self._sessions if session.is_late(now)]
             for session in late:
                 session.abort()
             for session in _idle_sessions.expired(now):
@@ -711,6 +707,9 @@ class SmtpSession(Session):
 
     def __init__(self, client: smtplib.SMTP, config: SmtpConfig | None = None) -> None:
         self.config = config
+        # Monotonic time by which a batch that starts over on a new connection
+        # must have its first outcome, or None. It outlives adopt().
+        self.cutoff: float | None = None
         self.adopt(client)
         _watchdog.watch(self)
 
@@ -749,6 +748,12 @@ class SmtpSession(Session):
             tls_protocol=self.tls_protocol,
             tls_cipher=self.tls_cipher,
         )
+
+    def is_late(self, now: float) -> bool:
+        """Return whether the current exchange ran past its deadline or the cutoff."""
+        if self.deadline is None:
+            return False
+        return now > self.deadline or (self.cutoff is not None and now > self.cutoff)
 
     def abort(self) -> None:
         """Cut the connection off; the blocked read then fails (watchdog thread)."""
@@ -823,26 +828,58 @@ class SmtpSession(Session):
         with 421, after answering the RSET that checked it. When the batch's
         first outcome is such a failure and no message content was written,
         the relay accepted nothing, so the batch goes over a new connection.
+        The outbox renews a batch's lease only between two outcomes, so the
+        first outcome still comes within ``EXCHANGE_LIMIT`` seconds of the
+        request, the new connection included.
         """
         reused, self.reused = self.reused, False
         outcomes = self._send_batch(envelopes)
         if not reused:
             yield from outcomes
             return
-        first = next(outcomes, None)
+        self.cutoff = time.monotonic() + EXCHANGE_LIMIT
+        try:
+            first = next(outcomes, None)
+            if first is not None and self._may_start_over(first):
+                outcomes.close()
+                outcomes = self._start_over(envelopes)
+                first = next(outcomes, None)
+        finally:
+            self.cutoff = None
         if first is None:
             return
-        if not _is_lost(first) or self.content_written:
-            yield first
-            yield from outcomes
-            return
-        outcomes.close()
+        yield first
+        yield from outcomes
+
+    def _may_start_over(self, first: Delivered | DeliveryFailure) -> bool:
+        """Return whether the batch may go over a new connection after ``first``."""
+        if not _is_lost(first) or self.content_written or self.aborted:
+            return False
+        assert self.config is not None and self.cutoff is not None
+        # The watchdog cannot cut a TCP connect short, because the socket
+        # exists only once it is connected, so the socket timeout must fit.
+        # NOTE: with smtps the TLS handshake also runs before the socket
+        # exists, and a relay that sends it byte by byte is not cut off.
+        return time.monotonic() + self.config.timeout < self.cutoff
+
+    def _start_over(
+        self, envelopes: Sequence[Envelope]
+    ) -> Iterator[Delivered | DeliveryFailure]:
+        """Send the batch over a new connection in place of the failed one."""
         self.client.close()
         assert self.config is not None
         try:
             SmtpTransport(self.config)._connect(into=self)
         except DeliveryFailure as exc:
-            yield exc
+            # The new connection failed, not the first message, so even a
+            # 5xx to EHLO or AUTH is a temporary failure of that message.
+            reply = exc.reply
+            if self.aborted:
+                reply = (
+                    f"the relay took more than {EXCHANGE_LIMIT:.0f} s for the first "
+                    "message, a new connection included, so the connection was closed"
+                )
+            yield TemporaryFailure(reply, connection_lost=True)
             return
         yield from self._send_batch(envelopes)
 

@@ -16,6 +16,8 @@ from django.core.exceptions import ImproperlyConfigured
 from huey import PriorityRedisHuey, SqliteHuey
 from huey.api import Huey
 
+from sealmail.outbox.transport import TransportConfigError, transport_from_url
+
 HUEY_NAME = "sealmail"
 
 
@@ -184,6 +186,19 @@ def role_addresses(value: str, sender: str) -> list[str]:
                 "address; give comma-separated addresses like support@example.net"
             )
     return addresses
+
+
+def smtp_url(url: str, maildir: Path, sender: str) -> str:
+    """Validate ``SEALMAIL_SMTP_URL`` (``url``) and return it unchanged.
+
+    A worker would otherwise find a typo only when it delivers, and count
+    every delivery attempt until the messages fail.
+    """
+    try:
+        transport_from_url(url, maildir, sender.rpartition("@")[2] or "localhost")
+    except TransportConfigError as exc:
+        raise ImproperlyConfigured(str(exc)) from None
+    return url
 
 
 def huey_from_url(url: str, sqlite_path: Path, *, immediate: bool) -> Huey:

@@ -23,6 +23,7 @@ from sealmail.project.environment import (
     ensure_secret_key,
     huey_from_url,
     role_addresses,
+    smtp_url,
 )
 
 DATA_DIR: Path = data_dir()
@@ -36,7 +37,9 @@ SEALMAIL_FROM = os.environ.get("SEALMAIL_FROM", "noreply@provider.example")
 SEALMAIL_ROLE_ADDRESSES = role_addresses(
     os.environ.get("SEALMAIL_ROLE_ADDRESSES", ""), SEALMAIL_FROM
 )
-SEALMAIL_SMTP_URL = os.environ.get("SEALMAIL_SMTP_URL", "")
+SEALMAIL_SMTP_URL = smtp_url(
+    os.environ.get("SEALMAIL_SMTP_URL", ""), MAILDIR, SEALMAIL_FROM
+)
 SEALMAIL_WEB_ADDR = env_addr("SEALMAIL_WEB_ADDR", "127.0.0.1:8000")
 SEALMAIL_SMTPD_ADDR = env_addr("SEALMAIL_SMTPD_ADDR", "127.0.0.1:2525")
 SEALMAIL_BASE_URL = os.environ.get(

@@ -4,6 +4,8 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand
 
+from sealmail.outbox.delivery import get_transport
+
 
 class Command(BaseCommand):
     help = "Print the portal URL, the inbound address and how to log in."
@@ -16,7 +18,8 @@ class Command(BaseCommand):
             f"sealmail portal:   {settings.SEALMAIL_BASE_URL}/",
             f"staff admin:       {settings.SEALMAIL_BASE_URL}/admin/",
             f"inbound SMTP:      {host}:{port} for {', '.join(settings.SEALMAIL_ROLE_ADDRESSES)}",
-            f"outgoing mail:     {settings.SEALMAIL_SMTP_URL or settings.MAILDIR}",
+            # describe() leaves out the relay's user name and password.
+            f"outgoing mail:     {get_transport().describe()}",
             f"data directory:    {settings.DATA_DIR}",
         ]
         if not has_staff:
