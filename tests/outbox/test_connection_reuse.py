@@ -8,72 +8,20 @@ whose last exchange ended cleanly is kept.
 
 from __future__ import annotations
 
-import time
-from pathlib import Path
 
 import pytest
 
 from sealmail.outbox import transport as transport_module
 from sealmail.outbox.transport import (
     Delivered,
-    Envelope,
-    SmtpTransport,
     TemporaryFailure,
     TransportConfigError,
     close_idle_sessions,
     parse_smtp_url,
-    transport_from_url,
 )
 from tests.outbox.hostile_relay import Action, HostileRelay
 from tests.outbox.smtp_server import LoopbackRelay
-
-
-def message(n: int) -> bytes:
-    return (
-        f"From: billing@provider.test\r\nTo: c{n}@customer.test\r\n"
-        f"Subject: batch test {n}\r\nMessage-ID: <r{n}@provider.test>\r\n\r\n"
-        "body\r\n"
-    ).encode()
-
-
-def batch(first: int, count: int) -> list[Envelope]:
-    return [
-        Envelope("billing@provider.test", f"c{n}@customer.test", message(n))
-        for n in range(first, first + count)
-    ]
-
-
-def smtp(url: str) -> SmtpTransport:
-    transport = transport_from_url(url, Path("/nonexistent"), "provider.test")
-    assert isinstance(transport, SmtpTransport)
-    return transport
-
-
-def send(transport: SmtpTransport, envelopes: list[Envelope]) -> list:
-    with transport.open() as session:
-        return list(session.send_all(envelopes))
-
-
-def idle_count() -> int:
-    """How many sessions wait for a batch now (puts them back unchanged)."""
-    sessions = transport_module._idle_sessions.drain()
-    for session in sessions:
-        assert session.config is not None
-        transport_module._idle_sessions.put(session.config, session)
-    return len(sessions)
-
-
-def ended_with_quit(relay: HostileRelay) -> bool:
-    return [command.upper() for command in relay.commands[-1:]] == ["QUIT"]
-
-
-def wait_for(condition, seconds: float = 5.0) -> bool:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.05)
-    return condition()
+from tests.outbox.relay_client import batch, ended_with_quit, idle_count, message, send, smtp, wait_for
 
 
 @pytest.fixture

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import socket
 import time
-from pathlib import Path
 
 import pytest
 
@@ -22,43 +21,16 @@ from sealmail.outbox.transport import (
     Envelope,
     PermanentFailure,
     SmtpSession,
-    SmtpTransport,
     TemporaryFailure,
     close_idle_sessions,
-    transport_from_url,
 )
 from tests.outbox.helpers import enqueue_messages
 from tests.outbox.hostile_relay import EHLO, Action, HostileRelay
 from tests.outbox.smtp_server import LoopbackRelay
+from tests.outbox.relay_client import batch, message, send, smtp
 
 NO_PIPELINING = "250-hostile.test\r\n250 8BITMIME"
 WITH_AUTH = "250-hostile.test\r\n250-PIPELINING\r\n250-8BITMIME\r\n250 AUTH PLAIN"
-
-
-def message(n: int) -> bytes:
-    return (
-        f"From: billing@provider.test\r\nTo: c{n}@customer.test\r\n"
-        f"Subject: restart test {n}\r\nMessage-ID: <s{n}@provider.test>\r\n\r\n"
-        "body\r\n"
-    ).encode()
-
-
-def batch(first: int, count: int) -> list[Envelope]:
-    return [
-        Envelope("billing@provider.test", f"c{n}@customer.test", message(n))
-        for n in range(first, first + count)
-    ]
-
-
-def smtp(url: str) -> SmtpTransport:
-    transport = transport_from_url(url, Path("/nonexistent"), "provider.test")
-    assert isinstance(transport, SmtpTransport)
-    return transport
-
-
-def send(transport: SmtpTransport, envelopes: list[Envelope]) -> list:
-    with transport.open() as session:
-        return list(session.send_all(envelopes))
 
 
 def close_after_rset(command: str, number: int):

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import threading
 import time
-from pathlib import Path
 
 import pytest
 
@@ -19,51 +18,15 @@ from sealmail.outbox import transport as transport_module
 from sealmail.outbox.models import OutboxMessage
 from sealmail.outbox.transport import (
     Delivered,
-    Envelope,
     PermanentFailure,
     SmtpTransport,
     TemporaryFailure,
     close_idle_sessions,
-    transport_from_url,
 )
 from tests.outbox.helpers import enqueue_messages
 from tests.outbox.hostile_relay import Action, HostileRelay
 from tests.outbox.smtp_server import LoopbackRelay
-
-
-def message(n: int) -> bytes:
-    return (
-        f"From: billing@provider.test\r\nTo: c{n}@customer.test\r\n"
-        f"Subject: reuse test {n}\r\nMessage-ID: <h{n}@provider.test>\r\n\r\n"
-        "body\r\n"
-    ).encode()
-
-
-def batch(first: int, count: int) -> list[Envelope]:
-    return [
-        Envelope("billing@provider.test", f"c{n}@customer.test", message(n))
-        for n in range(first, first + count)
-    ]
-
-
-def smtp(url: str) -> SmtpTransport:
-    transport = transport_from_url(url, Path("/nonexistent"), "provider.test")
-    assert isinstance(transport, SmtpTransport)
-    return transport
-
-
-def send(transport: SmtpTransport, envelopes: list[Envelope]) -> list:
-    with transport.open() as session:
-        return list(session.send_all(envelopes))
-
-
-def idle_count() -> int:
-    """How many sessions wait for a batch now (puts them back unchanged)."""
-    sessions = transport_module._idle_sessions.drain()
-    for session in sessions:
-        assert session.config is not None
-        transport_module._idle_sessions.put(session.config, session)
-    return len(sessions)
+from tests.outbox.relay_client import batch, idle_count, message, send, smtp
 
 
 def rsets(relay: HostileRelay) -> int:
