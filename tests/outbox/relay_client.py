@@ -7,7 +7,13 @@ from collections.abc import Callable
 from pathlib import Path
 
 from sealmail.outbox import transport as transport_module
-from sealmail.outbox.transport import Envelope, SmtpTransport, transport_from_url
+from sealmail.outbox.transport import (
+    Delivered,
+    Envelope,
+    SmtpTransport,
+    close_idle_sessions,
+    transport_from_url,
+)
 from tests.outbox.hostile_relay import HostileRelay
 
 
@@ -59,3 +65,19 @@ def wait_for(condition: Callable[[], bool], seconds: float = 5.0) -> bool:
             return True
         time.sleep(0.05)
     return condition()
+
+
+def second_batch(relay: HostileRelay, first: int, second: int) -> list:
+    """Send ``first`` messages, then ``second`` more over the kept connection.
+
+    The first batch must be delivered. Returns the second batch's outcomes
+    and stops the relay.
+    """
+    try:
+        transport = smtp(relay.url(keepalive=10))
+        outcomes = send(transport, batch(0, first))
+        assert all(isinstance(outcome, Delivered) for outcome in outcomes), outcomes
+        return send(transport, batch(first, second))
+    finally:
+        close_idle_sessions()
+        relay.stop()

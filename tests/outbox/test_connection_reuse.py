@@ -21,7 +21,16 @@ from sealmail.outbox.transport import (
 )
 from tests.outbox.hostile_relay import Action, HostileRelay
 from tests.outbox.smtp_server import LoopbackRelay
-from tests.outbox.relay_client import batch, ended_with_quit, idle_count, message, send, smtp, wait_for
+from tests.outbox.relay_client import (
+    batch,
+    ended_with_quit,
+    idle_count,
+    message,
+    second_batch,
+    send,
+    smtp,
+    wait_for,
+)
 
 
 @pytest.fixture
@@ -97,13 +106,7 @@ def test_idle_connection_that_fails_rset_is_replaced(rset_reply):
         return rset_reply if command.upper() == "RSET" else None
 
     relay = HostileRelay(respond, connections=2)
-    try:
-        transport = smtp(relay.url(keepalive=10))
-        assert isinstance(send(transport, batch(0, 1))[0], Delivered)
-        outcomes = send(transport, batch(1, 2))
-    finally:
-        close_idle_sessions()
-        relay.stop()
+    outcomes = second_batch(relay, 1, 2)
     assert all(isinstance(outcome, Delivered) for outcome in outcomes)
     assert relay.accepted == 2
     assert relay.contents == [message(0), message(1), message(2)]
@@ -122,13 +125,7 @@ def test_relay_closing_right_after_rset_gets_a_new_connection():
         return None
 
     relay = HostileRelay(respond, connections=2)
-    try:
-        transport = smtp(relay.url(keepalive=10))
-        send(transport, batch(0, 1))
-        outcomes = send(transport, batch(1, 2))
-    finally:
-        close_idle_sessions()
-        relay.stop()
+    outcomes = second_batch(relay, 1, 2)
     assert all(isinstance(outcome, Delivered) for outcome in outcomes)
     assert relay.accepted == 2
     assert relay.contents == [message(0), message(1), message(2)]
@@ -164,13 +161,7 @@ def test_reused_connection_lost_after_content_is_not_sent_again():
         return None
 
     relay = HostileRelay(respond, connections=2)
-    try:
-        transport = smtp(relay.url(keepalive=10))
-        send(transport, batch(0, 1))
-        outcomes = send(transport, batch(1, 1))
-    finally:
-        close_idle_sessions()
-        relay.stop()
+    outcomes = second_batch(relay, 1, 1)
     assert len(outcomes) == 1
     assert isinstance(outcomes[0], TemporaryFailure)
     assert outcomes[0].connection_lost

@@ -18,6 +18,7 @@ from sealmail.outbox import transport as transport_module
 from sealmail.outbox.models import OutboxMessage
 from sealmail.outbox.transport import (
     Delivered,
+    DeliveryFailure,
     Envelope,
     PermanentFailure,
     SmtpSession,
@@ -27,7 +28,7 @@ from sealmail.outbox.transport import (
 from tests.outbox.helpers import enqueue_messages
 from tests.outbox.hostile_relay import EHLO, Action, HostileRelay
 from tests.outbox.smtp_server import LoopbackRelay
-from tests.outbox.relay_client import batch, message, send, smtp
+from tests.outbox.relay_client import batch, message, second_batch, send, smtp
 
 NO_PIPELINING = "250-hostile.test\r\n250 8BITMIME"
 WITH_AUTH = "250-hostile.test\r\n250-PIPELINING\r\n250-8BITMIME\r\n250 AUTH PLAIN"
@@ -45,16 +46,31 @@ def watched(session: SmtpSession) -> bool:
         return session in transport_module._watchdog._sessions
 
 
-@pytest.mark.parametrize("ehlo", [EHLO, NO_PIPELINING], ids=["pipelining", "plain"])
-def test_restart_sends_each_message_once(ehlo):
-    relay = HostileRelay(close_after_rset, ehlo=ehlo, connections=2)
+def timed_first_outcome(
+    relay: HostileRelay, timeout: float
+) -> tuple[Delivered | DeliveryFailure, float, SmtpSession]:
+    """Send one message, then time the first outcome of a second one.
+
+    Returns that outcome, the seconds it took and the session, and stops
+    the relay.
+    """
     try:
-        transport = smtp(relay.url(keepalive=10))
+        transport = smtp(relay.url(keepalive=10, timeout=timeout))
         send(transport, batch(0, 1))
-        outcomes = send(transport, batch(1, 3))
+        with transport.open() as session:
+            started = time.monotonic()
+            first = next(session.send_all(batch(1, 1)))
+            waited = time.monotonic() - started
     finally:
         close_idle_sessions()
         relay.stop()
+    return first, waited, session
+
+
+@pytest.mark.parametrize("ehlo", [EHLO, NO_PIPELINING], ids=["pipelining", "plain"])
+def test_restart_sends_each_message_once(ehlo):
+    relay = HostileRelay(close_after_rset, ehlo=ehlo, connections=2)
+    outcomes = second_batch(relay, 1, 3)
     assert all(isinstance(outcome, Delivered) for outcome in outcomes), outcomes
     assert relay.accepted == 2
     assert relay.contents == [message(n) for n in range(4)]
@@ -94,13 +110,7 @@ def test_restart_happens_once():
         return None
 
     relay = HostileRelay(respond, connections=3, concurrent=True)
-    try:
-        transport = smtp(relay.url(keepalive=10))
-        send(transport, batch(0, 1))
-        outcomes = send(transport, batch(1, 2))
-    finally:
-        close_idle_sessions()
-        relay.stop()
+    outcomes = second_batch(relay, 1, 2)
     assert len(outcomes) == 1
     assert isinstance(outcomes[0], TemporaryFailure)
     assert outcomes[0].connection_lost
@@ -226,16 +236,7 @@ def test_restart_after_hang_meets_exchange_limit(monkeypatch):
         return None
 
     relay = HostileRelay(respond, connections=2, concurrent=True)
-    try:
-        transport = smtp(relay.url(keepalive=10, timeout=30))
-        send(transport, batch(0, 1))
-        with transport.open() as session:
-            started = time.monotonic()
-            first = next(session.send_all(batch(1, 1)))
-            waited = time.monotonic() - started
-    finally:
-        close_idle_sessions()
-        relay.stop()
+    first, waited, _session = timed_first_outcome(relay, timeout=30)
     # The watchdog looks once a second.
     assert waited < limit + 1.5, f"the first outcome took {waited:.1f} s ({first!r})"
     assert isinstance(first, TemporaryFailure)
@@ -263,16 +264,7 @@ def test_slow_restart_meets_exchange_limit(monkeypatch):
         return None
 
     relay = HostileRelay(respond, connections=2, concurrent=True)
-    try:
-        transport = smtp(relay.url(keepalive=10, timeout=4))
-        send(transport, batch(0, 1))
-        with transport.open() as session:
-            started = time.monotonic()
-            first = next(session.send_all(batch(1, 1)))
-            waited = time.monotonic() - started
-    finally:
-        close_idle_sessions()
-        relay.stop()
+    first, waited, session = timed_first_outcome(relay, timeout=4)
     # The watchdog looks once a second.
     assert waited < limit + 2, f"the first outcome took {waited:.1f} s ({first!r})"
     assert isinstance(first, TemporaryFailure)
