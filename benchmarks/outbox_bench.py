@@ -5,7 +5,7 @@ Each configuration runs a fresh sealmail instance in subprocesses.
 customers. ``sealmail worker`` with one or more consumer processes composes the messages
 (encrypted and signed, PGP/MIME) and deliver them to an aiosmtpd relay with
 STARTTLS on 127.0.0.1, which counts what it accepted. By default the relay
-holds the replies to a pipelined group and reads message content in
+buffers the replies to a pipelined group and reads message content in
 blocks, as Postfix does (``--relay aiosmtpd-buffered``); ``--relay aiosmtpd``
 runs stock aiosmtpd, which does neither. The clock runs from just before the POST
 until the relay accepted the N-th message. Every contact has an active
@@ -83,7 +83,7 @@ def buffered_smtp_class():
     replies to a pipelined group until it has read the whole group, and
     reads message content in blocks. This class does both, so that the
     benchmark's relay spends its CPU per message the way a production
-    relay does; it answers every command as stock aiosmtpd does.
+    relay does; it replies to every command as stock aiosmtpd does.
     """
     from aiosmtpd.smtp import SMTP
 

@@ -169,7 +169,7 @@ class MaildirSession(Session):
 
 
 # Seconds an idle relay connection waits for the next batch. Relays allow
-# far longer (RFC 5321 asks for 5 minutes); a worker needs only the gap
+# far longer (RFC 5321 recommends 5 minutes); a worker needs only the gap
 # between two batches of one burst.
 DEFAULT_KEEPALIVE = 10.0
 
@@ -417,9 +417,10 @@ class _IdleSessions:
     A burst reaches a worker as batches of up to 100 messages. Reusing the
     connection spares each batch the TCP connection, EHLO, STARTTLS and the
     TLS handshake, on both sides. A session comes back here only if its
-    last exchange ended cleanly. Before it is used again it must answer
-    RSET, which also ends any transaction the relay still holds open. The
-    watchdog closes sessions that stayed idle longer than their keepalive.
+    last exchange ended cleanly. Before it is used again it must reply 250
+    to RSET, which also ends any transaction the relay still keeps open.
+    The watchdog closes sessions that stayed idle longer than their
+    keepalive.
     """
 
     def __init__(self) -> None:
@@ -520,7 +521,7 @@ class SmtpTransport(Transport):
         return _ssl_context(self.config.cafile, self.config.verify)
 
     def open(self) -> Session:
-        """Return an idle connection that still answers, or a new one."""
+        """Return an idle connection that still replies, or a new one."""
         while (idle := _idle_sessions.take(self.config)) is not None:
             session, since = idle
             if time.monotonic() - since > self.config.keepalive or session.too_old():
@@ -825,7 +826,7 @@ class SmtpSession(Session):
         """Send the batch; start it over once if a reused connection fails first.
 
         A relay may close a kept connection, or refuse more messages on it
-        with 421, after answering the RSET that checked it. When the batch's
+        with 421, after replying to the RSET that checked it. When the batch's
         first outcome is such a failure and no message content was written,
         the relay accepted nothing, so the batch goes over a new connection.
         The outbox renews a batch's lease only between two outcomes, so the
@@ -1049,9 +1050,9 @@ class SmtpSession(Session):
             self.close()
 
     def probe(self) -> bool:
-        """Return whether an idle connection still answers RSET.
+        """Return whether an idle connection still replies 250 to RSET.
 
-        RSET also ends any transaction that the relay still holds open.
+        RSET also ends any transaction that the relay still keeps open.
         """
         try:
             return self._reset()
