@@ -367,7 +367,7 @@ def test_empty_subject_has_no_trailing_space(fmt, provider, customer_keys):
         assert not line.endswith((b" ", b"\t")), f"trailing whitespace: {line!r}"
 
 
-def test_date_keeps_its_zone_when_the_same_instant_was_formatted_before():
+def test_cached_date_keeps_its_zone():
     utc = datetime(2026, 12, 4, 12, 0, tzinfo=timezone.utc)
     berlin = datetime(2026, 12, 4, 13, 0, tzinfo=timezone(timedelta(hours=1)))
     assert utc == berlin

@@ -1,7 +1,7 @@
 """Keeping a relay connection open for the next batch.
 
 A worker sends a burst as many batches. The connection of one batch
-stays open for ``keepalive`` seconds, answers RSET before the next batch
+stays open for ``keepalive`` seconds, replies to RSET before the next batch
 uses it, and is closed with QUIT when it stays idle. Only a connection
 whose last exchange ended cleanly is kept.
 """
@@ -56,7 +56,7 @@ def test_next_batch_uses_the_same_tls_connection(relay):
     assert wait_for(lambda: relay.quits == 1)
 
 
-def test_reuse_starts_with_rset_and_idle_close_sends_quit():
+def test_reuse_sends_rset_then_quit():
     relay = HostileRelay(lambda command, number: None)
     try:
         transport = smtp(relay.url(keepalive=10))
@@ -81,7 +81,7 @@ def test_reuse_starts_with_rset_and_idle_close_sends_quit():
     assert relay.accepted == 1
 
 
-def test_relay_that_closed_the_idle_connection_gets_a_new_one(relay):
+def test_closed_idle_connection_is_replaced(relay):
     transport = smtp(relay.url())
     send(transport, batch(0, 2))
     # The relay restarts, which drops the idle connection.
@@ -112,8 +112,8 @@ def test_idle_connection_that_fails_rset_is_replaced(rset_reply):
     assert relay.contents == [message(0), message(1), message(2)]
 
 
-def test_relay_closing_right_after_rset_gets_a_new_connection():
-    """A relay that answers RSET and then hangs up fails the batch's first MAIL.
+def test_close_after_rset_restarts_batch():
+    """A relay that replies to RSET and then hangs up fails the batch's first MAIL.
 
     Nothing of the batch reached the relay, so it starts over on a new
     connection instead of waiting for a retry.
@@ -131,7 +131,7 @@ def test_relay_closing_right_after_rset_gets_a_new_connection():
     assert relay.contents == [message(0), message(1), message(2)]
 
 
-def test_relay_limit_per_connection_gets_a_new_connection():
+def test_per_connection_limit_restarts_batch():
     """421 to the first MAIL on a kept connection: the batch moves to a new one."""
 
     def respond(command: str, number: int):
@@ -152,7 +152,7 @@ def test_relay_limit_per_connection_gets_a_new_connection():
     assert relay.contents == [message(n) for n in range(4)]
 
 
-def test_reused_connection_lost_after_content_is_not_sent_again():
+def test_loss_after_content_not_resent():
     """The relay may have taken a message whose reply was lost: no second copy."""
 
     def respond(command: str, number: int):
@@ -169,7 +169,7 @@ def test_reused_connection_lost_after_content_is_not_sent_again():
     assert relay.contents == [message(0), message(1)]
 
 
-def test_new_connection_refused_after_a_failed_reuse_is_a_retry():
+def test_refused_restart_means_retry():
     relay: HostileRelay
 
     def respond(command: str, number: int):
@@ -193,7 +193,7 @@ def test_new_connection_refused_after_a_failed_reuse_is_a_retry():
     assert idle_count() == 0
 
 
-def test_watchdog_closes_a_connection_idle_past_its_keepalive():
+def test_watchdog_closes_expired_idle_connection():
     relay = HostileRelay(lambda command, number: None)
     try:
         transport = smtp(relay.url(keepalive=1))
@@ -223,7 +223,7 @@ def test_lost_connection_is_not_kept():
         relay.stop()
 
 
-def test_session_left_by_an_exception_is_closed_not_kept():
+def test_exception_closes_session():
     relay = HostileRelay(lambda command, number: None)
     try:
         transport = smtp(relay.url(keepalive=10))
@@ -237,7 +237,7 @@ def test_session_left_by_an_exception_is_closed_not_kept():
         relay.stop()
 
 
-def test_session_abandoned_mid_transaction_is_not_kept():
+def test_abandoned_transaction_closes_session():
     relay = HostileRelay(lambda command, number: None)
     try:
         transport = smtp(relay.url(keepalive=10))
@@ -253,7 +253,7 @@ def test_session_abandoned_mid_transaction_is_not_kept():
     assert "QUIT" not in [command.upper() for command in relay.commands]
 
 
-def test_connection_gives_way_after_its_message_limit(relay, monkeypatch):
+def test_message_limit_ends_connection(relay, monkeypatch):
     monkeypatch.setattr(transport_module, "MAX_MESSAGES_PER_CONNECTION", 3)
     transport = smtp(relay.url())
     for first in (0, 2, 4):
@@ -274,13 +274,13 @@ def test_keepalive_zero_closes_after_each_batch(relay):
     assert idle_count() == 0
 
 
-def test_connections_of_another_relay_setting_are_not_used(relay):
+def test_other_relay_setting_not_reused(relay):
     send(smtp(relay.url()), batch(0, 1))
     send(smtp(relay.url(timeout="6")), batch(1, 1))
     assert relay.connections == 2
 
 
-def test_child_process_does_not_use_the_parents_connections(relay, monkeypatch):
+def test_child_process_opens_own_connection(relay, monkeypatch):
     transport = smtp(relay.url())
     send(transport, batch(0, 1))
     parent = transport_module.os.getpid()
