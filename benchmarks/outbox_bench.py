@@ -411,6 +411,19 @@ def wait_for_consumers(pid: int, count: int, timeout: float = 30) -> list[int]:
     raise SystemExit(f"the worker did not start {count} consumer processes")
 
 
+def wait_until_idle(pids: list[int], timeout: float = 60) -> None:
+    """Wait until ``pids`` together use under 2 % of a CPU for half a second."""
+    deadline = time.monotonic() + timeout
+    before = sum(cpu_seconds(pid) for pid in pids)
+    while time.monotonic() < deadline:
+        time.sleep(0.5)
+        now = sum(cpu_seconds(pid) for pid in pids)
+        if now - before < 0.01:
+            return
+        before = now
+    raise SystemExit(f"processes {pids} were still busy after {timeout:.0f} s")
+
+
 def cpu_seconds(pid: int, *, children: bool = False) -> float:
     """User and system CPU time of a process, with its reaped children if asked."""
     fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
@@ -565,7 +578,9 @@ def run_config(
         wait_for_port(web_port)
         wait_for_port(relay_port)
         consumers = wait_for_consumers(worker.pid, workers)
-        time.sleep(1.0)  # let the consumers start Huey
+        # The clock measures the running service, so every process must have
+        # finished starting (importing Django, starting Huey) first.
+        wait_until_idle([*consumers, *process_tree(web.pid), relay_pid])
 
         content = (
             {
