@@ -79,11 +79,11 @@ def buffered_smtp_class():
 
     Stock aiosmtpd 1.4.6 reads a message's content line by line in Python
     and writes each reply on its own, one TLS record and one system call
-    per reply. Postfix, like RFC 2920 section 3.2 recommends, holds the
+    per reply. Postfix, as RFC 2920 section 3.2 recommends, keeps the
     replies to a pipelined group until it has read the whole group, and
-    reads message content in blocks. This class does both, so that the
-    benchmark's relay spends its CPU per message the way a production
-    relay does; it replies to every command as stock aiosmtpd does.
+    reads message content in blocks. This class does both, so the
+    benchmark's relay spends its CPU per message as a production relay
+    does. It replies to every command as stock aiosmtpd does.
     """
     from aiosmtpd.smtp import SMTP
 

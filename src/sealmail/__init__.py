@@ -9,5 +9,5 @@ __version__ = "0.1.0"
 # set, which costs about a tenth of the CPU of composing an encrypted
 # message. sealmail turns those errors into Python exceptions and never shows
 # the trace, so library traces are off unless the operator asks for them.
-# Panics still print a trace when RUST_BACKTRACE asks for one.
+# Panics still print a trace when RUST_BACKTRACE requests one.
 os.environ.setdefault("RUST_LIB_BACKTRACE", "0")

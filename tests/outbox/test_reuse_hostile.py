@@ -137,7 +137,7 @@ def test_stale_idle_reply_sends_nothing():
     """An unsolicited reply shifts every later reply by one.
 
     The probe's RSET reads the stale reply, so the first message of the
-    next batch sees the reply to RCPT where the 354 to DATA belongs. Its
+    next batch reads the reply to RCPT where the 354 to DATA belongs. Its
     content must not go out.
     """
 

@@ -464,12 +464,16 @@ class _IdleSessions:
         """Remove and return the sessions idle for longer than their keepalive."""
         with self._lock:
             self._forget_inherited()
-            gone = []
+            expired_sessions = []
             for config, idle in self._idle.items():
-                keep = [(s, since) for s, since in idle if now - since <= config.keepalive]
-                gone.extend(s for s, since in idle if now - since > config.keepalive)
-                idle[:] = keep
-            return gone
+                kept = []
+                for session, since in idle:
+                    if now - since > config.keepalive:
+                        expired_sessions.append(session)
+                    else:
+                        kept.append((session, since))
+                idle[:] = kept
+            return expired_sessions
 
     def drain(self) -> list[SmtpSession]:
         with self._lock:
